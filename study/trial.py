@@ -1,0 +1,128 @@
+"""`python -m study trial`: one config, in-process, no Ray (debuggable with pdb)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trainables.config import TrainConfig, parse_value
+from trainables.training import fit, validate
+
+log = logging.getLogger(__name__)
+SUMMARY_KEYS = ("test_acc", "val_acc", "best_val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s", "params")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("trial", help="train one config in-process (no Ray) and print its metrics")
+    p.add_argument("--model", default="seed_cnn")
+    p.add_argument("--method", default="standard")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ or cifar-100-python/")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any TrainConfig field or method parameter, e.g. --set lr=0.01 --set split_ratio=0.4")
+    p.add_argument("--probes", action="store_true", help="linear probe per block after training (seed 003/004)")
+    p.add_argument("--out", type=Path, default=None, help="write final metrics + history as JSON")
+    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite:///./mlflow.db)")
+    p.add_argument("--experiment", default="trials", help="MLflow experiment name")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    flat: dict[str, Any] = dict(
+        model=args.model, method=args.method, dataset=args.dataset, epochs=args.epochs, seed=args.seed,
+        data_dir=args.data_dir, device=args.device, probes=args.probes,
+    )
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        flat[key.strip()] = parse_value(value)
+    return TrainConfig.from_flat(flat)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    validate(config)  # bad names and ranges fail here, before data or MLflow
+    console = Console(stderr=True)
+    tracker = None if args.no_mlflow else _MlflowTrial(args, config)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}"), console=console) as progress:
+        task = progress.add_task(f"{config.model}/{config.method}", total=config.epochs, status="")
+
+        def on_epoch(metrics: dict[str, Any], _checkpoint: Any) -> None:
+            progress.update(task, completed=metrics["epoch"], status=_status(metrics))
+            if tracker:
+                tracker.epoch(metrics)
+
+        try:
+            final = fit(config, on_epoch)
+        except BaseException as err:
+            if tracker:
+                tracker.fail(f"{type(err).__name__}: {err}")
+            raise
+        progress.update(task, completed=config.epochs)
+    if tracker:
+        tracker.finish(final)
+    Console().print(_summary_table(config, final))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"config": config.to_flat(), **final}, indent=2, default=str))
+        print(f"metrics written to {args.out}")
+    return 0
+
+
+def _status(metrics: dict[str, Any]) -> str:
+    parts = [f"val_acc={metrics['val_acc']:.3f}", f"loss={metrics['train_loss']:.3f}"]
+    parts += [f"{k}={metrics[k]}" for k in ("stage", "split", "block") if k in metrics]
+    return " ".join(parts)
+
+
+def _summary_table(config: TrainConfig, final: dict[str, Any]) -> Table:
+    table = Table(title=f"{config.model} / {config.method} / {config.dataset} / seed {config.seed}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in SUMMARY_KEYS:
+        value = final[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for key, value in final.items():
+        if key not in SUMMARY_KEYS and key != "history":
+            table.add_row(key, json.dumps(value) if isinstance(value, (list, dict)) else str(value))
+    return table
+
+
+class _MlflowTrial:
+    """One MLflow run for a CLI trial, laid out like a sweep trial's run."""
+
+    def __init__(self, args: argparse.Namespace, config: TrainConfig):
+        from mlflow.tracking import MlflowClient
+
+        from study import tracking
+
+        self.tracking = tracking
+        uri = args.tracking_uri or tracking.default_tracking_uri(Path.cwd())
+        self.client = MlflowClient(uri)
+        experiment_id = tracking.get_or_create_experiment(self.client, args.experiment)
+        name = f"{config.model}-{config.method}-s{config.seed}"
+        self.run_id = tracking.start_run(self.client, experiment_id, name, config.to_flat(),
+                                         tags={"source": "trial", "model": config.model, "method": config.method})
+        print(f"MLflow run {self.run_id} in {uri} (experiment {args.experiment!r})", file=sys.stderr)
+
+    def epoch(self, metrics: dict[str, Any]) -> None:
+        self.tracking.log_metrics(self.client, self.run_id, metrics, step=int(metrics["epoch"]))
+
+    def finish(self, final: dict[str, Any]) -> None:
+        self.tracking.log_final(self.client, self.run_id, final)
+
+    def fail(self, reason: str) -> None:
+        self.tracking.fail_run(self.client, self.run_id, reason)

@@ -1,0 +1,116 @@
+"""TrainConfig: the one flat configuration every method, the CLI and Ray trials share."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Shared knobs (DESIGN §3). Method-specific knobs live in `params` and are checked by the method."""
+
+    model: str = "seed_cnn"
+    method: str = "standard"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    width: float = 1.0
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_train_samples: int | None = None
+    augment: bool = True
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    probes: bool = False
+    inject_nan_at_epoch: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("device", self.device, DEVICES)
+        check_range("epochs", self.epochs, 1, None)
+        check_range("batch_size", self.batch_size, 1, None)
+        check_range("lr", self.lr, 0.0, None, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, None)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        check_range("width", self.width, 0.0, None, low_open=True)
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        if self.max_train_samples is not None:
+            check_range("max_train_samples", self.max_train_samples, 1, None)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)} - {"params"}
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> "TrainConfig":
+        """Split a flat dict (CLI `--set`, Optuna samples) into shared fields and method params."""
+        shared = {k: v for k, v in flat.items() if k in cls.field_names()}
+        params = dict(flat.get("params", {}))
+        params.update({k: v for k, v in flat.items() if k not in cls.field_names() and k != "params"})
+        return cls(**shared, params=params)
+
+    def to_flat(self) -> dict[str, Any]:
+        """The inverse of `from_flat`: shared fields and method params in one flat dict."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "params"}
+        flat.update(self.params)
+        return flat
+
+
+def check_choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
+    """Raise a ValueError naming the key, the bad value and the valid choices."""
+    if value not in valid:
+        raise ValueError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
+
+
+def check_range(
+    key: str,
+    value: float,
+    low: float | None,
+    high: float | None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise a ValueError naming the key, the value and the valid interval."""
+    ok = True
+    if low is not None:
+        ok &= value > low if low_open else value >= low
+    if high is not None:
+        ok &= value < high if high_open else value <= high
+    if not ok:
+        left = ("(" if low_open else "[") + ("-inf" if low is None else str(low))
+        right = ("inf" if high is None else str(high)) + (")" if high_open else "]")
+        raise ValueError(f"{key}={value!r} is out of range; valid range: {left}, {right}")
+
+
+def parse_value(text: str) -> Any:
+    """Parse a `--set key=value` right-hand side: bool, int, float, list (comma or JSON), else str."""
+    import json
+
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        pass
+    if "," in text:
+        return [parse_value(part) for part in text.split(",")]
+    return text

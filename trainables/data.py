@@ -1,0 +1,208 @@
+"""Data sets as uint8 tensors on the training device, deterministic splits, on-device batching.
+
+`digits` (scikit-learn's 8x8 digits, upsampled to 3x32x32) ships with the package and is the
+default. `cifar10`/`cifar100` load through torchvision from a local directory: nothing is
+ever downloaded, and a missing directory is an error that says how to fetch the files.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("digits", "cifar10", "cifar100")
+SPLIT_SEED = 1234  # fixed: every trial of a study sees the same train/val/test split
+DIGITS_TEST_FRACTION = 0.2
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 NCHW and int64 labels, on one device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device) -> "ImageSet":
+        return ImageSet(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class DataSplits:
+    """Train/val/test sets plus what batching needs to normalise and augment them."""
+
+    name: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    flip: bool  # horizontal flips make sense for natural images, not for digits
+
+    def to(self, device: torch.device) -> "DataSplits":
+        return DataSplits(
+            self.name, self.train.to(device), self.val.to(device), self.test.to(device),
+            self.num_classes, self.mean, self.std, self.flip,
+        )
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    val_fraction: float = 0.1,
+    max_train_samples: int | None = None,
+    verify_checksums: bool = True,
+) -> DataSplits:
+    """Load `name` on the CPU and split a validation set off its training set (fixed seed)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    if name == "digits":
+        train, test, num_classes = _load_digits()
+        mean, std, flip = _channel_stats(train.x), _channel_stats(train.x, std=True), False
+    else:
+        train, test, num_classes = _load_cifar(name, data_dir, verify_checksums)
+        mean, std, flip = CIFAR_MEAN, CIFAR_STD, True
+    train, val = _split(train, val_fraction)
+    if max_train_samples is not None:
+        train = ImageSet(train.x[:max_train_samples], train.y[:max_train_samples])
+    return DataSplits(name, train, val, test, num_classes, mean, std, flip)
+
+
+def _load_digits() -> tuple[ImageSet, ImageSet, int]:
+    """scikit-learn's digits (1797 real 8x8 scans, values 0..16) as 3x32x32 uint8 images."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    x = (images.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = int(round(DIGITS_TEST_FRACTION * len(y)))
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    return ImageSet(x[train_idx], y[train_idx]), ImageSet(x[test_idx], y[test_idx]), 10
+
+
+def _load_cifar(name: str, data_dir: str | Path | None, verify_checksums: bool) -> tuple[ImageSet, ImageSet, int]:
+    from torchvision import datasets
+
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} needs --data-dir pointing at a folder that holds {CIFAR_FOLDERS[name]}/")
+    root = Path(data_dir).expanduser()
+    folder = root / CIFAR_FOLDERS[name]
+    if not folder.is_dir():
+        archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+        raise FileNotFoundError(
+            f"{name} not found: expected the folder {folder}. Nothing is downloaded at run time. "
+            f"On a machine with internet run\n"
+            f"  python -c \"import torchvision; torchvision.datasets.{_cifar_class(name)}('{root}', download=True)\"\n"
+            f"or fetch https://www.cs.toronto.edu/~kriz/{archive} and extract it into {root}."
+        )
+    cls = getattr(datasets, _cifar_class(name))
+    if not verify_checksums:
+        log.warning("md5 check of %s files in %s is OFF (verify_checksums=False)", name, folder)
+        cls = _without_md5(cls)
+    try:
+        train_ds, test_ds = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"{name} in {folder} failed torchvision's md5 check ({err}); re-extract the official archive"
+        ) from err
+    return _as_imageset(train_ds), _as_imageset(test_ds), len(train_ds.classes)
+
+
+def _cifar_class(name: str) -> str:
+    return "CIFAR10" if name == "cifar10" else "CIFAR100"
+
+
+def _without_md5(cls: type) -> type:
+    """A CIFAR class that checks the files exist but not their md5 (for small files in CIFAR layout)."""
+
+    class Unverified(cls):  # type: ignore[misc, valid-type]
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / filename).is_file() for filename, _ in self.train_list + self.test_list)
+
+    Unverified.__name__ = f"Unverified{cls.__name__}"
+    return Unverified
+
+
+def _as_imageset(ds) -> ImageSet:
+    x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(x, torch.as_tensor(ds.targets, dtype=torch.int64))
+
+
+def _split(train: ImageSet, val_fraction: float) -> tuple[ImageSet, ImageSet]:
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED + 1))
+    n_val = max(1, int(round(val_fraction * len(train))))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return ImageSet(train.x[train_idx], train.y[train_idx]), ImageSet(train.x[val_idx], train.y[val_idx])
+
+
+def _channel_stats(x: torch.Tensor, std: bool = False) -> tuple[float, float, float]:
+    values = x.float().div(255).transpose(0, 1).reshape(x.shape[1], -1)
+    stats = values.std(dim=1) if std else values.mean(dim=1)
+    return tuple(float(v) for v in stats)  # type: ignore[return-value]
+
+
+class Batcher:
+    """Shuffles, augments (random crop with padding, optional flip) and normalises on the data's device."""
+
+    def __init__(self, splits: DataSplits, channels_last: bool = False, crop_padding: int = 4):
+        device = splits.train.x.device
+        self.mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
+        self.flip = splits.flip
+        self.padding = crop_padding
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float().div_(255) - self.mean) / self.std
+        return x.contiguous(memory_format=self.memory_format)
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-image random translation by up to `padding` pixels (zero fill) and random flip."""
+        n, _, h, w = x.shape
+        p = self.padding
+        device = x.device
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(device)
+        rows = (torch.arange(h, device=device)[None, :] + dy[:, None])[:, None, :, None]
+        cols = (torch.arange(w, device=device)[None, :] + dx[:, None])[:, None, None, :]
+        if self.flip:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(device)
+            cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+        batch_idx = torch.arange(n, device=device)[:, None, None, None]
+        chan_idx = torch.arange(x.shape[1], device=device)[None, :, None, None]
+        return padded[batch_idx, chan_idx, rows, cols]
+
+    def train_batches(
+        self, data: ImageSet, batch_size: int, generator: torch.Generator, augment: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One shuffled epoch; the last partial batch is dropped when there are full ones (keeps BN stable)."""
+        order = torch.randperm(len(data), generator=generator).to(data.x.device)
+        n_batches = max(1, len(data) // batch_size)
+        for i in range(n_batches):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            x = data.x[idx]
+            if augment:
+                x = self.augment(x, generator)
+            yield self.normalise(x), data.y[idx]
+
+    def eval_batches(self, data: ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(data), batch_size):
+            yield self.normalise(data.x[start : start + batch_size]), data.y[start : start + batch_size]

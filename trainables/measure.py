@@ -1,0 +1,115 @@
+"""Measurement: wall time with CUDA sync, peak memory per phase, throughput, parameter counts.
+
+Peak memory (`peak_mem_mb`) is the peak during a phase minus the memory in use when the
+phase's baseline was taken (after the data set is loaded, before the model is built), so
+data held on the device does not dilute differences between methods.
+- CUDA: `torch.cuda.max_memory_allocated`, reset per phase (exact, allocator-level).
+- CPU: the process high-water mark `VmHWM`, reset per phase by writing 5 to
+  /proc/self/clear_refs after `malloc_trim(0)` hands freed heap back to the OS. This is
+  coarser: it counts whole pages and whatever the allocator keeps resident, so compare
+  CPU numbers between methods measured in separate processes or phases of similar size.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MB = 1024 * 1024
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False; use --device cpu or auto")
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Timer:
+    """Wall-clock seconds between start() and stop(), synchronising CUDA at both ends."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._start = 0.0
+
+    def start(self) -> None:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+
+    def stop(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter() - self._start
+
+
+def _read_status_kb(key: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{key} not found in {_STATUS}")
+
+
+def _malloc_trim() -> None:
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        try:
+            ctypes.CDLL(libc_name).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+class PeakMemory:
+    """Peak memory of a phase in MB above a baseline taken once with `set_baseline()`."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cpu_supported = _STATUS.exists() and _CLEAR_REFS.exists()
+        self.baseline_mb = 0.0
+        self.set_baseline()
+
+    def current_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.device) / MB
+        return _read_status_kb("VmRSS") / 1024 if self.cpu_supported else 0.0
+
+    def set_baseline(self) -> None:
+        self.reset()
+        self.baseline_mb = self.current_mb()
+
+    def reset(self) -> None:
+        """Start a new phase: the next `peak_mb()` covers only what happens after this call."""
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.cpu_supported:
+            _malloc_trim()
+            try:
+                _CLEAR_REFS.write_text("5")
+            except OSError:
+                self.cpu_supported = False
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / MB
+        elif self.cpu_supported:
+            peak = _read_status_kb("VmHWM") / 1024
+        else:
+            return float("nan")
+        return max(0.0, peak - self.baseline_mb)
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,113 @@
+"""The interface every training method implements; `trainables.training.fit` drives it.
+
+A method is a sequence of stages (standard: one; layer_to_layer: one per split, then an
+optional finetune; greedy: one per block). The shared loop owns epochs, evaluation,
+measurement, checkpoints and callbacks; a method owns its losses and optimisers.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.models import BlockNet
+
+
+@dataclass
+class Stage:
+    """One phase of training: `epochs` epochs with a fixed structure described by `info`."""
+
+    index: int
+    epochs: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodParams:
+    """Base for a method's own knobs; `from_dict` rejects unknown keys by name."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], method: str) -> "MethodParams":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            valid = ", ".join(sorted(known)) or "(none)"
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for method {method!r}; valid: {valid}")
+        return cls(**values)
+
+
+class Method(ABC):
+    """Owns the losses, optimisers and any auxiliary modules of one training method."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(self, config: TrainConfig, model: BlockNet, num_classes: int, device: torch.device,
+                 steps_per_epoch: int):
+        self.config = config
+        self.model = model
+        self.num_classes = num_classes
+        self.device = device
+        self.steps_per_epoch = steps_per_epoch
+        self.params = self.Params.from_dict(config.params, self.name)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    # --- structure -------------------------------------------------------------------
+    @abstractmethod
+    def plan(self) -> list[Stage]:
+        """The stages in order; their epochs add up to the budget `config.epochs`."""
+
+    def aux_modules(self) -> nn.ModuleDict:
+        """Modules besides the model that are trained and checkpointed (auxiliary heads)."""
+        return nn.ModuleDict()
+
+    @abstractmethod
+    def start_stage(self, stage: Stage) -> None:
+        """Prepare a stage: which parameters train, optimisers and schedules."""
+
+    def end_stage(self, stage: Stage, val_metrics: dict[str, float]) -> bool:
+        """Called after a stage's last epoch; returning False ends training early."""
+        return True
+
+    # --- one batch ---------------------------------------------------------------------
+    @abstractmethod
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward, backward and optimiser step on one batch; returns detached losses ('loss' required)."""
+
+    def train_mode(self) -> None:
+        self.model.train()
+        self.aux_modules().train()
+
+    def eval_mode(self) -> None:
+        self.model.eval()
+        self.aux_modules().eval()
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of the network as it stands ('main'), plus any other heads worth scoring."""
+        return {"main": self.model(x)}
+
+    def stage_metrics(self, stage: Stage) -> dict[str, Any]:
+        """Per-epoch metrics that describe the current stage (e.g. stage, split)."""
+        return {"stage": stage.index}
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {}
+
+    # --- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # --- helpers -----------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when `amp` is on; a no-op elsewhere."""
+        enabled = self.config.amp and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)

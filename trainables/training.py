@@ -1,0 +1,216 @@
+"""fit(): the one training loop every method, the CLI and Ray trials share.
+
+It owns epochs, evaluation of the network as it stands, time and memory measurement,
+divergence checks, resumable state and the per-epoch callback; the method owns the losses.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from trainables.config import TrainConfig
+from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
+from trainables.measure import PeakMemory, Timer, count_params, resolve_device
+from trainables.methods import Method, Stage, get_method
+from trainables.models import build_model
+
+log = logging.getLogger(__name__)
+
+Checkpoint = dict[str, Any]
+EpochCallback = Callable[[dict[str, Any], Callable[[], Checkpoint]], None]
+EVAL_BATCH = 512
+
+
+class DivergedError(FloatingPointError):
+    """The training loss stopped being finite; the trial ends with this reason."""
+
+
+def validate(config: TrainConfig) -> None:
+    """Every name and range check that can run without data: call before any expensive work."""
+    from trainables.data import DATASETS
+    from trainables.models import MODELS
+
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; valid models: {', '.join(sorted(MODELS))}")
+    if config.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+    method_cls = get_method(config.method)
+    method_cls.Params.from_dict(config.params, config.method)
+
+
+def fit(
+    config: TrainConfig,
+    callback: EpochCallback | None = None,
+    resume: Checkpoint | None = None,
+    splits: DataSplits | None = None,
+    verify_checksums: bool = True,
+) -> dict[str, Any]:
+    """Train `config` to the end of its budget and return the final metrics (with `history`).
+
+    `callback(metrics, checkpoint)` runs after every epoch; `checkpoint()` builds the state
+    that `resume=` continues from. `splits` skips loading (tests, benchmarks).
+    """
+    validate(config)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    if splits is None:
+        splits = load_dataset(config.dataset, config.data_dir, config.val_fraction, config.max_train_samples,
+                              verify_checksums=verify_checksums)
+    splits = splits.to(device)
+    channels_last = config.channels_last and device.type == "cuda"
+    batcher = Batcher(splits, channels_last=channels_last)
+    memory = PeakMemory(device)
+
+    model = build_model(config.model, splits.num_classes, config.width).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = max(1, len(splits.train) // config.batch_size)
+    method = get_method(config.method)(config, model, splits.num_classes, device, steps_per_epoch)
+    method.aux_modules().to(device)
+    stages = method.plan()
+    generator = torch.Generator().manual_seed(config.seed)
+
+    history: list[dict[str, Any]] = []
+    done_epochs, stopped = 0, False
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        method.aux_modules().load_state_dict(resume["aux"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, done_epochs, stopped = list(resume["history"]), resume["epoch"], resume["stopped"]
+        log.info("resuming %s/%s at epoch %d", config.model, config.method, done_epochs)
+
+    epoch = 0
+    for stage in stages:
+        if stopped:
+            break
+        if epoch + stage.epochs <= done_epochs:
+            epoch += stage.epochs
+            continue
+        method.start_stage(stage)
+        if resume is not None and epoch <= done_epochs:
+            method.load_state_dict(resume["method"])
+        for epoch_in_stage in range(stage.epochs):
+            epoch += 1
+            if epoch <= done_epochs:
+                continue
+            metrics = _train_epoch(config, method, stage, splits, batcher, generator, memory, epoch)
+            metrics.update(evaluate(method, splits.val, batcher, prefix="val"))
+            last_in_stage = epoch_in_stage == stage.epochs - 1
+            if last_in_stage:
+                stopped = not method.end_stage(stage, metrics)
+            history.append(metrics)
+            log.info("epoch %d %s", epoch, {k: v for k, v in metrics.items() if not isinstance(v, list)})
+            if callback is not None:
+                callback(metrics, lambda: _checkpoint(model, method, generator, history, epoch, stopped))
+            if stopped:
+                break
+
+    final = _final_metrics(config, method, model, splits, batcher, history)
+    if config.probes:
+        from trainables.probes import probe_accuracies
+
+        final["probe_acc"] = probe_accuracies(model, splits, batcher)
+    return final
+
+
+def _train_epoch(
+    config: TrainConfig, method: Method, stage: Stage, splits: DataSplits, batcher: Batcher,
+    generator: torch.Generator, memory: PeakMemory, epoch: int,
+) -> dict[str, Any]:
+    if config.inject_nan_at_epoch == epoch:  # test knob: poison the weights so the loss really diverges
+        with torch.no_grad():
+            next(method.model.parameters()).fill_(float("nan"))
+    timer = Timer(method.device)
+    memory.reset()
+    method.train_mode()
+    timer.start()
+    sums: dict[str, torch.Tensor] = {}
+    batches = 0
+    images = 0
+    for x, y in batcher.train_batches(splits.train, config.batch_size, generator, augment=config.augment):
+        for key, value in method.train_step(x, y).items():
+            sums[key] = sums.get(key, 0) + value.float()
+        batches += 1
+        images += len(y)
+    epoch_time = timer.stop()
+    means = {key: float(total) / batches for key, total in sums.items()}
+    train_loss = means.pop("loss")
+    if not math.isfinite(train_loss):
+        raise DivergedError(f"train_loss is {train_loss} at epoch {epoch} ({config.model}/{config.method})")
+    metrics: dict[str, Any] = {"epoch": epoch, **method.stage_metrics(stage), "train_loss": train_loss}
+    metrics.update(means)
+    metrics.update(
+        epoch_time_s=epoch_time,
+        peak_mem_mb=memory.peak_mb(),
+        throughput_img_s=images / epoch_time if epoch_time > 0 else float("nan"),
+        lr=method_lr(method),
+    )
+    return metrics
+
+
+def method_lr(method: Method) -> float:
+    optimizer = getattr(method, "optimizer", None)
+    return float(optimizer.param_groups[0]["lr"]) if optimizer is not None else float("nan")
+
+
+@torch.no_grad()
+def evaluate(method: Method, data: ImageSet, batcher: Batcher, prefix: str) -> dict[str, float]:
+    """Loss and accuracy of the 'main' prediction and accuracy of every other head the method scores."""
+    method.eval_mode()
+    correct: dict[str, float] = {}
+    loss_sum = 0.0
+    for x, y in batcher.eval_batches(data, EVAL_BATCH):
+        with method.autocast():
+            outputs = method.predict(x)
+        loss_sum += float(F.cross_entropy(outputs["main"].float(), y, reduction="sum"))
+        for key, logits in outputs.items():
+            correct[key] = correct.get(key, 0.0) + float((logits.argmax(1) == y).sum())
+    n = len(data)
+    metrics = {f"{prefix}_loss": loss_sum / n, f"{prefix}_acc": correct.pop("main") / n}
+    metrics.update({f"{key}_acc": value / n for key, value in correct.items()})
+    return metrics
+
+
+def _final_metrics(
+    config: TrainConfig, method: Method, model: torch.nn.Module, splits: DataSplits, batcher: Batcher,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    test = evaluate(method, splits.test, batcher, prefix="test")
+    train_time = sum(h["epoch_time_s"] for h in history)
+    images = sum(h["throughput_img_s"] * h["epoch_time_s"] for h in history)
+    final: dict[str, Any] = {
+        "test_acc": test["test_acc"],
+        "test_loss": test["test_loss"],
+        "val_acc": history[-1]["val_acc"] if history else float("nan"),
+        "best_val_acc": max((h["val_acc"] for h in history), default=float("nan")),
+        "train_time_s": train_time,
+        "peak_mem_mb": max((h["peak_mem_mb"] for h in history), default=float("nan")),
+        "throughput_img_s": images / train_time if train_time > 0 else float("nan"),
+        "params": count_params(model),
+        "epochs_run": len(history),
+    }
+    final.update(method.final_metrics())
+    final["history"] = history
+    return final
+
+
+def _checkpoint(
+    model: torch.nn.Module, method: Method, generator: torch.Generator, history: list[dict[str, Any]],
+    epoch: int, stopped: bool,
+) -> Checkpoint:
+    """Everything needed to continue bit-for-bit (on CPU) after `epoch`; loadable with weights_only=True."""
+    return {
+        "epoch": epoch,
+        "stopped": stopped,
+        "model": model.state_dict(),
+        "aux": method.aux_modules().state_dict(),
+        "method": method.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": list(history),
+    }
