@@ -132,6 +132,8 @@ def _without_md5(cls: type) -> type:
     """A CIFAR class that checks the files exist but not their md5 (for small files in CIFAR layout)."""
 
     class Unverified(cls):  # type: ignore[misc, valid-type]
+        meta = {**cls.meta, "md5": None}  # torchvision's check_integrity(path, None) only checks existence
+
         def _check_integrity(self) -> bool:
             folder = Path(self.root) / self.base_folder
             return all((folder / filename).is_file() for filename, _ in self.train_list + self.test_list)

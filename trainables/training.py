@@ -190,6 +190,7 @@ def _final_metrics(
         "best_val_acc": max((h["val_acc"] for h in history), default=float("nan")),
         "train_time_s": train_time,
         "peak_mem_mb": max((h["peak_mem_mb"] for h in history), default=float("nan")),
+        "stage_peak_mem_mb": _per_stage_max(history, "peak_mem_mb"),
         "throughput_img_s": images / train_time if train_time > 0 else float("nan"),
         "params": count_params(model),
         "epochs_run": len(history),
@@ -197,6 +198,14 @@ def _final_metrics(
     final.update(method.final_metrics())
     final["history"] = history
     return final
+
+
+def _per_stage_max(history: list[dict[str, Any]], key: str) -> list[float]:
+    """max(key) over the epochs of each stage, in stage order (memory honesty: every stage's peak)."""
+    peaks: dict[int, float] = {}
+    for h in history:
+        peaks[h["stage"]] = max(peaks.get(h["stage"], 0.0), h[key])
+    return [peaks[stage] for stage in sorted(peaks)]
 
 
 def _checkpoint(

@@ -22,6 +22,20 @@ class BlockNet(nn.Module):
     def num_blocks(self) -> int:
         return len(self.blocks)
 
+    @torch.no_grad()
+    def feature_shapes(self, input_shape: tuple[int, ...] = (3, 32, 32)) -> list[tuple[int, ...]]:
+        """Output shape (without batch) of every block, from one dry forward pass in eval mode."""
+        was_training = self.training
+        self.eval()
+        param = next(self.parameters())
+        x = torch.zeros(2, *input_shape, device=param.device)
+        shapes = []
+        for block in self.blocks:
+            x = block(x)
+            shapes.append(tuple(x.shape[1:]))
+        self.train(was_training)
+        return shapes
+
     def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Run blocks `start..stop-1` (no head)."""
         stop = self.num_blocks if stop is None else stop
