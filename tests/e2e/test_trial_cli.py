@@ -1,0 +1,48 @@
+"""`python -m study trial` as a user runs it: exit codes, JSON output, the MLflow run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+
+def test_unknown_model_fails_fast_listing_valid_models(tmp_path: Path):
+    result = run_cli("trial", "--model", "nope", "--out", "m.json", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "valid models" in result.stderr and "seed_cnn" in result.stderr and "resnet18" in result.stderr
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_bad_set_value_names_key(tmp_path: Path):
+    result = run_cli("trial", "--set", "lr=-1", "--no-mlflow", cwd=tmp_path)
+    assert result.returncode != 0 and "lr=-1" in result.stderr
+
+
+def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
+    result = run_cli("trial", "--epochs", "2", "--set", "width=0.25", "--set", "max_train_samples=256",
+                     "--device", "cpu", "--out", "m.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads((tmp_path / "m.json").read_text())
+    for key in ("test_acc", "train_time_s", "params", "peak_mem_mb", "history"):
+        assert key in out
+    assert [h["epoch"] for h in out["history"]] == [1, 2]
+    assert {"train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb"} <= set(out["history"][0])
+    assert "test_acc" in result.stdout  # the summary table
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("trials")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_acc"] == out["test_acc"]
+    assert run.data.params["model"] == "seed_cnn" and run.data.tags["code_version"]
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 2

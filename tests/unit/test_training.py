@@ -1,0 +1,83 @@
+"""The shared fit loop with the standard method: learning, determinism, resume, divergence, metrics."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from trainables.training import DivergedError, fit
+
+EPOCH_KEYS = {"epoch", "stage", "train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb",
+              "throughput_img_s", "lr"}
+FINAL_KEYS = {"test_acc", "train_time_s", "peak_mem_mb", "params", "history", "stage_peak_mem_mb"}
+
+
+def test_standard_learns_digits(make_config, digits):
+    final = fit(make_config(epochs=3, width=0.5, batch_size=64), splits=digits)
+    assert final["test_acc"] > 0.6  # chance is 0.1
+    assert FINAL_KEYS <= set(final)
+    assert final["params"] > 0 and final["train_time_s"] > 0
+    losses = [h["train_loss"] for h in final["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_callback_gets_every_epoch_with_metrics(make_config, digits):
+    seen = []
+    fit(make_config(epochs=2, max_train_samples=128), callback=lambda m, _: seen.append(m), splits=digits)
+    assert [m["epoch"] for m in seen] == [1, 2]
+    assert all(EPOCH_KEYS <= set(m) for m in seen)
+
+
+def test_same_seed_same_result_on_cpu(make_config, digits):
+    config = make_config(epochs=1, max_train_samples=128)
+    a, b = fit(config, splits=digits), fit(config, splits=digits)
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+    assert a["test_acc"] == b["test_acc"]
+    c = fit(make_config(epochs=1, max_train_samples=128, seed=1), splits=digits)
+    assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
+
+
+def test_resume_continues_from_checkpoint_bit_for_bit(make_config, digits):
+    config = make_config(epochs=3, max_train_samples=128)
+    straight = fit(config, splits=digits)
+    saved = {}
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_epoch_1(metrics, checkpoint):
+        buffer = io.BytesIO()
+        torch.save(checkpoint(), buffer)  # the state must survive a save/load with weights_only=True
+        saved["state"] = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(config, callback=stop_after_epoch_1, splits=digits)
+    epochs_run = []
+    resumed = fit(config, callback=lambda m, _: epochs_run.append(m["epoch"]), resume=saved["state"], splits=digits)
+    assert epochs_run == [2, 3]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][-1]["train_loss"] == straight["history"][-1]["train_loss"]
+    assert resumed["test_acc"] == straight["test_acc"]
+
+
+def test_nan_loss_raises_diverged(make_config, digits):
+    with pytest.raises(DivergedError, match="epoch 2"):
+        fit(make_config(epochs=3, max_train_samples=64, inject_nan_at_epoch=2), splits=digits)
+
+
+@pytest.mark.parametrize("override,fragment", [({"model": "nope"}, "valid models"),
+                                               ({"method": "nope"}, "valid methods"),
+                                               ({"dataset": "nope"}, "valid datasets"),
+                                               ({"not_a_knob": 1}, "unknown parameter")])
+def test_bad_names_fail_before_training(make_config, override, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        fit(make_config(**override))
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("sgd", "onecycle"), ("adamw", "constant"), ("sgd", "cosine")])
+def test_optimizers_and_schedules_train(make_config, digits, optimizer, schedule):
+    final = fit(make_config(epochs=1, optimizer=optimizer, schedule=schedule, lr=0.01, max_train_samples=128),
+                splits=digits)
+    assert final["history"][0]["train_loss"] < 10 and 0 <= final["test_acc"] <= 1
