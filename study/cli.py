@@ -1,23 +1,33 @@
-"""The `python -m study` command line: one subcommand per job (trial, sweep, report, ui)."""
+"""The `python -m study` command line: one subcommand per job (trial, sweep, report, ui).
+
+Each subcommand lives in its own module and is imported only when it is the one asked for,
+so `ui` and `report` start without loading torch or Ray.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
-from study import trial
+COMMANDS = ("trial", "sweep", "report", "ui")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or with just `only` (faster start-up)."""
+    parser = argparse.ArgumentParser(prog="python -m study", description="l2l-study: trial, sweep, report, ui")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    trial.add_parser(subparsers)
+    for name in COMMANDS:
+        if only is None or name == only:
+            importlib.import_module(f"study.{name}").add_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -24,6 +24,18 @@ def default_tracking_uri(directory: str | Path) -> str:
     path = Path(directory).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def existing_store_uri(directory: str | Path, tracking_uri: str | None = None) -> str:
+    """`tracking_uri` or the study's sqlite store, checked to exist (MLflow would create an empty one)."""
+    path = Path(directory).expanduser().resolve() / "mlflow.db"
+    uri = tracking_uri or f"sqlite:///{path}"
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise FileNotFoundError(f"no MLflow store at {path}: run a sweep first "
+                                    f"(python -m study sweep --study-dir {directory}) or pass --tracking-uri")
+    return uri
 
 
 def git_commit() -> str:
@@ -53,6 +65,25 @@ def start_run(
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, _param_text(v)) for k, v in sorted(params.items())])
     return run.info.run_id
+
+
+def search_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """Every active run of the experiment matching `filter_string` (all result pages), oldest first."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token,
+                                  order_by=["attributes.start_time ASC"])
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def tag_filter(key: str, value: str) -> str:
+    """An MLflow filter clause `tags.<key> = '<value>'` (keys with dots quoted, e.g. mlflow.parentRunId)."""
+    name = f"`{key}`" if "." in key else key
+    return f"tags.{name} = '{value}'"
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -111,6 +142,6 @@ def _now_ms() -> int:
 
 
 __all__ = [
-    "PARENT_TAG", "default_tracking_uri", "fail_run", "get_or_create_experiment", "git_commit",
-    "log_final", "log_json", "log_metrics", "scalar_metrics", "start_run",
+    "PARENT_TAG", "default_tracking_uri", "existing_store_uri", "fail_run", "get_or_create_experiment", "git_commit",
+    "log_final", "log_json", "log_metrics", "scalar_metrics", "search_runs", "start_run", "tag_filter",
 ]

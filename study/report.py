@@ -1,0 +1,332 @@
+"""`python -m study report`: a study's trials as Parquet, a Table-1 style Markdown comparison and plots.
+
+Reads the MLflow store alone (layout: one parent run per arm with `role=arm`, one child run per trial
+with `role=trial` and `phase` search|seeds), so a report can be rebuilt at any time after a sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from mlflow.entities import Experiment, Run
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from study.tracking import existing_store_uri, search_runs, tag_filter
+
+log = logging.getLogger(__name__)
+
+BASELINE = "standard"
+COMPARED = ("layer_to_layer", "greedy")
+METHOD_ORDER = (BASELINE, *COMPARED)
+HISTORY_KEYS = ("val_acc", "train_loss", "epoch_time_s", "peak_mem_mb")
+SUMMARY_KEYS = ("test_acc", "train_time_s", "peak_mem_mb", "best_val_acc", "val_acc")
+PROMOTED_TAGS = ("arm", "model", "method", "phase", "trial_id", "error")
+FAILED_STATUSES = ("FAILED", "KILLED")
+CONFIDENCE = 0.95
+MARKERS = "osD^vPX*<>"
+ARTIFACT_DIR = "report"
+ACC, TIME, MEM = "metrics.test_acc", "metrics.train_time_s", "metrics.peak_mem_mb"
+
+
+@dataclass
+class ReportResult:
+    """What `write_report` wrote: the folder, the Markdown text (tables + captions) and the files."""
+
+    report_dir: Path
+    markdown: str
+    trials_path: Path
+    epochs_path: Path
+    plots: list[Path]
+    parents_logged: int
+
+
+@dataclass
+class ArmRuns:
+    """One (model, method) arm: the runs its statistics use and the failures among the runs considered."""
+
+    model: str
+    method: str
+    from_seeds: bool  # False: no seeds-phase runs, `used` is the best search trial by validation accuracy
+    used: pd.DataFrame  # FINISHED runs with a test accuracy; column `pair` pairs runs across arms
+    failed: int
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("report", help="rebuild a study's report (Parquet, Markdown table, plots) from MLflow")
+    p.add_argument("--study-dir", type=Path, required=True, help="the sweep's study directory")
+    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)")
+    p.add_argument("--experiment", default=None,
+                   help="default: the only experiment with runs, else the one named after the study directory")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = write_report(args.study_dir, args.tracking_uri, args.experiment)
+    print(result.markdown)
+    print(f"report written to {result.report_dir} ({result.parents_logged} arm runs got the artifacts)")
+    return 0
+
+
+def write_report(study_dir: Path, tracking_uri: str | None = None, experiment: str | None = None) -> ReportResult:
+    """Rebuild `<study_dir>/report/` from the store and log report.md and the plots to every arm's parent run."""
+    study_dir = Path(study_dir)
+    uri = existing_store_uri(study_dir, tracking_uri)
+    client = MlflowClient(uri)
+    exp = pick_experiment(client, uri, study_dir, experiment)
+    runs = search_runs(client, exp.experiment_id, tag_filter("role", "trial"))
+    if not runs:
+        raise ValueError(f"experiment {exp.name!r} in {uri} has no trial runs (tag role=trial): run a sweep first")
+    out = study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    trials = trials_frame(runs)
+    epochs = epochs_frame(client, trials)
+    trials_path, epochs_path = out / "trials.parquet", out / "epochs.parquet"
+    trials.to_parquet(trials_path, index=False)
+    epochs.to_parquet(epochs_path, index=False)
+
+    markdown = render_markdown(exp.name, trials, select_arms(trials))
+    report_md = out / "report.md"
+    report_md.write_text(markdown)
+    shared = [scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
+              scatter_plot(trials, MEM, "peak memory (MB)", out / "acc_vs_memory.png")]
+    curves = {arm: curve_plot(epochs[epochs["arm"] == arm], arm, out / f"val_curves_{arm.replace('/', '_')}.png")
+              for arm in epochs["arm"].unique()}
+    logged = log_to_parents(client, exp.experiment_id, [report_md, *shared], curves)
+    log.info("report of %s (%d trials) written to %s", exp.name, len(trials), out)
+    return ReportResult(out, markdown, trials_path, epochs_path, [*shared, *curves.values()], logged)
+
+
+def pick_experiment(client: MlflowClient, uri: str, study_dir: Path, name: str | None) -> Experiment:
+    """`name`, else the only experiment holding runs, else the one named after the study directory."""
+    experiments = client.search_experiments()
+    names = ", ".join(sorted(e.name for e in experiments))
+    if name is not None:
+        match = [e for e in experiments if e.name == name]
+        if not match:
+            raise ValueError(f"experiment {name!r} not found in {uri}; experiments there: {names}")
+        return match[0]
+    with_runs = [e for e in experiments if client.search_runs([e.experiment_id], max_results=1)]
+    if not with_runs:
+        raise ValueError(f"the MLflow store {uri} has no runs (experiments: {names}): run a sweep first")
+    if len(with_runs) == 1:
+        return with_runs[0]
+    named = [e for e in with_runs if e.name == study_dir.resolve().name]
+    if named:
+        return named[0]
+    raise ValueError(f"several experiments in {uri} hold runs ({', '.join(sorted(e.name for e in with_runs))}) "
+                     f"and none is named {study_dir.resolve().name!r}: pass --experiment NAME")
+
+
+def trials_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per trial run: id, status, contract tags, seed, then `metrics.*`, `params.*` and other `tags.*`."""
+    rows = []
+    for run in runs:
+        tags, params = run.data.tags, run.data.params
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+               "start_time": run.info.start_time, "end_time": run.info.end_time,
+               **{key: tags.get(key) for key in PROMOTED_TAGS}}
+        row["arm"] = row["arm"] or f"{row['model']}/{row['method']}"
+        row["seed"] = int(params["seed"]) if params.get("seed", "").lstrip("-").isdigit() else None
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in params.items()})
+        row.update({f"tags.{k}": v for k, v in tags.items() if k not in PROMOTED_TAGS})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms")
+    frame["end_time"] = pd.to_datetime(frame["end_time"], unit="ms")
+    frame["seed"] = frame["seed"].astype("Int64")
+    for key in SUMMARY_KEYS:
+        if f"metrics.{key}" not in frame:
+            frame[f"metrics.{key}"] = np.nan
+    return frame
+
+
+def epochs_frame(client: MlflowClient, trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per (trial, epoch) from the MLflow metric history of HISTORY_KEYS (step = epoch)."""
+    columns = ["run_id", "arm", "model", "method", "phase", "status", "seed", "epoch", *HISTORY_KEYS]
+    rows = []
+    for trial in trials[columns[:7]].to_dict("records"):
+        per_step: dict[int, dict[str, float]] = {}
+        for key in HISTORY_KEYS:
+            # first value per step: `log_final` logs the summary (e.g. peak_mem_mb = max) at the last epoch's step
+            for metric in client.get_metric_history(trial["run_id"], key):
+                per_step.setdefault(metric.step, {}).setdefault(key, metric.value)
+        rows += [{**trial, "epoch": step, **values} for step, values in sorted(per_step.items())]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["seed"] = frame["seed"].astype("Int64")
+    return frame
+
+
+def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
+    """Per arm, in table order: the finished seeds-phase runs, else the best search trial by validation accuracy."""
+    arms = []
+    for model, method in arm_order(trials):
+        runs = trials[(trials["model"] == model) & (trials["method"] == method)]
+        from_seeds = bool((runs["phase"] == "seeds").any())
+        considered = runs[runs["phase"] == "seeds"] if from_seeds else runs
+        usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
+        if from_seeds:
+            used = usable.drop_duplicates("seed", keep="last").assign(pair=lambda f: f["seed"].astype(str))
+        else:
+            score = usable["metrics.best_val_acc"].fillna(usable["metrics.val_acc"]).fillna(-math.inf)
+            used = usable.loc[[score.idxmax()]].assign(pair="best") if len(usable) else usable.assign(pair="")
+        failed = int(considered["status"].isin(FAILED_STATUSES).sum())
+        arms.append(ArmRuns(model, method, from_seeds, used, failed))
+    return arms
+
+
+def arm_order(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """(model, method) pairs: models alphabetically, methods standard, layer_to_layer, greedy, then the rest."""
+    pairs = trials[["model", "method"]].drop_duplicates().itertuples(index=False)
+    rank = {method: i for i, method in enumerate(METHOD_ORDER)}
+    return sorted(((m, k) for m, k in pairs), key=lambda p: (p[0], rank.get(p[1], len(rank)), p[1]))
+
+
+def mean_ci(values: Iterable[float]) -> tuple[float, float | None]:
+    """Mean of the finite values and the half-width of its 95% t-interval (None with fewer than two)."""
+    x = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, None
+    if len(x) == 1:
+        return float(x[0]), None
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()), float(half)
+
+
+def render_markdown(experiment: str, trials: pd.DataFrame, arms: list[ArmRuns]) -> str:
+    """The report: Table 1 (per arm, the layout of seed 000's Table 1) and Table 2 (paired differences)."""
+    datasets = ", ".join(sorted(trials["params.dataset"].dropna().unique())) if "params.dataset" in trials else "?"
+    search = trials[trials["phase"] != "seeds"]
+    lines = [f"# Study report: {experiment}", "",
+             f"**Table 1.** Test accuracy (%, mean ± {CONFIDENCE:.0%} CI over seeds, t-distribution), total "
+             f"training time (s, mean) and peak memory (MB, mean) per model and training method on {datasets}. "
+             "`n`: runs in the statistics; `failed`: failed runs of the same phase, excluded from the statistics."]
+    if not all(arm.from_seeds for arm in arms):
+        lines.append("† no seeds-phase runs for this arm: the best search-phase trial by validation accuracy "
+                     "is shown instead (n = 1, no CI).")
+    header = ["Model", "Method", "Train time (s)", "Test accuracy (%)", "Peak memory (MB)", "n", "failed"]
+    rows = [[arm.model, arm.method + ("" if arm.from_seeds else " †"), _num(arm.used[TIME].mean(), 1),
+             _pm(*mean_ci(100 * arm.used[ACC])), _num(arm.used[MEM].mean(), 1), str(len(arm.used)), str(arm.failed)]
+            for arm in arms]
+    lines += ["", *markdown_table(header, rows, right_from=2), "",
+              f"Search phase: {len(search)} trials, {_count(search, 'tags.early_stopped', 'true')} stopped early "
+              f"by the scheduler, {int(search['status'].isin(FAILED_STATUSES).sum())} failed.", "",
+              f"**Table 2.** Paired differences against {BASELINE} training per model (runs paired by seed): "
+              f"test accuracy in points, train time and peak memory as ratios (method / {BASELINE}); "
+              f"mean ± {CONFIDENCE:.0%} CI over the pairs."]
+    paired = paired_rows(arms)
+    header = ["Model", "Comparison", "Pairs", "Δ test accuracy (points)", "Time ratio", "Memory ratio"]
+    lines += ["", *markdown_table(header, paired, right_from=2)] if paired else [
+        "", f"No model has both {BASELINE} and one of {', '.join(COMPARED)}."]
+    return "\n".join(lines) + "\n"
+
+
+def paired_rows(arms: list[ArmRuns]) -> list[list[str]]:
+    """Per model and compared method: mean ± CI of the per-pair accuracy difference and time/memory ratios."""
+    by_key = {(arm.model, arm.method): arm for arm in arms}
+    rows = []
+    for model in dict.fromkeys(arm.model for arm in arms):
+        base = by_key.get((model, BASELINE))
+        for method in COMPARED:
+            other = by_key.get((model, method))
+            if base is None or other is None:
+                continue
+            cols = ["pair", ACC, TIME, MEM]
+            pairs = base.used[cols].merge(other.used[cols], on="pair", suffixes=("_base", "_other"))
+            ratio = {key: pairs[f"{key}_other"] / pairs[f"{key}_base"] for key in (TIME, MEM)}
+            rows.append([model, f"{method} − {BASELINE}", str(len(pairs)),
+                         _pm(*mean_ci(100 * (pairs[f"{ACC}_other"] - pairs[f"{ACC}_base"])), signed=True),
+                         _pm(*mean_ci(ratio[TIME])), _pm(*mean_ci(ratio[MEM]))])
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right_from: int) -> list[str]:
+    """A GitHub Markdown table; columns from index `right_from` on are right-aligned (numbers)."""
+    align = ["---" if i < right_from else "--:" for i in range(len(header))]
+    return ["| " + " | ".join(cells) + " |" for cells in (header, align, *rows)]
+
+
+def _count(frame: pd.DataFrame, column: str, value: str) -> int:
+    return int((frame[column] == value).sum()) if column in frame else 0
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def _pm(mean: float, half: float | None, signed: bool = False) -> str:
+    if not math.isfinite(mean):
+        return "n/a"
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return f"{text} ± {'n/a' if half is None else f'{half:.2f}'}"
+
+
+def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> Path:
+    """Test accuracy vs `x_key`, one point per finished run: colour per method, marker per model."""
+    done = trials[(trials["status"] == "FINISHED") & np.isfinite(trials[ACC]) & np.isfinite(trials[x_key])]
+    order = arm_order(trials)
+    colours = _method_colours([method for _, method in order])
+    markers = {model: MARKERS[i % len(MARKERS)] for i, model in enumerate(dict.fromkeys(m for m, _ in order))}
+    fig = Figure(figsize=(7, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for (model, method, phase), runs in done.groupby(["model", "method", "phase"], dropna=False):
+        seeds = phase == "seeds"
+        ax.scatter(runs[x_key], 100 * runs[ACC], color=colours[method], marker=markers[model],
+                   s=45 if seeds else 20, alpha=1.0 if seeds else 0.35)
+    handles = [Line2D([], [], ls="none", marker="o", color=c, label=m) for m, c in colours.items()]
+    handles += [Line2D([], [], ls="none", marker=k, color="0.4", label=m) for m, k in markers.items()]
+    ax.legend(handles=handles, fontsize="small")
+    ax.set(xlabel=x_label, ylabel="test accuracy (%)",
+           title=f"test accuracy vs {x_label} (one point per run; faded: search phase)")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def curve_plot(epochs: pd.DataFrame, arm: str, path: Path) -> Path:
+    """Validation accuracy vs epoch for one arm, one line per trial: seeds phase bold, failed runs dashed."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for _, hist in epochs.dropna(subset=["val_acc"]).groupby("run_id", sort=False):
+        seeds = hist["phase"].iloc[0] == "seeds"
+        ax.plot(hist["epoch"], 100 * hist["val_acc"], color="C0" if seeds else "0.55", lw=2.2 if seeds else 0.8,
+                ls="--" if hist["status"].iloc[0] in FAILED_STATUSES else "-", alpha=1.0 if seeds else 0.6)
+    handles = [Line2D([], [], color="C0", lw=2.2, label="seeds phase"),
+               Line2D([], [], color="0.55", lw=0.8, label="search phase"),
+               Line2D([], [], color="0.3", ls="--", label="failed")]
+    ax.legend(handles=handles, fontsize="small")
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{arm}: validation accuracy per trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _method_colours(methods: list[str]) -> dict[str, tuple[float, ...]]:
+    palette = colormaps["tab10"]
+    return {method: palette(i % 10) for i, method in enumerate(dict.fromkeys(methods))}
+
+
+def log_to_parents(client: MlflowClient, experiment_id: str, shared: list[Path], curves: dict[str, Path]) -> int:
+    """Log `shared` files and the arm's own curve plot under `report/` to every `role=arm` run; return how many."""
+    parents = search_runs(client, experiment_id, tag_filter("role", "arm"))
+    for parent in parents:
+        tags = parent.data.tags
+        arm = tags.get("arm") or f"{tags.get('model')}/{tags.get('method')}"
+        for path in [*shared, *([curves[arm]] if arm in curves else [])]:
+            client.log_artifact(parent.info.run_id, str(path), ARTIFACT_DIR)
+    if not parents:
+        log.warning("no arm runs (tag role=arm) in experiment %s: the report is only in the study directory",
+                    experiment_id)
+    return len(parents)

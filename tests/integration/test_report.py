@@ -1,0 +1,210 @@
+"""`study.report` over a real MLflow sqlite store laid out like a sweep's (DESIGN §5, the MLflow contract)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from study import tracking
+from study.report import ReportResult, write_report
+from trainables.config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+EPOCHS = 3
+SEEDS = (0, 1, 2)
+# Seeds-phase test accuracy per (model, method), one value per seed.
+ACC = {
+    ("seed_cnn", "standard"): (0.80, 0.82, 0.78),
+    ("seed_cnn", "layer_to_layer"): (0.81, 0.83, 0.79),  # standard + 1 point on every seed
+    ("seed_cnn", "greedy"): (0.79, 0.80, 0.75),  # standard - 1, - 2, - 3 points
+    ("vgg11", "standard"): (0.60, 0.60, 0.60),
+    ("vgg11", "layer_to_layer"): (0.62, 0.64, 0.66),
+    ("vgg11", "greedy"): (0.55, 0.55, 0.55),
+}
+TIME = {"standard": (10.0, 20.0, 30.0), "layer_to_layer": (15.0, 30.0, 45.0), "greedy": (8.0, 16.0, 24.0)}
+MEM = {"standard": 100.0, "layer_to_layer": 150.0, "greedy": 40.0}
+
+
+@pytest.fixture(scope="module")
+def blank_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow sqlite file: creating one costs seconds, copying it milliseconds."""
+    folder = tmp_path_factory.mktemp("blank")
+    MlflowClient(tracking.default_tracking_uri(folder)).search_experiments()
+    return folder / "mlflow.db"
+
+
+def new_store(blank_db: Path, study_dir: Path, name: str) -> tuple[MlflowClient, str]:
+    """An experiment in `<study_dir>/mlflow.db` whose artifacts stay in the study dir (not ./mlruns)."""
+    uri = tracking.default_tracking_uri(study_dir)
+    if not (study_dir / "mlflow.db").exists():
+        shutil.copyfile(blank_db, study_dir / "mlflow.db")
+    client = MlflowClient(uri)
+    return client, client.create_experiment(name, artifact_location=(study_dir / "artifacts").as_uri())
+
+
+def add_arm(client: MlflowClient, exp_id: str, model: str, method: str) -> str:
+    tags = {"role": "arm", "arm": f"{model}/{method}", "model": model, "method": method, "study": "quick"}
+    return tracking.start_run(client, exp_id, f"{model}/{method}", tags=tags)
+
+
+def add_trial(
+    client: MlflowClient, exp_id: str, parent: str | None, model: str, method: str, phase: str, seed: int,
+    acc: float, time_s: float, mem: float, error: str | None = None,
+) -> str:
+    """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the reason)."""
+    tags = {"role": "trial", "arm": f"{model}/{method}", "model": model, "method": method, "phase": phase,
+            "trial_id": f"{model}_{method}_{phase}_{seed}_{acc}", "study": "quick"}
+    config = TrainConfig(model=model, method=method, dataset="cifar10", epochs=EPOCHS, seed=seed)
+    run_id = tracking.start_run(client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent)
+    history = []
+    for epoch in range(1, EPOCHS + (0 if error else 1)):
+        # peak memory falls over the epochs, so the final summary (the max) differs from the last epoch's value
+        metrics = {"epoch": epoch, "stage": 0, "train_loss": 2.0 / epoch, "val_acc": acc - 0.01 * (EPOCHS - epoch),
+                   "val_loss": 1.0, "epoch_time_s": time_s / EPOCHS, "peak_mem_mb": mem - 10 * (epoch - 1)}
+        tracking.log_metrics(client, run_id, metrics, step=epoch)
+        history.append(metrics)
+    final = {"test_acc": acc, "train_time_s": time_s, "peak_mem_mb": mem, "params": 1000,
+             "best_val_acc": acc, "val_acc": acc, "epochs_run": len(history), "history": history}
+    if error:
+        tracking.log_metrics(client, run_id, final, step=len(history))  # a logged test_acc must not count
+        tracking.fail_run(client, run_id, error)
+    else:
+        tracking.log_final(client, run_id, final)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> tuple[Path, MlflowClient, dict[str, str], ReportResult]:
+    """2 models x 3 methods, 3 seeds each, 2 search trials for one arm, one failed seeds run; report written."""
+    study_dir = tmp_path_factory.mktemp("quick")
+    client, exp_id = new_store(blank_db, study_dir, "quick")
+    parents = {}
+    for (model, method), accs in ACC.items():
+        parents[f"{model}/{method}"] = parent = add_arm(client, exp_id, model, method)
+        for seed, acc, time_s in zip(SEEDS, accs, TIME[method]):
+            add_trial(client, exp_id, parent, model, method, "seeds", seed, acc, time_s, MEM[method])
+    for acc in (0.5, 0.7):
+        run_id = add_trial(client, exp_id, parents["seed_cnn/standard"], "seed_cnn", "standard", "search", 0, acc,
+                           5.0, 90.0)
+    client.set_tag(run_id, "early_stopped", "true")  # as the sweep marks a trial that ASHA stopped
+    add_trial(client, exp_id, parents["vgg11/greedy"], "vgg11", "greedy", "seeds", 3, 0.10, 9.0, 40.0,
+              error="DivergedError: train_loss is nan at epoch 3 (vgg11/greedy)")
+    return study_dir, client, parents, write_report(study_dir)
+
+
+def row(markdown: str, *first: str) -> list[str]:
+    """The cells of the one Markdown table row whose first cells are `first`."""
+    prefix = "| " + " | ".join(first) + " |"
+    lines = [line for line in markdown.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, f"expected one row {prefix!r} in:\n{markdown}"
+    return [cell.strip() for cell in lines[0].strip("|").split("|")]
+
+
+def test_parquet_files_hold_every_trial_and_epoch(study):
+    study_dir, _, _, result = study
+    trials = pd.read_parquet(study_dir / "report" / "trials.parquet")
+    assert len(trials) == 6 * 3 + 2 + 1
+    for column in ("run_id", "status", "arm", "model", "method", "phase", "seed", "error", "trial_id",
+                   "metrics.test_acc", "metrics.train_time_s", "metrics.peak_mem_mb", "params.lr", "params.seed"):
+        assert column in trials.columns, column
+    assert sorted(trials["status"].unique()) == ["FAILED", "FINISHED"]
+    assert trials.loc[trials["status"] == "FAILED", "error"].str.contains("DivergedError").all()
+
+    epochs = pd.read_parquet(result.epochs_path)
+    assert list(epochs.columns) == ["run_id", "arm", "model", "method", "phase", "status", "seed", "epoch",
+                                    "val_acc", "train_loss", "epoch_time_s", "peak_mem_mb"]
+    assert len(epochs) == 20 * EPOCHS + (EPOCHS - 1)  # 20 finished runs, the failed one stopped one epoch early
+    last = epochs[(epochs["arm"] == "vgg11/standard") & (epochs["epoch"] == EPOCHS)]
+    assert (last["peak_mem_mb"] == MEM["standard"] - 20).all()  # the epoch's value, not the final summary's max
+
+
+def test_table_has_every_arm_with_mean_and_ci(study):
+    markdown = study[3].markdown
+    assert markdown == (study[0] / "report" / "report.md").read_text()
+    for model, method in ACC:
+        assert len(row(markdown, model, method)) == 7
+    # [80, 82, 78]: mean 80, sd 2, t(0.975, 2) = 4.3027 -> 4.3027 * 2 / sqrt(3) = 4.97
+    assert row(markdown, "seed_cnn", "standard") == ["seed_cnn", "standard", "20.0", "80.00 ± 4.97", "100.0", "3", "0"]
+    # [79, 80, 75]: mean 78, sd sqrt(7) -> 4.3027 * 2.6458 / sqrt(3) = 6.57
+    assert row(markdown, "seed_cnn", "greedy")[2:5] == ["16.0", "78.00 ± 6.57", "40.0"]
+    assert row(markdown, "vgg11", "layer_to_layer")[3] == "64.00 ± 4.97"
+
+
+def test_failed_run_is_counted_and_excluded(study):
+    cells = row(study[3].markdown, "vgg11", "greedy")
+    assert cells[3] == "55.00 ± 0.00"  # the failed run's logged 10% is not in the mean
+    assert cells[5:] == ["3", "1"]
+    assert "Search phase: 2 trials, 1 stopped early by the scheduler, 0 failed." in study[3].markdown
+
+
+def test_paired_differences(study):
+    markdown = study[3].markdown
+    assert row(markdown, "seed_cnn", "layer_to_layer − standard") == [
+        "seed_cnn", "layer_to_layer − standard", "3", "+1.00 ± 0.00", "1.50 ± 0.00", "1.50 ± 0.00"]
+    # differences [-1, -2, -3]: mean -2, sd 1 -> 4.3027 / sqrt(3) = 2.48; ratios 0.8 and 0.4
+    assert row(markdown, "seed_cnn", "greedy − standard")[2:] == ["3", "-2.00 ± 2.48", "0.80 ± 0.00", "0.40 ± 0.00"]
+    assert row(markdown, "vgg11", "layer_to_layer − standard")[3] == "+4.00 ± 4.97"
+
+
+def test_plots_written_and_logged_to_every_arm_run(study):
+    study_dir, client, parents, result = study
+    names = {path.name for path in result.plots}
+    assert {"acc_vs_time.png", "acc_vs_memory.png", "val_curves_seed_cnn_standard.png"} <= names
+    assert len(result.plots) == 2 + 6
+    for path in result.plots:
+        assert path.parent == study_dir / "report" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.parents_logged == 6
+    for arm, run_id in parents.items():
+        logged = {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
+        expected = {"report.md", "acc_vs_time.png", "acc_vs_memory.png", f"val_curves_{arm.replace('/', '_')}.png"}
+        assert set(logged) == {f"report/{name}" for name in expected}
+        assert all(size > 0 for size in logged.values())
+
+
+def test_search_phase_fallback(tmp_path, blank_db):
+    client, exp_id = new_store(blank_db, tmp_path, "fallback")
+    # (validation, test) accuracy per search trial: the best by validation is not the best by test for L2L
+    search = {"standard": ((0.60, 0.61), (0.70, 0.72)), "layer_to_layer": ((0.65, 0.76), (0.75, 0.74))}
+    for method, trials in search.items():
+        for val, test in trials:
+            run_id = add_trial(client, exp_id, None, "seed_cnn", method, "search", 0, val, 5.0, 50.0)
+            tracking.log_metrics(client, run_id, {"test_acc": test}, step=EPOCHS + 1)
+    result = write_report(tmp_path)
+    assert "† no seeds-phase runs" in result.markdown
+    assert row(result.markdown, "seed_cnn", "standard †")[3:6] == ["72.00 ± n/a", "50.0", "1"]  # best by validation
+    assert row(result.markdown, "seed_cnn", "layer_to_layer †")[3] == "74.00 ± n/a"
+    assert row(result.markdown, "seed_cnn", "layer_to_layer − standard")[2:4] == ["1", "+2.00 ± n/a"]
+    assert result.parents_logged == 0
+
+
+def test_store_errors_name_the_problem(tmp_path, blank_db):
+    with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*mlflow\.db: run a sweep first"):
+        write_report(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+
+    empty = tmp_path / "empty"
+    new_store(blank_db, empty, "quick")
+    with pytest.raises(ValueError, match=r"has no runs \(experiments: Default, quick\): run a sweep first"):
+        write_report(empty)
+
+    several = tmp_path / "several"
+    for name in ("a", "b"):
+        client, exp_id = new_store(blank_db, several, name)
+        tracking.start_run(client, exp_id, "x", tags={"role": "trial"})
+    with pytest.raises(ValueError, match=r"several experiments .* \(a, b\) and none is named 'several'"):
+        write_report(several)
+    with pytest.raises(ValueError, match=r"experiment 'c' not found .* Default, a, b"):
+        write_report(several, experiment="c")
+
+
+def test_cli_prints_the_table(study):
+    out = subprocess.run([sys.executable, "-m", "study", "report", "--study-dir", str(study[0])],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "| seed_cnn | standard | 20.0 | 80.00 ± 4.97 |" in out.stdout
+    assert "report written to" in out.stdout
