@@ -1,0 +1,211 @@
+"""layer_to_layer (seeds 000/001): early blocks are a student with an auxiliary head, later blocks a teacher.
+
+Per batch (DESIGN §3), with split s, student S = blocks[0..s-1], teacher T = blocks[s..L-1] + head:
+    z = S(x);  u = a_k(z);  v = T(z.detach() if beta == 0 else grad_scale(z, beta))
+    L_T = CE(v, y);  L_S = (1 - alpha) CE(u, y) + alpha tau^2 KL(softmax(v/tau) || softmax(u/tau))
+one backward of L_T + L_S, one optimiser step. The split moves forward stage by stage
+(s_1 = clamp(round(r L), 1, L-1), s_{k+1} = min(s_k + step, L-1), until it reaches L-1),
+then an optional end-to-end finetune. docs/layer_to_layer.md explains the choices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import TrainConfig, check_choice, check_range
+from trainables.methods.aux_heads import AUX_KINDS, build_aux_head
+from trainables.methods.base import Method, MethodParams, Stage
+from trainables.methods.optim import make_optimizer, make_scheduler
+from trainables.models import BlockNet
+
+
+@dataclass
+class LayerToLayerParams(MethodParams):
+    """layer_to_layer's knobs; defaults reach standard's accuracy on digits/seed_cnn (docs/layer_to_layer.md)."""
+
+    split_ratio: float = 0.4
+    split_step: int = 1
+    stage_fracs: Any = None  # None (equal stages), a list of positive numbers, or "1,2,1"
+    kd_alpha: float = 0.5
+    kd_temperature: float = 4.0
+    teacher_grad: float = 1.0
+    finetune_frac: float = 0.0
+    aux: str = "conv"
+
+    def __post_init__(self) -> None:
+        check_range("split_ratio", self.split_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_range("split_step", self.split_step, 1, None)
+        if int(self.split_step) != self.split_step:
+            raise ValueError(f"split_step={self.split_step!r} must be a whole number >= 1")
+        self.split_step = int(self.split_step)
+        self.stage_fracs = _parse_fracs(self.stage_fracs)
+        check_range("kd_alpha", self.kd_alpha, 0.0, 1.0)
+        check_range("kd_temperature", self.kd_temperature, 0.0, None, low_open=True)
+        check_range("teacher_grad", self.teacher_grad, 0.0, 1.0)
+        check_range("finetune_frac", self.finetune_frac, 0.0, 1.0, high_open=True)
+        check_choice("aux", self.aux, AUX_KINDS)
+
+
+def _parse_fracs(value: Any) -> tuple[float, ...] | None:
+    """stage_fracs as a tuple of positive floats; accepts a list, one number or a comma string."""
+    if value is None:
+        return None
+    items = value
+    if isinstance(value, str):
+        items = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, (int, float)):
+        items = [value]
+    try:
+        fracs = tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        raise ValueError(f"stage_fracs={value!r} must be a list of positive numbers, e.g. 1,2,1") from None
+    if not fracs:
+        raise ValueError("stage_fracs=[] is empty; give one positive number per stage or leave it unset")
+    for frac in fracs:
+        check_range("stage_fracs", frac, 0.0, None, low_open=True)
+    return fracs
+
+
+def split_schedule(num_blocks: int, ratio: float, step: int) -> list[int]:
+    """Student sizes per stage: s_1 = clamp(round half up(r L), 1, L-1), then +step until L-1."""
+    if num_blocks < 2:
+        raise ValueError(f"layer_to_layer needs a model with >= 2 blocks, got {num_blocks}")
+    split = min(max(math.floor(ratio * num_blocks + 0.5), 1), num_blocks - 1)
+    splits = [split]
+    while split < num_blocks - 1:
+        split = min(split + step, num_blocks - 1)
+        splits.append(split)
+    return splits
+
+
+def allocate_epochs(weights: list[float], epochs: int) -> list[int]:
+    """Whole epochs per stage proportional to `weights`, >= 1 each, adding up to `epochs` (largest remainder)."""
+    if epochs < len(weights):
+        raise ValueError(f"epochs={epochs} is too small for {len(weights)} stages; "
+                         f"layer_to_layer needs at least {len(weights)} epochs (one per stage)")
+    total = sum(weights)
+    targets = [w / total * epochs for w in weights]
+    alloc = [max(1, math.floor(t)) for t in targets]
+    while sum(alloc) > epochs:  # only the max(1, .) floor can overshoot
+        i = max((i for i, a in enumerate(alloc) if a > 1), key=lambda i: alloc[i] - targets[i])
+        alloc[i] -= 1
+    while sum(alloc) < epochs:
+        i = max(range(len(alloc)), key=lambda i: targets[i] - alloc[i])
+        alloc[i] += 1
+    return alloc
+
+
+class _GradScale(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by `scale` backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """`x` unchanged, with the gradient flowing back through it scaled by `scale` (no copy)."""
+    return _GradScale.apply(x, scale)
+
+
+class LayerToLayer(Method):
+    name = "layer_to_layer"
+    Params = LayerToLayerParams
+    params: LayerToLayerParams
+
+    def __init__(self, config: TrainConfig, model: BlockNet, num_classes: int, device: torch.device,
+                 steps_per_epoch: int):
+        super().__init__(config, model, num_classes, device, steps_per_epoch)
+        p = self.params
+        num_blocks = model.num_blocks
+        self.splits = split_schedule(num_blocks, p.split_ratio, p.split_step)
+        fracs = p.stage_fracs or (1.0,) * len(self.splits)
+        if len(fracs) != len(self.splits):
+            raise ValueError(
+                f"stage_fracs has {len(fracs)} entries but split_ratio={p.split_ratio}, split_step={p.split_step} "
+                f"give {len(self.splits)} stages (splits {self.splits} of L={num_blocks}); "
+                f"give {len(self.splits)} fractions or leave stage_fracs unset")
+        weights = [f / sum(fracs) * (1.0 - p.finetune_frac) for f in fracs]
+        if p.finetune_frac > 0:
+            weights.append(p.finetune_frac)
+        epochs = allocate_epochs(weights, config.epochs)
+        self.stages = [Stage(k, e, {"split": s}) for k, (s, e) in enumerate(zip(self.splits, epochs))]
+        if p.finetune_frac > 0:
+            self.stages.append(Stage(len(self.splits), epochs[-1], {"split": num_blocks, "finetune": True}))
+        shapes = model.feature_shapes()
+        self.aux = nn.ModuleDict(
+            {str(s): build_aux_head(shapes[s - 1], num_classes, p.aux) for s in self.splits})
+        self.split = self.splits[0]
+        self.finetune = False
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def plan(self) -> list[Stage]:
+        return list(self.stages)
+
+    def aux_modules(self) -> nn.ModuleDict:
+        return self.aux
+
+    def start_stage(self, stage: Stage) -> None:
+        """Move the split; the one optimiser and schedule (over model + all aux heads) span the whole run."""
+        self.finetune = bool(stage.info.get("finetune"))
+        self.split = self.splits[-1] if self.finetune else stage.info["split"]
+        if self.optimizer is None:
+            params = list(self.model.parameters()) + list(self.aux.parameters())
+            self.optimizer = make_optimizer(params, self.config)
+            self.scheduler = make_scheduler(self.optimizer, self.config, self.config.epochs * self.steps_per_epoch)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The losses of one batch with their graph (one forward through student and teacher)."""
+        if self.finetune:
+            return {"loss": self.criterion(self.model(x), y)}
+        p = self.params
+        z = self.model.features(x, 0, self.split)
+        u = self.aux[str(self.split)](z).float()
+        if p.teacher_grad == 0:
+            z_teacher = z.detach()
+        else:
+            z_teacher = z if p.teacher_grad == 1 else grad_scale(z, p.teacher_grad)
+        v = self.model(z_teacher, start=self.split).float()
+        teacher_loss = self.criterion(v, y)
+        tau = p.kd_temperature
+        kd = F.kl_div(F.log_softmax(u / tau, dim=1), F.log_softmax(v.detach() / tau, dim=1),
+                      reduction="batchmean", log_target=True)
+        student_loss = (1 - p.kd_alpha) * self.criterion(u, y) + p.kd_alpha * tau ** 2 * kd
+        return {"loss": teacher_loss + student_loss, "teacher_loss": teacher_loss, "student_loss": student_loss}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            losses = self.losses(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {key: value.detach() for key, value in losses.items()}
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Full network ('main') and the current student head ('student'; the last one during finetune)."""
+        z = self.model.features(x, 0, self.split)
+        return {"main": self.model(z, start=self.split), "student": self.aux[str(self.split)](z)}
+
+    def stage_metrics(self, stage: Stage) -> dict[str, Any]:
+        return {"stage": stage.index, "split": stage.info["split"]}
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {"split_schedule": [[s.index, s.info["split"], s.epochs] for s in self.stages]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
