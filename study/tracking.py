@@ -48,9 +48,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
+    """The experiment's id; a new one stores artifacts at `artifact_location` (MLflow's default: ./mlruns)."""
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name, artifact_location)
 
 
 def start_run(

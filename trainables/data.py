@@ -196,14 +196,20 @@ class Batcher:
         self, data: ImageSet, batch_size: int, generator: torch.Generator, augment: bool = True
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One shuffled epoch; the last partial batch is dropped when there are full ones (keeps BN stable)."""
-        order = torch.randperm(len(data), generator=generator).to(data.x.device)
-        n_batches = max(1, len(data) // batch_size)
-        for i in range(n_batches):
-            idx = order[i * batch_size : (i + 1) * batch_size]
+        for idx in self.batch_indices(len(data), batch_size, generator, data.x.device):
             x = data.x[idx]
             if augment:
                 x = self.augment(x, generator)
             yield self.normalise(x), data.y[idx]
+
+    @staticmethod
+    def batch_indices(
+        n: int, batch_size: int, generator: torch.Generator, device: torch.device
+    ) -> Iterator[torch.Tensor]:
+        """The sample indices of each batch of one shuffled epoch over `n` samples (see `train_batches`)."""
+        order = torch.randperm(n, generator=generator).to(device)
+        for i in range(max(1, n // batch_size)):
+            yield order[i * batch_size : (i + 1) * batch_size]
 
     def eval_batches(self, data: ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(data), batch_size):

@@ -61,16 +61,11 @@ def fit(
         splits = load_dataset(config.dataset, config.data_dir, config.val_fraction, config.max_train_samples,
                               verify_checksums=verify_checksums)
     splits = splits.to(device)
-    channels_last = config.channels_last and device.type == "cuda"
-    batcher = Batcher(splits, channels_last=channels_last)
+    batcher = Batcher(splits, channels_last=uses_channels_last(config, device))
     memory = PeakMemory(device)
 
-    model = build_model(config.model, splits.num_classes, config.width).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = max(1, len(splits.train) // config.batch_size)
-    method = get_method(config.method)(config, model, splits.num_classes, device, steps_per_epoch)
-    method.aux_modules().to(device)
+    method = build_method(config, splits, device)
+    model = method.model
     stages = method.plan()
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -118,6 +113,22 @@ def fit(
     return final
 
 
+def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """channels_last memory format: on CUDA when the config asks for it (no gain on CPU)."""
+    return config.channels_last and device.type == "cuda"
+
+
+def build_method(config: TrainConfig, splits: DataSplits, device: torch.device) -> Method:
+    """The model of `config` on `device` and the method that trains it (fit and the benchmarks share this)."""
+    model = build_model(config.model, splits.num_classes, config.width).to(device)
+    if uses_channels_last(config, device):
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = max(1, len(splits.train) // config.batch_size)
+    method = get_method(config.method)(config, model, splits.num_classes, device, steps_per_epoch)
+    method.aux_modules().to(device)
+    return method
+
+
 def _train_epoch(
     config: TrainConfig, method: Method, stage: Stage, splits: DataSplits, batcher: Batcher,
     generator: torch.Generator, memory: PeakMemory, epoch: int,
@@ -132,7 +143,7 @@ def _train_epoch(
     sums: dict[str, torch.Tensor] = {}
     batches = 0
     images = 0
-    for x, y in batcher.train_batches(splits.train, config.batch_size, generator, augment=config.augment):
+    for x, y in method.train_batches(splits.train, batcher, generator):
         for key, value in method.train_step(x, y).items():
             sums[key] = sums.get(key, 0) + value.float()
         batches += 1

@@ -10,12 +10,13 @@ import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 from torch import nn
 
 from trainables.config import TrainConfig
+from trainables.data import Batcher, ImageSet
 from trainables.models import BlockNet
 
 
@@ -76,6 +77,12 @@ class Method(ABC):
         return True
 
     # --- one batch ---------------------------------------------------------------------
+    def train_batches(
+        self, data: ImageSet, batcher: Batcher, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The (input, label) batches of one epoch; a method may feed other inputs (greedy's cached features)."""
+        return batcher.train_batches(data, self.config.batch_size, generator, augment=self.config.augment)
+
     @abstractmethod
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward, backward and optimiser step on one batch; returns detached losses ('loss' required)."""

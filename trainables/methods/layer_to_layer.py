@@ -119,6 +119,8 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class LayerToLayer(Method):
+    """Student blocks + aux head learn from labels and the teacher; teacher blocks learn from the student's features."""
+
     name = "layer_to_layer"
     Params = LayerToLayerParams
     params: LayerToLayerParams

@@ -1,0 +1,24 @@
+"""CIFAR-size synthetic data built in memory, so a benchmark needs no files and no download."""
+from __future__ import annotations
+
+import torch
+
+from trainables.data import CIFAR_MEAN, CIFAR_STD, DataSplits, ImageSet
+
+IMAGE_SHAPE = (3, 32, 32)
+
+
+def synthetic_images(n: int, num_classes: int, generator: torch.Generator) -> ImageSet:
+    """`n` random uint8 3x32x32 images with random labels."""
+    x = torch.randint(0, 256, (n, *IMAGE_SHAPE), dtype=torch.uint8, generator=generator)
+    y = torch.randint(0, num_classes, (n,), generator=generator)
+    return ImageSet(x, y)
+
+
+def synthetic_splits(n_train: int, n_eval: int = 64, num_classes: int = 10, seed: int = 0) -> DataSplits:
+    """DataSplits of random CIFAR-shaped images (CIFAR normalisation, flips on) for timing and memory runs."""
+    generator = torch.Generator().manual_seed(seed)
+    train = synthetic_images(n_train, num_classes, generator)
+    val = synthetic_images(n_eval, num_classes, generator)
+    test = synthetic_images(n_eval, num_classes, generator)
+    return DataSplits("synthetic", train, val, test, num_classes, CIFAR_MEAN, CIFAR_STD, flip=True)

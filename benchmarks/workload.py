@@ -1,0 +1,160 @@
+"""One benchmark workload: a (model, method) trained for a fixed number of batches per stage through the Method API.
+
+It is the training code path of `trainables.training.fit` (same model/method construction,
+`method.train_batches` and `train_step`), without evaluation, so the measured time is training
+only: per stage, one untimed warm-up epoch of `warmup` batches, then one timed epoch of
+`batches` batches. Augmentation is off so the time is the method's, not the data pipeline's.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainables.config import TrainConfig, check_choice
+from trainables.data import Batcher, ImageSet
+from trainables.measure import PeakMemory, Timer, resolve_device
+from trainables.methods import Method, Stage
+from trainables.training import build_method, uses_channels_last
+
+from benchmarks.allocator import AllocatorTrace
+from benchmarks.synthetic import synthetic_splits
+
+# Epoch budget given to every method: it only sets schedule lengths and the epochs per stage
+# (the weights of greedy's per-block times); it must allow one epoch per stage of any model.
+PLAN_EPOCHS = 100
+STAGE_CHOICES = ("all", "first")
+
+
+@dataclass(frozen=True)
+class MethodSetup:
+    """How a method is benchmarked: its parameters and which stages of its plan are measured."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    stages: str = "all"
+
+
+METHOD_SETUPS: dict[str, MethodSetup] = {
+    "standard": MethodSetup(),
+    # one stage at the mid split (s = round(0.5 L)): the first stage of the plan, no finetune
+    "layer_to_layer": MethodSetup({"split_ratio": 0.5, "finetune_frac": 0.0}, stages="first"),
+    # one stage per block: every block is measured, memory is the peak over all of them
+    "greedy": MethodSetup(),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to run: model, method and size; `config()` turns it into the TrainConfig fit would get."""
+
+    model: str
+    method: str
+    width: float
+    batch_size: int
+    batches: int
+    warmup: int = 2
+    device: str = "auto"
+    compile: bool = False
+    seed: int = 0
+
+    def setup(self) -> MethodSetup:
+        check_choice("method", self.method, tuple(METHOD_SETUPS))
+        return METHOD_SETUPS[self.method]
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(
+            model=self.model, method=self.method, epochs=PLAN_EPOCHS, batch_size=self.batch_size, width=self.width,
+            seed=self.seed, augment=False, device=self.device, params=dict(self.setup().params),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class StageRun:
+    """One measured stage: timed-epoch wall and process-CPU seconds, images, the stage's peak memory (MB above the data).
+
+    CPU seconds (all threads of this process) are less sensitive than wall time to other
+    processes competing for the cores of a shared machine.
+    """
+
+    index: int
+    epochs: int
+    info: dict[str, Any]
+    seconds: float
+    cpu_seconds: float
+    images: int
+    peak_mem_mb: float
+    alloc_mb: float = float("nan")
+    flops: float = float("nan")  # floating-point operations of the timed epoch, when counted
+
+
+def run_workload(work: Workload, trace: bool = False, count_flops: bool = False) -> list[StageRun]:
+    """Train the selected stages of `work`; `trace`: count exact CPU allocator bytes; `count_flops`: FLOPs per stage."""
+    config = work.config()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    data = synthetic_splits((work.warmup + work.batches) * work.batch_size, seed=work.seed).to(device)
+    n_warm = work.warmup * work.batch_size
+    warm = ImageSet(data.train.x[:n_warm], data.train.y[:n_warm])
+    splits = dataclasses.replace(data, train=ImageSet(data.train.x[n_warm:], data.train.y[n_warm:]))
+    batcher = Batcher(splits, channels_last=uses_channels_last(config, device))
+    memory = PeakMemory(device)  # baseline: data on the device, no model yet
+    allocator = AllocatorTrace() if trace else None
+    with allocator if allocator is not None else contextlib.nullcontext():
+        method = build_method(config, splits, device)
+        if work.compile:
+            compile_blocks(method)
+        runs = [_run_stage(method, stage, warm, splits.train, batcher, memory, allocator, count_flops)
+                for stage in select_stages(method.plan(), work.setup().stages)]
+    if allocator is not None:
+        for run in runs:
+            run.alloc_mb = allocator.peak_mb(f"stage{run.index}")
+    return runs
+
+
+def _run_stage(method: Method, stage: Stage, warm: ImageSet, timed: ImageSet, batcher: Batcher, memory: PeakMemory,
+               allocator: AllocatorTrace | None, count_flops: bool) -> StageRun:
+    generator = torch.Generator().manual_seed(method.config.seed + stage.index)
+    timer = Timer(method.device)
+    flop_counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
+    memory.reset()
+    with allocator.mark(f"stage{stage.index}") if allocator is not None else contextlib.nullcontext():
+        method.start_stage(stage)
+        method.train_mode()
+        _epoch(method, warm, batcher, generator)
+        with flop_counter:
+            timer.start()
+            cpu_start = time.process_time()
+            images = _epoch(method, timed, batcher, generator)
+            seconds = timer.stop()
+            cpu_seconds = time.process_time() - cpu_start
+    flops = float(flop_counter.get_total_flops()) if count_flops else float("nan")
+    return StageRun(stage.index, stage.epochs, dict(stage.info), seconds, cpu_seconds, images, memory.peak_mb(),
+                    flops=flops)
+
+
+def _epoch(method: Method, data: ImageSet, batcher: Batcher, generator: torch.Generator) -> int:
+    images = 0
+    for x, y in method.train_batches(data, batcher, generator):
+        method.train_step(x, y)
+        images += len(y)
+    return images
+
+
+def select_stages(plan: list[Stage], which: str) -> list[Stage]:
+    """All stages of the plan, or only the first."""
+    check_choice("stages", which, STAGE_CHOICES)
+    return list(plan) if which == "all" else plan[:1]
+
+
+def compile_blocks(method: Method) -> None:
+    """torch.compile every block, the head and the auxiliary heads in place (methods call them piecewise)."""
+    for module in [*method.model.blocks, method.model.head, *method.aux_modules().values()]:
+        module.compile()

@@ -1,0 +1,93 @@
+"""What every search space shares: the arm context, the shared lr/wd/batch space, pinning and sample cleanup.
+
+A space is an Optuna define-by-run function `space(trial, ctx) -> dict` (OptunaSearch's API).
+Values a space samples only to derive a knob (e.g. per-stage weights that become `stage_fracs`)
+are named with `INTERNAL_PREFIX`; `to_flat_config` drops them before a `TrainConfig` is built.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    import optuna
+
+INTERNAL_PREFIX = "_"
+BATCH_SIZES = (32, 64, 128)
+LR_RANGES = {"adamw": (1e-4, 1e-2), "sgd": (1e-3, 0.3)}
+WEIGHT_DECAY_RANGE = (1e-6, 1e-2)
+WEIGHT_RANGE = (0.2, 1.0)  # per-stage weights before normalisation: no stage gets < 1/5 of another's share
+
+
+@dataclass(frozen=True)
+class ArmContext:
+    """What a space may depend on: the arm's model (its block count), the budget it must fit, pinned values."""
+
+    model: str
+    num_blocks: int
+    epochs: int
+    optimizer: str = "adamw"
+    pinned: Mapping[str, Any] = field(default_factory=dict)  # spec `fixed` values: never searched
+
+
+Space = Callable[["optuna.Trial", ArmContext], dict[str, Any]]
+
+
+SHARED_DEFAULTS = {"adamw": {"lr": 1e-3, "weight_decay": 5e-4, "batch_size": 64},
+                   "sgd": {"lr": 0.05, "weight_decay": 5e-4, "batch_size": 64}}
+
+
+def shared_space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
+    """lr (log-uniform, range per optimiser), weight_decay (log-uniform), batch_size (choice)."""
+    low, high = LR_RANGES[ctx.optimizer]
+    trial.suggest_float("lr", low, high, log=True)
+    trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE, log=True)
+    trial.suggest_categorical("batch_size", BATCH_SIZES)
+    return {}
+
+
+def shared_defaults(ctx: ArmContext) -> dict[str, Any]:
+    """The shared knobs' defaults (TrainConfig's for AdamW): the first trial of every search."""
+    return dict(SHARED_DEFAULTS[ctx.optimizer])
+
+
+def normalised_weights(trial: "optuna.Trial", name: str, count: int) -> list[float]:
+    """`count` uniform weights in WEIGHT_RANGE (internal params `_<name>_<i>`), normalised to sum to 1."""
+    weights = [trial.suggest_float(f"{INTERNAL_PREFIX}{name}_{i}", *WEIGHT_RANGE) for i in range(count)]
+    total = sum(weights)
+    return [round(w / total, 4) for w in weights]
+
+
+class PinnedTrial:
+    """An Optuna trial whose `suggest_*` calls return the pinned value for pinned names (spec `fixed`)."""
+
+    def __init__(self, trial: "optuna.Trial", pinned: Mapping[str, Any]):
+        self._trial = trial
+        self._pinned = dict(pinned)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._trial, name)
+        if not name.startswith("suggest_"):
+            return attr
+
+        @functools.wraps(attr)
+        def suggest(param: str, *args: Any, **kwargs: Any) -> Any:
+            return self._pinned[param] if param in self._pinned else attr(param, *args, **kwargs)
+
+        return suggest
+
+
+def bound_space(space: Space, ctx: ArmContext) -> Callable[["optuna.Trial"], dict[str, Any]]:
+    """`space` as the one-argument define-by-run function OptunaSearch takes, honouring `ctx.pinned`."""
+    return functools.partial(_run_pinned, space, ctx)
+
+
+def _run_pinned(space: Space, ctx: ArmContext, trial: "optuna.Trial") -> dict[str, Any]:
+    derived = space(PinnedTrial(trial, ctx.pinned), ctx)
+    return {key: value for key, value in derived.items() if key not in ctx.pinned}
+
+
+def to_flat_config(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's config without the search-internal values: the flat dict `TrainConfig.from_flat` takes."""
+    return {key: value for key, value in sample.items() if not key.startswith(INTERNAL_PREFIX)}

@@ -1,0 +1,46 @@
+"""Search space of `greedy` (DESIGN §3, seeds 002-004); the stage count always fits the epoch budget.
+
+| knob             | range                                            | note                                   |
+|------------------|--------------------------------------------------|----------------------------------------|
+| aux_depth        | int [1, 3]                                       | hidden conv layers of each aux head    |
+| decoupled        | {false, true}                                    | DGL: all groups at once, detached      |
+| blocks_per_stage | int [ceil(L/epochs), max(that, ceil(L/2))]       | every stage gets >= 1 epoch            |
+| epochs_per_block | one uniform [0.2, 1] per stage, normalised       | sequential only (decoupled: one stage) |
+auto_depth (seed 003) changes what is trained, so it is a spec choice (`[fixed.greedy]`), not searched;
+pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from search_spaces.common import INTERNAL_PREFIX, ArmContext, normalised_weights, shared_defaults, shared_space
+
+if TYPE_CHECKING:
+    import optuna
+
+SEQUENTIAL_ONLY = ("auto_depth", "cache_features", "epochs_per_block")
+
+
+def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
+    """Shared knobs plus aux head depth, decoupling, block grouping and the epoch share per stage."""
+    shared_space(trial, ctx)
+    L = ctx.num_blocks
+    trial.suggest_int("aux_depth", 1, 3)
+    sequential_only = any(ctx.pinned.get(key) not in (None, False) for key in SEQUENTIAL_ONLY)
+    decoupled = False if sequential_only else trial.suggest_categorical("decoupled", (False, True))
+    fewest = math.ceil(L / ctx.epochs)
+    per_stage = trial.suggest_int("blocks_per_stage", fewest, max(fewest, math.ceil(L / 2)))
+    if decoupled:
+        return {}
+    return {"epochs_per_block": normalised_weights(trial, "block_w", math.ceil(L / per_stage))}
+
+
+def defaults(ctx: ArmContext) -> dict[str, Any]:
+    """The first trial: sequential greedy with GreedyParams' defaults, the fewest blocks per stage that fit."""
+    from trainables.methods.greedy import GreedyParams
+
+    p = GreedyParams()
+    equal_stages = {f"{INTERNAL_PREFIX}block_w_{i}": 1.0 for i in range(ctx.num_blocks)}
+    return {**shared_defaults(ctx), "aux_depth": p.aux_depth, "decoupled": p.decoupled,
+            "blocks_per_stage": max(p.blocks_per_stage, math.ceil(ctx.num_blocks / ctx.epochs)), **equal_stages}

@@ -1,0 +1,216 @@
+"""StudySpec: what a sweep runs (dataset, model x method arms, budget, resources, search, fixed knobs).
+
+Specs are TOML files; `quick` and `paper` name the files in study/specs/, any other value is a
+path. `--set section.key=value` overrides any entry. Every name and range is checked here, before
+Ray starts, and unknown keys are errors that list the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainables.config import TrainConfig, check_choice, check_range, parse_value
+
+SPEC_DIR = Path(__file__).resolve().parent / "specs"
+CONTROLLED = ("model", "method", "dataset", "epochs", "seed", "params")  # set by the spec/sweep, not by `fixed`
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One (model, method) pair of a study."""
+
+    model: str
+    method: str
+
+    @property
+    def name(self) -> str:
+        """`model/method`: the MLflow parent run's name and `arm` tag."""
+        return f"{self.model}/{self.method}"
+
+    @property
+    def slug(self) -> str:
+        """`model-method`: file and folder names."""
+        return f"{self.model}-{self.method}"
+
+
+@dataclass
+class Budget:
+    """Per arm: epochs per trial, search trials, seeds of the final phase, ASHA and concurrency knobs."""
+
+    epochs: int = 10
+    max_trials: int = 8
+    seeds: int = 3
+    grace_period: int = 1
+    reduction_factor: int = 2
+    max_concurrent: int = 2
+    max_failures: int = 1
+
+    def __post_init__(self) -> None:
+        check_range("budget.epochs", self.epochs, 1, None)
+        check_range("budget.max_trials", self.max_trials, 1, None)
+        check_range("budget.seeds", self.seeds, 0, None)
+        check_range("budget.grace_period", self.grace_period, 1, self.epochs)
+        check_range("budget.reduction_factor", self.reduction_factor, 2, None)
+        check_range("budget.max_concurrent", self.max_concurrent, 1, None)
+        check_range("budget.max_failures", self.max_failures, 0, None)
+
+
+@dataclass
+class Resources:
+    """What one trial reserves: CPU cores (also its torch threads) and a GPU fraction."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("resources.cpu", self.cpu, 0.0, None, low_open=True)
+        check_range("resources.gpu", self.gpu, 0.0, None)
+
+
+@dataclass
+class Search:
+    """Optuna TPE: sampler seed and how many random trials come before the model-based ones."""
+
+    sampler_seed: int = 0
+    startup_trials: int = 10
+    trial_seed: int = 0  # the training seed of every search trial; the seeds phase uses 1..budget.seeds
+
+    def __post_init__(self) -> None:
+        check_range("search.startup_trials", self.startup_trials, 1, None)
+
+
+@dataclass
+class StudySpec:
+    """One study: every (model, method) arm is searched, then its best config is rerun with `seeds` seeds."""
+
+    name: str
+    dataset: str = "digits"
+    models: list[str] = field(default_factory=lambda: ["seed_cnn"])
+    methods: list[str] = field(default_factory=lambda: ["standard", "layer_to_layer", "greedy"])
+    budget: Budget = field(default_factory=Budget)
+    resources: Resources = field(default_factory=Resources)
+    search: Search = field(default_factory=Search)
+    fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields; a table per method for its params
+    source: str = ""  # the spec file's text (logged with the study)
+
+    def __post_init__(self) -> None:
+        from trainables.data import DATASETS
+        from trainables.methods import METHOD_NAMES
+        from trainables.models import MODELS
+
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"name={self.name!r} must be a non-empty string (it names the MLflow experiment)")
+        check_choice("dataset", self.dataset, DATASETS)
+        for key, values, valid in (("models", self.models, sorted(MODELS)), ("methods", self.methods, METHOD_NAMES)):
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{key}={values!r} must be a non-empty list; valid entries: {', '.join(valid)}")
+            for value in values:
+                check_choice(key, value, valid)
+        for key, value in self.fixed.items():
+            if key in METHOD_NAMES:
+                if not isinstance(value, dict):
+                    raise ValueError(f"fixed.{key} must be a table of {key}'s parameters, got {value!r}")
+            elif key not in TrainConfig.field_names() or key in CONTROLLED:
+                valid = sorted((TrainConfig.field_names() - set(CONTROLLED)) | set(METHOD_NAMES))
+                raise ValueError(f"unknown key fixed.{key}; valid keys: {', '.join(valid)}")
+        for model in self.models:
+            for method in self.methods:
+                self.train_config(model, method)  # names, ranges and method params, per arm
+
+    @property
+    def arms(self) -> list[Arm]:
+        """Every (model, method) pair, in run order."""
+        return [Arm(model, method) for model in self.models for method in self.methods]
+
+    def pinned(self, method: str) -> dict[str, Any]:
+        """The `fixed` values that apply to `method`: shared fields and its own parameter table."""
+        from trainables.methods import METHOD_NAMES
+
+        shared = {k: v for k, v in self.fixed.items() if k not in METHOD_NAMES}
+        return {**shared, **self.fixed.get(method, {})}
+
+    def train_config(self, model: str, method: str, seed: int | None = None) -> TrainConfig:
+        """The arm's base config (before search): checked like a trial's config would be."""
+        from trainables.training import validate
+
+        flat = {**self.pinned(method), "model": model, "method": method, "dataset": self.dataset,
+                "epochs": self.budget.epochs, "seed": self.search.trial_seed if seed is None else seed}
+        config = TrainConfig.from_flat(flat)
+        validate(config)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything that defines the study's results (not the source text)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "source"}
+
+
+_SECTIONS = {"budget": Budget, "resources": Resources, "search": Search}
+
+
+def spec_names() -> list[str]:
+    """The named specs in study/specs/."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.toml"))
+
+
+def resolve_spec_path(name_or_path: str | Path) -> Path:
+    """`quick`/`paper` -> study/specs/<name>.toml; otherwise an existing TOML file."""
+    text = str(name_or_path)
+    if text in spec_names():
+        return SPEC_DIR / f"{text}.toml"
+    path = Path(text).expanduser()
+    if path.suffix != ".toml" or not path.is_file():
+        raise ValueError(f"spec {text!r} is neither a named spec ({', '.join(spec_names())}) nor a .toml file")
+    return path
+
+
+def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> StudySpec:
+    """Read a spec file, apply `section.key=value` overrides, check everything."""
+    path = resolve_spec_path(name_or_path)
+    source = path.read_text()
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"spec {path} is not valid TOML: {err}") from None
+    for item in overrides or []:
+        apply_override(data, item)
+    return spec_from_dict(data, source)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set `a.b.c=value` in the nested dict (value parsed like `trial --set`); sections are created."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+    *sections, leaf = key.strip().split(".")
+    node = data
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {item!r}: {section!r} is a value, not a section")
+    node[leaf] = parse_value(value)
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "") -> StudySpec:
+    """Build a StudySpec from parsed TOML; unknown keys anywhere are errors naming the valid keys."""
+    top = {f.name for f in dataclasses.fields(StudySpec)} - {"source"}
+    _reject_unknown("", data, top)
+    kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in _SECTIONS}
+    for section, cls in _SECTIONS.items():
+        values = data.get(section, {})
+        if not isinstance(values, dict):
+            raise ValueError(f"{section} must be a table, got {values!r}")
+        _reject_unknown(f"{section}.", values, {f.name for f in dataclasses.fields(cls)})
+        kwargs[section] = cls(**values)
+    if "name" not in kwargs:
+        raise ValueError("the spec has no `name` (it names the MLflow experiment)")
+    return StudySpec(**kwargs, source=source)
+
+
+def _reject_unknown(prefix: str, values: dict[str, Any], valid: set[str]) -> None:
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"unknown spec key(s) {', '.join(prefix + k for k in unknown)}; "
+                         f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(valid))}")

@@ -1,0 +1,157 @@
+"""`python -m study sweep`: per (model, method) arm an Optuna/ASHA search on val_acc, then the seeds phase.
+
+Each arm's search is one Ray Tune experiment (`<storage>/<model>-<method>-search`); the seeds
+phase reruns every arm's best config with seeds 1..S in one experiment (`<storage>/seeds`), so
+its trials pack the workers evenly. Rerunning the same command resumes an interrupted experiment
+(Tuner.restore) and skips the ones recorded as done in `<study-dir>/state/`. MLflow is written
+from this driver process only (study.tune_callbacks). At the end the report is built and printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.tracking import MlflowClient
+
+from study import tracking
+from study.spec import Arm, StudySpec, load_spec, spec_names
+
+if TYPE_CHECKING:
+    from study.report import ReportResult
+
+TUNE_ENV = {
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # save the experiment state every second (default >= 10 s): less to redo
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # that is on purpose: no warning
+    "RAY_AIR_NEW_OUTPUT": "0",  # Tune's classic reporter, silent at verbose=0; ProgressCallback prints
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sweep", help="run (or resume) a study: search every arm, then rerun the best with seeds")
+    p.add_argument("--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path")
+    p.add_argument("--study-dir", type=Path, default=None, help="where results live (default: runs/<spec name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db; on a cluster an `mlflow server` URL)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--storage-path", default=None,
+                   help="Tune results and checkpoints (default: <study-dir>/tune; on a cluster a shared path or s3://)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec, args.overrides)  # every spec error is raised here, before Ray starts
+    study_dir = args.study_dir or Path("runs") / spec.name
+    report = run_sweep(spec, study_dir, args.tracking_uri, args.address, args.storage_path)
+    print(report.markdown)
+    print(f"report: {report.report_dir}")
+    return 0
+
+
+def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None, address: str | None = None,
+              storage_path: str | None = None) -> "ReportResult":
+    """Run or resume every arm and phase of `spec`, then build the report."""
+    from study.report import write_report
+    from study.tune_arm import TuneRunner  # imports Ray: only when a sweep runs
+
+    study_dir = Path(study_dir).expanduser().resolve()
+    state = StudyState(study_dir)
+    state.check_spec(spec)
+    uri = tracking_uri or tracking.default_tracking_uri(study_dir)
+    client = MlflowClient(uri)
+    local_store = uri.startswith(("sqlite:", "file:"))  # keep its artifacts with the study, not in ./mlruns
+    artifacts = (study_dir / "mlartifacts").as_uri() if local_store else None  # a server decides for itself
+    experiment_id = tracking.get_or_create_experiment(client, spec.name, artifacts)
+    storage = storage_path or str(study_dir / "tune")
+    init_ray(address)
+    runner = TuneRunner(spec, storage, uri, experiment_id)
+    print(f"study {spec.name!r}: {len(spec.arms)} arms, MLflow {uri}, Tune {storage}", flush=True)
+    parents = {arm.name: parent_run(client, experiment_id, spec, arm) for arm in spec.arms}
+    best_configs: dict[Arm, dict[str, Any]] = {}
+    for index, arm in enumerate(spec.arms, 1):
+        label = f"[{index}/{len(spec.arms)}]"
+        best = state.get(f"{arm.slug}-search")
+        if best is None:
+            best = runner.search(arm, parents[arm.name], label)
+            state.put(f"{arm.slug}-search", best or {"failed": True})
+        elif "config" in best:
+            print(f"{label} {arm.name}: searched before, best val_acc {best['val_acc']:.4f}", flush=True)
+        if best and "config" in best:
+            best_configs[arm] = best["config"]
+        else:
+            tracking.fail_run(client, parents[arm.name], "no search trial finished")
+    if spec.budget.seeds and best_configs and state.get("seeds") is None:
+        state.put("seeds", runner.seeds(best_configs, {arm.name: parents[arm.name] for arm in best_configs}))
+    for arm in best_configs:
+        client.set_terminated(parents[arm.name], status="FINISHED")
+    return write_report(study_dir, uri, spec.name)
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to `address` / $RAY_ADDRESS, else start a local Ray; a Ray already initialised is used as is."""
+    import ray
+
+    for key, value in TUNE_ENV.items():
+        os.environ.setdefault(key, value)
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(logging_level=logging.WARNING, include_dashboard=False)
+
+
+def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: Arm) -> str:
+    """The arm's parent run (found by its tags, else created with the spec as artifacts)."""
+    filters = " and ".join([tracking.tag_filter("role", "arm"), tracking.tag_filter("arm", arm.name)])
+    found = tracking.search_runs(client, experiment_id, filters)
+    if found:
+        return found[0].info.run_id
+    tags = {"role": "arm", "arm": arm.name, "model": arm.model, "method": arm.method, "study": spec.name}
+    params = {"dataset": spec.dataset, **{f"budget.{k}": v for k, v in vars(spec.budget).items()}}
+    run_id = tracking.start_run(client, experiment_id, arm.name, params, tags=tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "spec.toml"
+        path.write_text(spec.source)
+        client.log_artifact(run_id, str(path))
+    tracking.log_json(client, run_id, "spec_resolved.json", spec.to_dict())
+    return run_id
+
+
+class StudyState:
+    """`<study-dir>/state/`: the spec a study was started with and the phases that are done."""
+
+    def __init__(self, study_dir: Path):
+        self.folder = study_dir / "state"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def check_spec(self, spec: StudySpec) -> None:
+        """Record the spec on the first run; a later run with a different spec is an error."""
+        path = self.folder / "spec.json"
+        current = json.loads(json.dumps(spec.to_dict()))
+        if not path.exists():
+            path.write_text(json.dumps(current, indent=2))
+            return
+        previous = json.loads(path.read_text())
+        changed = sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
+        if changed:
+            raise ValueError(f"{self.folder.parent} holds a study run with a different spec (changed: "
+                             f"{', '.join(changed)}); use another --study-dir or the original spec and --set values")
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """What a finished phase recorded (`<model>-<method>-search`, `seeds`), or None."""
+        path = self.folder / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, name: str, value: dict[str, Any]) -> None:
+        path = self.folder / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, indent=2, default=str))
+        tmp.replace(path)

@@ -1,0 +1,126 @@
+"""The sweep's Ray Tune experiments: one Optuna/ASHA search per arm, then one seeds phase for all arms.
+
+Each experiment lives in `<storage>/<name>`; one that was interrupted is resumed with
+Tuner.restore (finished trials stay finished, running ones continue from their checkpoints).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.samplers import TPESampler
+from ray import tune
+from ray.tune import ResultGrid
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import default_point, get_search_space
+from study.spec import Arm, StudySpec
+from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
+from trainables.config import TrainConfig
+from trainables.trainable import ARM_CONFIG_KEY, FINAL_KEY, flat_config, with_resources
+
+SEEDS_EXPERIMENT = "seeds"
+# Checkpoints kept per trial. With 1, Tune deletes the checkpoint that the saved experiment state
+# still names until its next snapshot; a driver killed in that window resumes into a missing file.
+CHECKPOINTS_KEPT = 2
+
+
+class TuneRunner:
+    """Builds, runs and resumes the Tune experiments of one study."""
+
+    def __init__(self, spec: StudySpec, storage: str, tracking_uri: str, experiment_id: str):
+        self.spec, self.storage = spec, storage.rstrip("/")
+        self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
+
+    def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any] | None:
+        """Optuna TPE (first trial: the method's defaults) + ASHA on val_acc; the best trial's config, or None."""
+        spec = self.spec
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        base = self._base_config(arm)
+        space_args = (arm.method, arm.model, spec.budget.epochs, base["optimizer"], spec.pinned(arm.method))
+        searcher = OptunaSearch(
+            get_search_space(*space_args), metric="val_acc", mode="max",
+            points_to_evaluate=[default_point(*space_args)],
+            sampler=TPESampler(seed=spec.search.sampler_seed, n_startup_trials=spec.search.startup_trials))
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=spec.budget.epochs,
+                                  grace_period=spec.budget.grace_period,
+                                  reduction_factor=spec.budget.reduction_factor)
+        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.budget.max_trials,
+                                      max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
+                                      trial_dirname_creator=trial_dirname)
+        results = self._fit(f"{arm.slug}-search", f"{label} {arm.name} search", base, tune_config,
+                            spec.budget.max_trials, {arm.name: parent_run_id}, "search")
+        best = best_result(results)
+        if best is None:
+            print(f"{label} {arm.name}: no search trial finished; the arm has no seeds phase", flush=True)
+            return None
+        config = TrainConfig.from_flat(flat_config(best.config)).to_flat()
+        searched = {k: _short(v) for k, v in config.items() if base.get(k) != v} or "the defaults"
+        print(f"{label} {arm.name}: best val_acc {best.metrics['val_acc']:.4f} with {searched}", flush=True)
+        return {"config": config, "val_acc": best.metrics["val_acc"], "trial_id": best.metrics["trial_id"]}
+
+    def seeds(self, best_configs: dict[Arm, dict[str, Any]], parents: dict[str, str]) -> dict[str, Any]:
+        """Every arm's best config rerun with seeds 1..budget.seeds at the full budget, in one experiment."""
+        seeds = list(range(1, self.spec.budget.seeds + 1))
+        param_space = {ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())), "seed": tune.grid_search(seeds)}
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.spec.budget.max_concurrent, reuse_actors=True,
+                                      trial_dirname_creator=trial_dirname)
+        total = len(seeds) * len(best_configs)
+        results = self._fit(SEEDS_EXPERIMENT, "[seeds]", param_space, tune_config, total, parents, "seeds")
+        return {"seeds": seeds, "arms": [arm.name for arm in best_configs],
+                "errored": sum(r.error is not None for r in results)}
+
+    def _base_config(self, arm: Arm) -> dict[str, Any]:
+        """The arm's fixed part of every trial config; data_dir made absolute (trials run in their own dirs)."""
+        flat = self.spec.train_config(arm.model, arm.method).to_flat()
+        if flat.get("data_dir"):
+            flat["data_dir"] = str(Path(flat["data_dir"]).expanduser().resolve())
+        return flat
+
+    def _fit(self, name: str, label: str, param_space: dict[str, Any], tune_config: tune.TuneConfig, total: int,
+             parents: dict[str, str], phase: str) -> ResultGrid:
+        trainable = with_resources(self.spec.resources.cpu, self.spec.resources.gpu)
+        path = f"{self.storage}/{name}"
+        start = time.perf_counter()
+        if tune.Tuner.can_restore(path):
+            print(f"{label}: resuming the interrupted experiment {path}", flush=True)
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=False)
+        else:
+            print(f"{label}: {total} trials, up to {self.spec.budget.max_concurrent} at a time", flush=True)
+            callbacks = [MlflowTrialCallback(self.tracking_uri, self.experiment_id, parents, self.spec.name, phase),
+                         ProgressCallback(label, total, name_trials=phase == "seeds")]
+            run_config = tune.RunConfig(
+                name=name, storage_path=self.storage, callbacks=callbacks, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=self.spec.budget.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT))
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        results = tuner.fit()
+        print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
+        return results
+
+
+def best_result(results: ResultGrid) -> tune.Result | None:
+    """The trial with the highest final val_acc, among those that ran the full budget if any did."""
+    usable = [r for r in results if r.error is None and "val_acc" in (r.metrics or {})]
+    full = [r for r in usable if FINAL_KEY in r.metrics]
+    return max(full or usable, key=lambda r: r.metrics["val_acc"], default=None)
+
+
+def trial_dirname(trial: Trial) -> str:
+    """Short trial folder names (Tune's default spells out the whole config)."""
+    return trial.trial_id
+
+
+def _short(value: Any) -> Any:
+    """4 significant digits for printing."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.4g}")
+    if isinstance(value, (list, tuple)):
+        return [_short(v) for v in value]
+    return value

@@ -1,0 +1,157 @@
+"""Tune callbacks of the sweep driver: every trial to MLflow (driver only), and one console line per trial.
+
+MLflow layout (the contract the report reads): one child run per trial under its arm's parent
+run, tags role=trial, arm, model, method, phase, trial_id, study; params = the trial's flat
+TrainConfig; per-epoch metrics at step=epoch; the final metrics and final_metrics.json; status
+FINISHED, or FAILED with tag `error`. Runs are found again by their `trial_id` tag, so a resumed
+sweep never duplicates one; runs of trials that Tune lost in an interruption are deleted at the end.
+Modeled on ray.air.integrations.mlflow.MLflowLoggerCallback, with one MlflowClient in the driver.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from study import tracking
+from study.spec import Arm
+from trainables.config import TrainConfig
+from trainables.trainable import DIVERGED_KEY, FINAL_JSON_KEY, FINAL_KEY, flat_config
+
+log = logging.getLogger(__name__)
+
+NOT_METRICS = {*AUTO_RESULT_KEYS, "done", "trial_id", "experiment_tag", "should_checkpoint"}
+SUMMARY_FROM_HISTORY = {"train_time_s": ("epoch_time_s", sum), "peak_mem_mb": ("peak_mem_mb", max),
+                        "best_val_acc": ("val_acc", max)}
+
+
+class MlflowTrialCallback(tune.Callback):
+    """MLflow child runs for the trials of one Tuner (one phase; each trial's arm comes from its config)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parents: dict[str, str], study: str, phase: str):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parents = dict(parents)  # arm name -> parent run id
+        self.study = study
+        self.phase = phase
+        self._client: MlflowClient | None = None
+        self._runs: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
+        return {**self.__dict__, "_client": None, "_runs": {}}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # --- Tune hooks ---------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if DIVERGED_KEY in result:  # the reason is logged when the trial errors
+            return
+        run_id = self.run_id(trial)
+        epoch_metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
+        tracking.log_metrics(self.client, run_id, epoch_metrics, step=int(result["epoch"]))
+        if "node_id" in result:
+            self.client.set_tag(run_id, "node_id", result["node_id"])
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        if FINAL_JSON_KEY in result:
+            tracking.log_final(self.client, run_id, json.loads(result[FINAL_JSON_KEY]))
+            return
+        # stopped early by the scheduler: no test accuracy; time, memory and best val from its epochs
+        self.client.set_tag(run_id, "early_stopped", "true")
+        summary = {key: reduce(m.value for m in self.client.get_metric_history(run_id, metric))
+                   for key, (metric, reduce) in SUMMARY_FROM_HISTORY.items()}
+        tracking.log_final(self.client, run_id, {**summary, "epochs_run": int(result.get("epoch", 0))})
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        tracking.fail_run(self.client, self.run_id(trial), error_reason(trial))
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        """Delete the runs of trials this experiment does not know (started after its last saved state)."""
+        known = {trial.trial_id for trial in trials}
+        for run in self._phase_runs():
+            if run.data.tags.get("trial_id") not in known:
+                log.warning("deleting MLflow run %s: trial %s was lost in an interruption and rerun under a new id",
+                            run.info.run_id, run.data.tags.get("trial_id"))
+                self.client.delete_run(run.info.run_id)
+
+    # --- runs ----------------------------------------------------------------------------
+    def run_id(self, trial: Trial) -> str:
+        """The trial's run: cached, else found by its trial_id tag, else created."""
+        if trial.trial_id not in self._runs:
+            found = self._phase_runs(tracking.tag_filter("trial_id", trial.trial_id))
+            self._runs[trial.trial_id] = found[0].info.run_id if found else self._create_run(trial)
+        return self._runs[trial.trial_id]
+
+    def _create_run(self, trial: Trial) -> str:
+        config = TrainConfig.from_flat(flat_config(trial.config))
+        arm = Arm(config.model, config.method)
+        label = f"seed {config.seed}" if self.phase == "seeds" else trial.trial_id
+        tags = {"role": "trial", "study": self.study, "arm": arm.name, "model": arm.model, "method": arm.method,
+                "phase": self.phase, "trial_id": trial.trial_id}
+        return tracking.start_run(self.client, self.experiment_id, f"{arm.name} {self.phase} {label}",
+                                  config.to_flat(), tags=tags, parent_run_id=self.parents[arm.name])
+
+    def _phase_runs(self, extra_filter: str = "") -> list:
+        """This Tuner's runs: trial runs of this phase under one of its parents."""
+        filters = [tracking.tag_filter("role", "trial"), tracking.tag_filter("phase", self.phase)]
+        filters += [extra_filter] if extra_filter else []
+        runs = tracking.search_runs(self.client, self.experiment_id, " and ".join(filters))
+        parent_ids = set(self.parents.values())
+        return [run for run in runs if run.data.tags.get(tracking.PARENT_TAG) in parent_ids]
+
+
+def error_reason(trial: Trial) -> str:
+    """Why a trial errored: the divergence reason it reported, else the last line of its error text."""
+    reason = (trial.last_result or {}).get(DIVERGED_KEY)
+    if reason:
+        return reason
+    text = (trial.error_file and _read(trial.error_file)) or "unknown error (no error file)"
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class ProgressCallback(tune.Callback):
+    """One console line per finished trial: the experiment, how many trials are done, the outcome."""
+
+    def __init__(self, label: str, total: int, name_trials: bool = False):
+        self.label, self.total = label, total
+        self.name_trials = name_trials  # say each trial's arm and seed (the seeds phase mixes arms)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        result = trial.last_result or {}
+        final = result.get(FINAL_KEY)
+        val = f"val_acc {result.get('val_acc', float('nan')):.4f}"
+        outcome = (f"{val}, test_acc {final['test_acc']:.4f}, {final['train_time_s']:.1f} s training" if final
+                   else f"stopped early at epoch {result.get('epoch')}, {val}")
+        self._print(trials, trial, outcome)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._print(trials, trial, f"errored: {error_reason(trial)}")
+
+    def _print(self, trials: list[Trial], trial: Trial, outcome: str) -> None:
+        done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials if t is not trial) + 1
+        config = flat_config(trial.config)
+        who = f" {config['model']}/{config['method']} seed {config['seed']}" if self.name_trials else ""
+        print(f"{self.label}: {done}/{self.total}{who} trial {trial.trial_id}: {outcome}", flush=True)

@@ -1,0 +1,28 @@
+"""Integration fixtures: a real local Ray per test module and tiny study specs."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+import pytest
+
+from study.spec import StudySpec, spec_from_dict
+from study_helpers import spec_data
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A local Ray with 2 CPUs for the module (any Ray left running is shut down first)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def tiny_spec() -> Callable[..., StudySpec]:
+    """The tiny spec with overrides, e.g. tiny_spec(budget={"epochs": 3}, models=[...]), as a checked StudySpec."""
+    return lambda **overrides: spec_from_dict(spec_data(**overrides))

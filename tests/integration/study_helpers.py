@@ -1,0 +1,49 @@
+"""What the integration tests share: a tiny study spec, and readers of a study's MLflow runs and Tune state."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from study import tracking
+
+TINY_SPEC: dict[str, Any] = {
+    "name": "tiny",
+    "dataset": "digits",
+    "models": ["seed_cnn"],
+    "methods": ["standard", "layer_to_layer"],
+    "budget": {"epochs": 2, "max_trials": 3, "seeds": 2, "grace_period": 1, "max_concurrent": 2, "max_failures": 1},
+    "resources": {"cpu": 1},
+    "search": {"startup_trials": 2},
+    "fixed": {"width": 0.125, "max_train_samples": 200},
+}
+
+
+def spec_data(**overrides: Any) -> dict[str, Any]:
+    """A copy of TINY_SPEC with top-level values replaced and section tables updated key by key."""
+    out = {key: (dict(value) if isinstance(value, dict) else value) for key, value in TINY_SPEC.items()}
+    for key, value in overrides.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def mlflow_runs(study_dir: Path, experiment: str, role: str) -> list[Run]:
+    """The active runs with tag role=`role` in the study's sqlite store."""
+    client = MlflowClient(tracking.default_tracking_uri(study_dir))
+    exp = client.get_experiment_by_name(experiment)
+    return tracking.search_runs(client, exp.experiment_id, tracking.tag_filter("role", role))
+
+
+def metric_steps(study_dir: Path, run: Run, key: str) -> list[int]:
+    """The steps at which `key` was logged in `run`, sorted (duplicates kept)."""
+    client = MlflowClient(tracking.default_tracking_uri(study_dir))
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+
+
+def tune_trial_ids(study_dir: Path, name: str) -> dict[str, str]:
+    """trial id -> status of the Tune experiment `name`, as its saved state knows them."""
+    from ray import tune
+
+    return {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(study_dir / "tune" / name)).trials}

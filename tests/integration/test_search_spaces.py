@@ -1,0 +1,83 @@
+"""Search spaces: every sample of every method's space builds a valid TrainConfig and method that fit the budget."""
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+from search_spaces import SEARCH_SPACES, default_point, get_search_space, num_blocks, to_flat_config
+from trainables.config import TrainConfig
+from trainables.methods import get_method
+from trainables.models import build_model
+from trainables.training import validate
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def sample_configs(method: str, model: str, epochs: int, trials: int, pinned: dict | None = None,
+                   first: dict | None = None) -> list[TrainConfig]:
+    """Run the space through a real Optuna study (TPE) and build the TrainConfig of every sample."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    if first:
+        study.enqueue_trial(first)
+    space = get_search_space(method, model, epochs, pinned=pinned)
+    configs = []
+    for i in range(trials):
+        trial = study.ask()
+        derived = space(trial)
+        flat = to_flat_config({**trial.params, **derived, **(pinned or {})})
+        configs.append(TrainConfig.from_flat({**flat, "model": model, "method": method, "epochs": epochs}))
+        study.tell(trial, float(i % 3))  # some signal so TPE's model-based phase runs
+    return configs
+
+
+def build(config: TrainConfig):
+    """The method on a tiny model: its constructor checks that the stages fit the epochs."""
+    validate(config)
+    model = build_model(config.model, 10, width=0.0625)
+    return get_method(config.method)(config, model, 10, torch.device("cpu"), steps_per_epoch=4)
+
+
+@pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
+@pytest.mark.parametrize("model, epochs", [("seed_cnn", 3), ("vgg11", 2), ("densenet", 8)])
+def test_every_sample_builds_a_method_that_fits_the_budget(method, model, epochs):
+    configs = sample_configs(method, model, epochs, trials=6)
+    for config in configs:
+        method_obj = build(config)
+        assert sum(stage.epochs for stage in method_obj.plan()) == epochs
+        assert 1e-4 <= config.lr <= 1e-2 and config.batch_size in (32, 64, 128)
+    assert len({c.lr for c in configs}) == len(configs)  # it does search
+
+
+def test_layer_to_layer_stage_fracs_follow_the_split_schedule():
+    from trainables.methods.layer_to_layer import split_schedule
+
+    for config in sample_configs("layer_to_layer", "vgg11", 8, trials=10):
+        p = config.params
+        assert len(p["stage_fracs"]) == len(split_schedule(num_blocks("vgg11"), p["split_ratio"], p["split_step"]))
+        assert sum(p["stage_fracs"]) == pytest.approx(1.0, abs=1e-3)
+        assert 0 <= p["kd_alpha"] <= 1 and 0 <= p["teacher_grad"] <= 1 and p["aux"] in ("linear", "conv")
+        assert not any(key.startswith("_") for key in config.to_flat())
+
+
+def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
+    for method in SEARCH_SPACES:
+        first = default_point(method, "seed_cnn", 6)
+        config = sample_configs(method, "seed_cnn", 6, trials=1, first=first)[0]
+        assert (config.lr, config.weight_decay, config.batch_size) == (1e-3, 5e-4, 64)
+        if method == "layer_to_layer":
+            assert config.params["split_ratio"] == 0.4 and config.params["stage_fracs"] == [0.3333] * 3
+        build(config)
+
+
+def test_pinned_values_are_not_searched():
+    configs = sample_configs("greedy", "vgg11", 6, trials=6, pinned={"lr": 0.005, "auto_depth": True})
+    assert {c.lr for c in configs} == {0.005}
+    assert not any(c.params.get("decoupled") for c in configs)  # auto_depth needs sequential stages
+    for config in configs:
+        build(config)
+
+
+def test_unknown_method_has_no_space():
+    with pytest.raises(ValueError, match="no search space for method 'sgd'; valid methods: standard"):
+        get_search_space("sgd", "seed_cnn", 3)

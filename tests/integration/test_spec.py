@@ -1,0 +1,79 @@
+"""Study specs: named and path specs load, overrides apply, and every bad key or value fails before Ray."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from study.spec import Arm, load_spec, spec_names
+
+
+def test_named_specs_load_with_their_arms():
+    assert {"quick", "paper"} <= set(spec_names())
+    quick = load_spec("quick")
+    assert quick.dataset == "digits" and quick.models == ["seed_cnn", "vgg11"]
+    assert Arm("vgg11", "greedy") in quick.arms and len(quick.arms) == 6
+    paper = load_spec("paper")
+    assert paper.dataset == "cifar100" and paper.budget.epochs == 300 and paper.resources.gpu > 0
+    assert set(paper.models) == {"seed_cnn", "vgg16", "resnext", "densenet"}
+    assert "[budget]" in quick.source  # the file's text travels with the spec (logged as spec.toml)
+
+
+def test_path_spec_and_dotted_overrides(tmp_path: Path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nmodels = ["seed_cnn"]\nmethods = ["standard"]\n[budget]\nepochs = 4\n')
+    spec = load_spec(path, ["budget.max_trials=8", "fixed.width=0.5", 'methods=["standard","greedy"]',
+                            "fixed.greedy.aux_depth=2"])
+    assert spec.name == "mine" and spec.budget.epochs == 4 and spec.budget.max_trials == 8
+    assert spec.methods == ["standard", "greedy"]
+    assert spec.pinned("greedy") == {"width": 0.5, "aux_depth": 2}
+    assert spec.pinned("standard") == {"width": 0.5}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"colour": "red"}, "unknown spec key(s) colour; valid keys: budget, dataset"),
+    ({"budget": {"epoch": 3}}, "unknown spec key(s) budget.epoch; valid keys in budget: epochs"),
+    ({"search": {"sampler": "tpe"}}, "search.sampler"),
+    ({"fixed": {"lerning_rate": 0.1}}, "unknown key fixed.lerning_rate; valid keys: amp"),
+    ({"fixed": {"epochs": 3}}, "unknown key fixed.epochs"),  # the budget owns epochs
+    ({"models": ["resnet99"]}, "models='resnet99' is not valid; choose one of: densenet"),
+    ({"methods": ["backprop"]}, "methods='backprop' is not valid; choose one of: standard, layer_to_layer, greedy"),
+    ({"dataset": "mnist"}, "dataset='mnist' is not valid; choose one of: digits, cifar10, cifar100"),
+    ({"models": []}, "models=[] must be a non-empty list"),
+    ({"budget": {"grace_period": 5}}, "budget.grace_period=5 is out of range; valid range: [1, 2]"),
+    ({"resources": {"cpu": 0}}, "resources.cpu=0 is out of range"),
+    ({"fixed": {"layer_to_layer": {"split_ratio": 1.5}}}, "split_ratio=1.5 is out of range"),
+    ({"fixed": {"greedy": {"warp": 1}}}, "unknown parameter(s) warp for method 'greedy'"),
+])
+def test_bad_specs_name_the_key_and_the_valid_choices(tiny_spec, overrides, message):
+    with pytest.raises(ValueError) as err:
+        tiny_spec(**{"methods": ["standard", "layer_to_layer", "greedy"], **overrides})
+    assert message in str(err.value)
+
+
+def test_unknown_spec_name_and_bad_override():
+    with pytest.raises(ValueError, match="neither a named spec .*quick.* nor a .toml file"):
+        load_spec("quik")
+    with pytest.raises(ValueError, match="expects SECTION.KEY=VALUE"):
+        load_spec("quick", ["budget.max_trials"])
+    with pytest.raises(ValueError, match="unknown spec key.*budget.max_trails"):
+        load_spec("quick", ["budget.max_trails=3"])
+
+
+def test_train_config_of_an_arm_applies_fixed_values(tiny_spec):
+    spec = tiny_spec(fixed={"layer_to_layer": {"aux": "conv"}})
+    config = spec.train_config("seed_cnn", "layer_to_layer")
+    assert config.width == 0.125 and config.epochs == 2 and config.params == {"aux": "conv"}
+    assert spec.train_config("seed_cnn", "standard", seed=3).seed == 3
+
+
+def test_cluster_example_has_a_head_and_a_gpu_worker_type():
+    import yaml
+
+    from study.spec import SPEC_DIR
+
+    config = yaml.safe_load((SPEC_DIR / "cluster-example.yaml").read_text())
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    workers = [t for name, t in types.items() if name != config["head_node_type"]]
+    assert workers and all(t["max_workers"] >= 1 and "InstanceType" in t["node_config"] for t in workers)

@@ -1,0 +1,329 @@
+"""greedy: budget split, frozen prefix (weights, BN stats, no autograd), decoupled gradients,
+auto_depth, feature cache, resume, every registry model, and peak memory below standard."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables.data import Batcher, DataSplits, ImageSet
+from trainables.methods.greedy import Greedy, block_groups, split_budget
+from trainables.models import MODELS, build_model
+from trainables.training import fit, validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _subset(splits: DataSplits, n_train: int) -> DataSplits:
+    return DataSplits(splits.name, ImageSet(splits.train.x[:n_train], splits.train.y[:n_train]), splits.val,
+                      splits.test, splits.num_classes, splits.mean, splits.std, splits.flip)
+
+
+@pytest.fixture(scope="module")
+def small_digits(digits: DataSplits) -> DataSplits:
+    return _subset(digits, 64)
+
+
+@pytest.fixture(scope="module")
+def small_colours(colours: DataSplits) -> DataSplits:
+    return _subset(colours, 64)
+
+
+def _colour_task(n: int, seed: int) -> ImageSet:
+    """4 classes told apart by which channels are bright (R, G, B or all): block 0 alone solves it."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    x = torch.randint(0, 40, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    for c in range(3):
+        x[(y == c) | (y == 3), c] += 200
+    return ImageSet(x, y)
+
+
+@pytest.fixture(scope="module")
+def colours() -> DataSplits:
+    return DataSplits("colours", _colour_task(128, 0), _colour_task(48, 1), _colour_task(48, 2), 4,
+                      (0.4, 0.4, 0.4), (0.4, 0.4, 0.4), False)
+
+
+def _method(config, splits: DataSplits) -> Greedy:
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, splits.num_classes, config.width)
+    steps = max(1, len(splits.train) // config.batch_size)
+    return Greedy(config, model, splits.num_classes, torch.device("cpu"), steps)
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- plan and validation ---------------------------------------------------------------
+
+def test_budget_split_gives_every_stage_an_epoch():
+    assert split_budget(5, [1] * 5) == [1] * 5
+    assert split_budget(7, [1] * 5) == [1, 1, 1, 2, 2]  # ties go to later stages
+    assert split_budget(10, [1, 1, 2]) == [3, 3, 4]
+    assert split_budget(12, [1, 3]) == [3, 9]
+    assert block_groups(8, 3) == [(0, 3), (3, 6), (6, 8)]
+
+
+def test_plan_follows_blocks_per_stage_and_weights(make_config, small_digits):
+    method = _method(make_config(method="greedy", epochs=9, blocks_per_stage=2, epochs_per_block=[1, 1, 2]),
+                     small_digits)
+    stages = method.plan()
+    assert [s.info["blocks"] for s in stages] == [[0, 2], [2, 4], [4, 5]]
+    assert [s.epochs for s in stages] == [2, 3, 4]
+    decoupled = _method(make_config(method="greedy", epochs=3, decoupled=True), small_digits).plan()
+    assert len(decoupled) == 1 and decoupled[0].epochs == 3
+
+
+def test_too_small_budget_names_the_minimum(make_config, small_digits):
+    with pytest.raises(ValueError, match=r"epochs=4 .*epochs >= 5"):
+        _method(make_config(method="greedy", epochs=4), small_digits)
+    with pytest.raises(ValueError, match="3 weights.*5 stages"):
+        _method(make_config(method="greedy", epochs=5, epochs_per_block=[1, 1, 1]), small_digits)
+
+
+@pytest.mark.parametrize("params,fragment", [
+    ({"aux_depth": 4}, "aux_depth=4.*1, 2, 3"),
+    ({"decoupled": True, "auto_depth": True}, "auto_depth=True.*decoupled"),
+    ({"decoupled": True, "cache_features": True}, "cache_features=True.*decoupled"),
+    ({"epochs_per_block": 2}, "epochs_per_block=2.*list of positive"),
+    ({"min_gain": -0.1}, "min_gain=-0.1"),
+    ({"patience": 0}, "patience=0"),
+    ({"blocks": 2}, "unknown parameter.*blocks.*aux_depth"),
+])
+def test_bad_params_fail_in_validate(make_config, params, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        validate(make_config(method="greedy", **params))
+
+
+# --- the frozen prefix ---------------------------------------------------------------
+
+def test_frozen_blocks_and_bn_stats_do_not_change(make_config, small_colours):
+    """vgg11_bn in 4 stages of 2 blocks: after each stage, every earlier block (weights and BN
+    running stats) is bit-identical to its state at the end of its own stage; the trained group changed."""
+    config = make_config(method="greedy", model="vgg11_bn", epochs=4, blocks_per_stage=2, lr=5e-3)
+    snapshots = []
+    fit(config, callback=lambda m, ckpt: snapshots.append({k: v.clone() for k, v in ckpt()["model"].items()}),
+        splits=small_colours)
+    assert len(snapshots) == 4
+
+    def block_state(snapshot, first, stop):
+        return {k: v for k, v in snapshot.items() if any(k.startswith(f"blocks.{b}.") for b in range(first, stop))}
+
+    for stage in range(1, 4):
+        before, after = snapshots[stage - 1], snapshots[stage]
+        frozen_before, frozen_after = block_state(before, 0, 2 * stage), block_state(after, 0, 2 * stage)
+        assert any("running_mean" in k for k in frozen_after)
+        assert _same(frozen_before, frozen_after), f"stage {stage} changed a frozen block"
+        assert not _same(block_state(before, 2 * stage, 2 * stage + 2), block_state(after, 2 * stage, 2 * stage + 2))
+
+
+def test_prefix_has_no_autograd_state_and_frozen_params_get_no_grad(make_config, small_digits):
+    config = make_config(method="greedy", epochs=5)
+    method = _method(config, small_digits)
+    stage = method.plan()[2]
+    method.start_stage(stage)
+    method.train_mode()
+    assert [p.requires_grad for p in method.model.blocks[1].parameters()] == [False, False]
+    assert all(p.requires_grad for p in method.model.blocks[2].parameters())
+    assert not method.model.blocks[1].training and method.model.blocks[2].training
+    x, y = next(iter(method.train_batches(small_digits.train, Batcher(small_digits), torch.Generator())))
+    assert x.grad_fn is None and not x.requires_grad
+    assert x.shape[1:] == method.shapes[1]  # the input of block 2 is block 1's output
+    losses = method.train_step(x, y)
+    assert torch.isfinite(losses["loss"])
+    assert all(p.grad is None for b in (0, 1, 3, 4) for p in method.model.blocks[b].parameters())
+    assert all(p.grad is not None for p in method.model.blocks[2].parameters())
+
+
+def test_predict_follows_the_stage_then_the_full_net(make_config, small_digits):
+    method = _method(make_config(method="greedy", epochs=5), small_digits)
+    x = Batcher(small_digits).normalise(small_digits.val.x[:4])
+    method.eval_mode()
+    with torch.no_grad():
+        full = method.model(x)
+        assert torch.equal(method.predict(x)["main"], full)  # before any stage: the network itself
+        method.start_stage(method.plan()[1])
+        method.eval_mode()
+        path = method.heads["1"](method.model.features(x, 0, 2))
+        assert torch.equal(method.predict(x)["main"], path)
+        method.start_stage(method.plan()[4])
+        method.eval_mode()
+        assert torch.equal(method.predict(x)["main"], full)
+
+
+# --- decoupled -------------------------------------------------------------------------
+
+def test_decoupled_gradients_stay_inside_each_group(make_config, small_digits):
+    """One decoupled step updates every group exactly as if the groups after it were different:
+    no gradient from a later group's loss reaches an earlier block."""
+    config = make_config(method="greedy", model="vgg11_bn", decoupled=True, blocks_per_stage=2, epochs=1)
+    x = Batcher(small_digits).normalise(small_digits.train.x[:16])
+    y = small_digits.train.y[:16]
+
+    def one_step(perturb_from_block: int | None) -> dict[str, torch.Tensor]:
+        method = _method(config, small_digits)
+        if perturb_from_block is not None:
+            with torch.no_grad():
+                for block in method.model.blocks[perturb_from_block:]:
+                    for p in block.parameters():
+                        p.add_(0.5 * torch.randn_like(p))
+        method.start_stage(method.plan()[0])
+        method.train_mode()
+        losses = method.train_step(x, y)
+        assert set(losses) == {"loss", "loss_block1", "loss_block3", "loss_block5"}
+        return _state(method.model)
+
+    reference = one_step(None)
+    for first_changed in (2, 6):
+        other = one_step(first_changed)
+        for b in range(first_changed):
+            prefix = f"blocks.{b}."
+            assert _same({k: v for k, v in reference.items() if k.startswith(prefix)},
+                         {k: v for k, v in other.items() if k.startswith(prefix)}), f"block {b} saw a later loss"
+        changed = f"blocks.{first_changed}.0.weight"
+        assert not torch.equal(reference[changed], other[changed])
+
+
+# --- auto_depth ------------------------------------------------------------------------
+
+def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
+    config = make_config(method="greedy", epochs=10, lr=5e-3, auto_depth=True, patience=1)
+    final = fit(config, splits=colours)
+    assert final["chosen_depth"] < 5
+    assert final["blocks_trained"] == final["chosen_depth"] + 1  # one extra block showed no gain
+    assert final["epochs_run"] < 10
+    assert final["test_acc"] >= 0.95  # the chosen classifier (prefix + its aux head) is what is scored
+    stage_acc = {h["stage"]: h["val_acc"] for h in final["history"]}
+    assert max(stage_acc.values()) == pytest.approx(stage_acc[final["chosen_depth"] - 1])
+
+
+# --- feature cache ---------------------------------------------------------------------
+
+def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours, caplog):
+    """seed_cnn in 2 stages (blocks 0-2, then 3-4 on block 2's cached output), 2 epochs each."""
+    base = dict(method="greedy", epochs=4, lr=5e-3, batch_size=16, blocks_per_stage=3)
+    cached = fit(make_config(**base, cache_features=True), splits=colours)
+    plain = fit(make_config(**base), splits=colours)
+    assert cached["test_acc"] >= 0.95 and plain["test_acc"] >= 0.95
+    assert cached["chosen_depth"] == plain["chosen_depth"] == 5
+    losses = [h["train_loss"] for h in cached["history"]]
+    assert losses[3] < 0.5 * losses[2]  # the cached stage trains
+    # stage 0 never uses the cache; stage 1 sees unaugmented cached inputs, so it differs from `plain`
+    assert losses[:2] == [h["train_loss"] for h in plain["history"][:2]]
+    assert losses[2] != plain["history"][2]["train_loss"]
+    with caplog.at_level(logging.WARNING, logger="trainables.methods.greedy"):
+        fallback = fit(make_config(**base, cache_features=True, cache_max_mb=0.001), splits=colours)
+    assert "re-running the frozen blocks" in caplog.text
+    # falling back is exactly the uncached run (same batches, same augmentation)
+    assert [h["train_loss"] for h in fallback["history"]] == [h["train_loss"] for h in plain["history"]]
+
+
+# --- resume --------------------------------------------------------------------------
+
+def test_resume_is_bit_for_bit(make_config, small_colours):
+    """Interrupted after stage 1 (the checkpoint's optimiser belongs to a finished stage) and in the middle
+    of the 2-epoch last stage (optimiser, schedule and BN warm-up continue): both end as the straight run."""
+    config = make_config(method="greedy", model="vgg11_bn", epochs=5, blocks_per_stage=2, auto_depth=True,
+                         min_gain=0.0, patience=3)
+    straight = fit(config, splits=small_colours)
+
+    class Interrupted(Exception):
+        pass
+
+    for stop_after in (2, 4):
+        saved = {}
+
+        def interrupt(metrics, checkpoint):
+            if metrics["epoch"] == stop_after:
+                buffer = io.BytesIO()
+                torch.save(checkpoint(), buffer)
+                saved["state"] = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            fit(config, callback=interrupt, splits=small_colours)
+        resumed = fit(config, resume=saved["state"], splits=small_colours)
+        assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+        assert resumed["test_acc"] == straight["test_acc"]
+        assert resumed["chosen_depth"] == straight["chosen_depth"]
+
+
+# --- every model ---------------------------------------------------------------------
+
+def _one_step_per_stage(method: Greedy, splits: DataSplits) -> list[dict[str, torch.Tensor]]:
+    """Each stage of the plan started and trained on one batch, as the loop in `fit` would."""
+    batcher, generator, losses = Batcher(splits), torch.Generator().manual_seed(0), []
+    for stage in method.plan():
+        method.start_stage(stage)
+        method.train_mode()
+        x, y = next(iter(method.train_batches(splits.train, batcher, generator)))
+        losses.append(method.train_step(x, y))
+    return losses
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_trains_greedy_and_decoupled(make_config, tiny_cifar10, name):
+    """One batch of 8 per stage (greedy, aux_depth 2) and one decoupled step, for every registry model."""
+    blocks = build_model(name, 10, 0.25).num_blocks
+    greedy = _method(make_config(model=name, method="greedy", epochs=blocks, batch_size=8, aux_depth=2), tiny_cifar10)
+    losses = _one_step_per_stage(greedy, tiny_cifar10)
+    assert len(losses) == blocks and all(torch.isfinite(step["loss"]) for step in losses)
+    assert greedy.final_metrics() == {"chosen_depth": blocks, "blocks_trained": blocks}
+    decoupled = _method(make_config(model=name, method="greedy", epochs=1, batch_size=8, decoupled=True),
+                        tiny_cifar10)
+    (step,) = _one_step_per_stage(decoupled, tiny_cifar10)
+    assert set(step) == {"loss"} | {f"loss_block{b}" for b in range(blocks - 1)}
+    assert all(torch.isfinite(v) for v in step.values())
+    decoupled.eval_mode()
+    with torch.no_grad():
+        outputs = decoupled.predict(Batcher(tiny_cifar10).normalise(tiny_cifar10.val.x))
+    assert set(outputs) == {"main"} | {f"block{b}" for b in range(blocks - 1)}
+    assert all(v.shape == (len(tiny_cifar10.val), 10) for v in outputs.values())
+
+
+# --- memory ----------------------------------------------------------------------------
+
+MEMORY_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(2)
+from trainables.config import TrainConfig
+from trainables.data import DataSplits, ImageSet
+from trainables.training import fit
+method, epochs = sys.argv[1], int(sys.argv[2])
+g = torch.Generator().manual_seed(0)
+def images(n):
+    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8), torch.arange(n) % 10)
+splits = DataSplits("noise", images(256), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
+config = TrainConfig(model="vgg16", method=method, epochs=epochs, batch_size=256, width=1.0, device="cpu")
+final = fit(config, splits=splits)
+print(json.dumps({"peak_mem_mb": final["peak_mem_mb"], "stage_peak_mem_mb": final["stage_peak_mem_mb"]}))
+"""
+
+
+def _peak_in_subprocess(method: str, epochs: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, method, str(epochs)], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_greedy_peak_memory_is_well_below_standard_on_vgg16():
+    """vgg16 at width 1, batch 256, CPU peak RSS (one fresh process per method): greedy's worst stage
+    stays clearly below end-to-end training."""
+    standard = _peak_in_subprocess("standard", 1)
+    greedy = _peak_in_subprocess("greedy", 13)
+    assert len(greedy["stage_peak_mem_mb"]) == 13
+    assert greedy["peak_mem_mb"] < 0.8 * standard["peak_mem_mb"], (greedy, standard)
