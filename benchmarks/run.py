@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--compile", action="store_true", help="torch.compile every block and head")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's, one per core); 1 is steadier on a busy shared CPU")
+                   help="torch intra-op threads (default: 1 on CPU, as a sweep trial with resources.cpu=1 runs, and "
+                        "steady when other processes share the cores; torch's default on CUDA)")
     p.add_argument("--no-harness", action="store_true", help="skip the Ray Tune + MLflow overhead measurement")
     p.add_argument("--harness-epochs", type=int, default=3)
     p.add_argument("--harness-trials", type=int, default=4)
@@ -93,12 +94,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     repeats = args.repeats if args.repeats is not None else size["repeats"]
     if repeats < 1:
         raise ValueError(f"--repeats={repeats} is not valid; valid: >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads={args.threads} is not valid; valid: >= 1")
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
+    threads = args.threads if args.threads is not None else (None if cuda else 1)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads={threads} is not valid; valid: >= 1")
+        torch.set_num_threads(threads)
     methods = ["standard", *[m for m in args.methods if m != "standard"]]  # the baseline is always measured
     models = parse_models(args.models, WIDTHS["full" if args.full else "quick"], 0.5 if args.full else 0.25)
     work = {model: {method: Workload(

@@ -66,7 +66,11 @@ def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
         config = sample_configs(method, "seed_cnn", 6, trials=1, first=first)[0]
         assert (config.lr, config.weight_decay, config.batch_size) == (1e-3, 5e-4, 64)
         if method == "layer_to_layer":
-            assert config.params["split_ratio"] == 0.4 and config.params["stage_fracs"] == [0.3333] * 3
+            from trainables.methods.layer_to_layer import LayerToLayerParams
+
+            defaults = LayerToLayerParams()
+            assert (config.params["split_ratio"], config.params["aux"]) == (defaults.split_ratio, defaults.aux)
+            assert len(set(config.params["stage_fracs"])) == 1  # equal stages, the method's default
         build(config)
 
 
