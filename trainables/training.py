@@ -78,6 +78,8 @@ def fit(
         torch.set_rng_state(resume["torch_rng"])
         history, done_epochs, stopped = list(resume["history"]), resume["epoch"], resume["stopped"]
         log.info("resuming %s/%s at epoch %d", config.model, config.method, done_epochs)
+        if stopped:  # training had ended early (auto_depth): no stage runs, so restore the method here
+            method.load_state_dict(resume["method"])
 
     epoch = 0
     for stage in stages:

@@ -209,6 +209,20 @@ def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
     assert max(stage_acc.values()) == pytest.approx(stage_acc[final["chosen_depth"] - 1])
 
 
+def test_resume_after_auto_depth_stopped_keeps_the_chosen_classifier(make_config, colours):
+    config = make_config(method="greedy", epochs=10, lr=5e-3, auto_depth=True, patience=1)
+    saved = {}
+
+    def keep_last(metrics, checkpoint):
+        saved["state"] = checkpoint()
+
+    final = fit(config, callback=keep_last, splits=colours)
+    assert saved["state"]["stopped"]
+    resumed = fit(config, resume=saved["state"], splits=colours)
+    assert resumed["chosen_depth"] == final["chosen_depth"] < 5
+    assert resumed["test_acc"] == final["test_acc"]
+
+
 # --- feature cache ---------------------------------------------------------------------
 
 def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours, caplog):

@@ -291,12 +291,13 @@ class Greedy(Method):
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
             "best_acc": self.best_acc, "best_group": self.best_group, "strikes": self.strikes,
-            "norm_steps": self._norm_steps,
+            "path_group": self.path_group, "norm_steps": self._norm_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """auto_depth state always; optimiser state only into the stage it was saved from."""
         self.best_acc, self.best_group, self.strikes = state["best_acc"], state["best_group"], state["strikes"]
+        self.path_group = state["path_group"]
         if state["stage"] != self.stage_index:
             return
         self._norm_steps = state["norm_steps"]
