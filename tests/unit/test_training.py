@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
 
+from trainables.models import MODELS
 from trainables.training import DivergedError, fit
 
 EPOCH_KEYS = {"epoch", "stage", "train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb",
@@ -81,3 +83,10 @@ def test_optimizers_and_schedules_train(make_config, digits, optimizer, schedule
     final = fit(make_config(epochs=1, optimizer=optimizer, schedule=schedule, lr=0.01, max_train_samples=128),
                 splits=digits)
     assert final["history"][0]["train_loss"] < 10 and 0 <= final["test_acc"] <= 1
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_trains_one_epoch_on_cifar_layout(make_config, tiny_cifar10, model):
+    final = fit(make_config(model=model, dataset="cifar10", epochs=1, batch_size=16), splits=tiny_cifar10)
+    assert len(final["history"]) == 1 and math.isfinite(final["history"][0]["train_loss"])
+    assert 0.0 <= final["test_acc"] <= 1.0
