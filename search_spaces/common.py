@@ -10,6 +10,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from trainables.config import TrainConfig
+
 if TYPE_CHECKING:
     import optuna
 
@@ -34,8 +36,7 @@ class ArmContext:
 Space = Callable[["optuna.Trial", ArmContext], dict[str, Any]]
 
 
-SHARED_DEFAULTS = {"adamw": {"lr": 1e-3, "weight_decay": 5e-4, "batch_size": 64},
-                   "sgd": {"lr": 0.05, "weight_decay": 5e-4, "batch_size": 64}}
+SGD_DEFAULT_LR = 0.05  # TrainConfig's lr default is AdamW's; SGD's first trial starts here instead
 
 
 def shared_space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
@@ -48,8 +49,10 @@ def shared_space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
 
 
 def shared_defaults(ctx: ArmContext) -> dict[str, Any]:
-    """The shared knobs' defaults (TrainConfig's for AdamW): the first trial of every search."""
-    return dict(SHARED_DEFAULTS[ctx.optimizer])
+    """The shared knobs' defaults (TrainConfig's; SGD_DEFAULT_LR for SGD): the first trial of every search."""
+    base = TrainConfig()
+    lr = SGD_DEFAULT_LR if ctx.optimizer == "sgd" else base.lr
+    return {"lr": lr, "weight_decay": base.weight_decay, "batch_size": base.batch_size}
 
 
 def normalised_weights(trial: "optuna.Trial", name: str, count: int) -> list[float]:
