@@ -21,10 +21,29 @@ def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch
 
 
 def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, anneal_frac: float = 1.0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A schedule stepped once per batch over `total_steps` batches.
+
+    `config.schedule` runs over the last `anneal_frac` of the steps; before that the learning rate
+    holds at `config.lr` (greedy's short stages use it, see docs/greedy.md). onecycle has its own
+    warm-up, so it only runs over all the steps.
+    """
+    if anneal_frac < 1.0 and config.schedule == "onecycle":
+        raise ValueError(f"anneal_frac={anneal_frac} needs schedule=cosine or constant; onecycle warms up and "
+                         "anneals over all its steps (use anneal_frac=1 with it)")
+    total_steps = max(1, total_steps)
+    hold_steps = min(total_steps - 1, round(total_steps * (1.0 - anneal_frac)))
+    schedule = _schedule(optimizer, config, total_steps - hold_steps)
+    if hold_steps <= 0:
+        return schedule
+    hold = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [hold, schedule], milestones=[hold_steps])
+
+
+def _schedule(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A schedule stepped once per batch over `total_steps` batches."""
-    total_steps = max(1, total_steps)
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":
