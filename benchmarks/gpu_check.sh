@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# One-shot GPU check for a lent machine (one H100/H200, no Ray/Optuna/MLflow, no internet).
+#
+#   OUT=/some/empty/dir bash benchmarks/gpu_check.sh        # from the repository root
+#
+# Steps, in priority order; each runs under `timeout` and logs its exit code and duration, and a
+# failure does not stop the script. A deadline (GPU_CHECK_DEADLINE_S, default 300 s) caps the
+# whole run: a step gets min(its cap, time left) and is skipped when under 10 s are left.
+#   1. env      (~10 s)  nvidia-smi, versions, device                    -> env.txt
+#   2. bench    (~40-80 s, cap 150) python -m benchmarks.run: seed_cnn, vgg16, resnet18 at width 1.0,
+#                        batch 256, 32 timed + 5 warm-up batches per stage, 3 repeats -> <gpu>-<date>.json/.md
+#   3. trials   (~15-25 s each, 5 runs) python -m study trial on digits: seed_cnn standard and
+#                        layer_to_layer, vgg11 greedy (aux_depth=2, probes), resnet18 batch 256 with
+#                        bf16 autocast and with amp=false                 -> trials.json (all five, merged)
+#   4. pytest   (~30 s, cap 75) tests/unit on the CPU (torch/Python version compatibility) -> pytest_unit.txt
+#   5. compile  (optional, cap 90, only with >= 45 s left) the benchmark with --compile on seed_cnn
+#                                                                        -> compile-<gpu>-<date>.json
+# Everything printed also goes to log.txt. At most 7 files land in $OUT, all flat.
+#
+# GPU_CHECK_SMOKE=1 runs the same steps on the CPU with tiny settings (to test this script);
+# PYTHON picks the interpreter (default python3).
+set -u
+
+OUT=${OUT:?set OUT to the output folder}
+PY=${PYTHON:-python3}
+SMOKE=${GPU_CHECK_SMOKE:-0}
+DEADLINE_S=${GPU_CHECK_DEADLINE_S:-300}
+MIN_STEP_S=10
+export PYTHONUNBUFFERED=1 COLUMNS=120 MPLBACKEND=Agg
+
+if [[ $SMOKE == 1 ]]; then
+    DEVICE=cpu
+    EPOCHS=3
+    GREEDY_EPOCHS=8  # vgg11 has 8 blocks: greedy needs one epoch per block
+    TRIAL_EXTRA=(--set width=0.25 --set max_train_samples=256)
+    BENCH_ARGS=(--models seed_cnn:0.25 --batch-size 32 --batches 2 --warmup 1 --repeats 1 --threads 1)
+    COMPILE_ARGS=(--models seed_cnn:0.25 --methods layer_to_layer --batch-size 32 --batches 1 --warmup 1
+                  --repeats 1 --threads 1)
+else
+    DEVICE=cuda
+    EPOCHS=10
+    GREEDY_EPOCHS=10
+    TRIAL_EXTRA=()
+    # widths 1.0 and batch 256: big enough that the GPU, not Python, sets the time
+    BENCH_ARGS=(--models seed_cnn:1.0 vgg16:1.0 resnet18:1.0 --batch-size 256 --batches 32 --warmup 5 --repeats 3)
+    # seed_cnn: 5 blocks + head + 1 aux head stay under dynamo's recompile limit (8) for nn.Module.compile
+    COMPILE_ARGS=(--models seed_cnn:1.0 --methods layer_to_layer --batch-size 256 --batches 24 --warmup 5
+                  --repeats 2)
+fi
+
+START=$SECONDS
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
+TRIALS_DIR=$WORK/trials
+mkdir -p "$OUT" "$TRIALS_DIR"
+SUMMARY=()
+
+# step NAME CAP_S CMD...: run CMD under timeout min(CAP_S, time left), log its exit code and duration
+step() {
+    local name=$1 cap=$2
+    shift 2
+    local left=$((DEADLINE_S - (SECONDS - START)))
+    local limit=$((cap < left ? cap : left))
+    if ((limit < MIN_STEP_S)); then
+        echo "=== [$name] SKIPPED: ${left}s left of the ${DEADLINE_S}s deadline"
+        SUMMARY+=("$name: skipped (deadline)")
+        return 0
+    fi
+    echo "=== [$name] start at +$((SECONDS - START))s, limit ${limit}s: $*"
+    local t0=$SECONDS rc
+    timeout -k 5 "$limit" "$@"
+    rc=$?
+    local note=""
+    ((rc == 124 || rc == 137)) && note=" (timed out)"
+    echo "=== [$name] rc=$rc$note after $((SECONDS - t0))s"
+    SUMMARY+=("$name: rc=$rc$note, $((SECONDS - t0))s")
+}
+
+cat >"$WORK/env.py" <<'EOF'
+import importlib.util
+import platform
+import sys
+
+import torch
+import torchvision
+
+print("python", platform.python_version(), sys.executable)
+print("torch", torch.__version__, "| torchvision", torchvision.__version__)
+print("cuda", torch.version.cuda, "| cudnn", torch.backends.cudnn.version(), "| available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    props = torch.cuda.get_device_properties(0)
+    print("device", torch.cuda.get_device_name(0), "| capability", torch.cuda.get_device_capability(0),
+          "| memory GiB", round(props.total_memory / 2**30, 1), "| bf16", torch.cuda.is_bf16_supported())
+print("threads", torch.get_num_threads())
+for name in ("ray", "optuna", "mlflow", "sklearn", "pandas", "pyarrow", "rich", "pytest", "pytest_timeout"):
+    print(f"{name}: {'present' if importlib.util.find_spec(name) else 'absent'}")
+EOF
+
+cat >"$WORK/merge_trials.py" <<'EOF'
+"""Every trial JSON so far -> one trials.json; with --print, a summary table (img/s ep2+: without the first epoch)."""
+import json
+import sys
+from pathlib import Path
+
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+trials = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+out.write_text(json.dumps(trials, indent=1) + "\n")
+if "--print" in sys.argv:
+    print(f"{'trial':<22} {'test_acc':>8} {'img/s':>9} {'img/s ep2+':>10} {'peak MB':>9} {'train s':>8} epochs")
+    for name, t in trials.items():
+        later = [h for h in t["history"] if h["epoch"] > 1]
+        secs = sum(h["epoch_time_s"] for h in later)
+        steady = sum(h["throughput_img_s"] * h["epoch_time_s"] for h in later) / secs if secs else float("nan")
+        print(f"{name:<22} {t['test_acc']:>8.4f} {t['throughput_img_s']:>9.0f} {steady:>10.0f} "
+              f"{t['peak_mem_mb']:>9.1f} {t['train_time_s']:>8.2f} {t['epochs_run']}")
+EOF
+
+TRIAL=("$PY" -m study trial --dataset digits --device "$DEVICE" --no-mlflow "${TRIAL_EXTRA[@]}")
+PER_TEST=()
+"$PY" -c "import pytest_timeout" 2>/dev/null && PER_TEST=(--timeout 60)
+
+main() {
+    echo "gpu_check: OUT=$OUT python=$PY device=$DEVICE smoke=$SMOKE deadline=${DEADLINE_S}s"
+
+    step env 30 bash -c 'nvidia-smi; echo; nproc --all; free -g; "$1" "$2"' _ "$PY" "$WORK/env.py" >"$OUT/env.txt" 2>&1
+    cat "$OUT/env.txt"
+
+    step bench 150 "$PY" -m benchmarks.run --device "$DEVICE" --no-harness "${BENCH_ARGS[@]}" --out "$OUT"
+
+    step trial_seed_cnn 60 "${TRIAL[@]}" --model seed_cnn --method standard --epochs "$EPOCHS" \
+        --out "$TRIALS_DIR/seed_cnn.json"
+    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
+    step trial_seed_cnn_l2l 60 "${TRIAL[@]}" --model seed_cnn --method layer_to_layer --epochs "$EPOCHS" \
+        --out "$TRIALS_DIR/seed_cnn_l2l.json"
+    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
+    step trial_vgg11_greedy 75 "${TRIAL[@]}" --model vgg11 --method greedy --epochs "$GREEDY_EPOCHS" \
+        --set aux_depth=2 --probes --out "$TRIALS_DIR/vgg11_greedy.json"
+    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
+    step trial_resnet18_bf16 60 "${TRIAL[@]}" --model resnet18 --method standard --epochs "$EPOCHS" \
+        --set batch_size=256 --out "$TRIALS_DIR/resnet18_bs256_bf16.json"
+    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
+    step trial_resnet18_fp32 60 "${TRIAL[@]}" --model resnet18 --method standard --epochs "$EPOCHS" \
+        --set batch_size=256 --set amp=false --out "$TRIALS_DIR/resnet18_bs256_fp32.json"
+    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json" --print
+
+    # the vgg16 CPU-RSS test takes ~40 s and says nothing about the GPU
+    step pytest_unit 75 "$PY" -m pytest -q tests/unit -p no:cacheprovider --maxfail 5 "${PER_TEST[@]}" \
+        -k "not peak_memory_is_well_below_standard" >"$OUT/pytest_unit.txt" 2>&1
+    cat "$OUT/pytest_unit.txt"
+
+    if ((DEADLINE_S - (SECONDS - START) >= 45)); then
+        # same file names as the bench step: written aside, then renamed compile-*.json (its table is in this log)
+        step compile 90 "$PY" -m benchmarks.run --device "$DEVICE" --no-harness --compile "${COMPILE_ARGS[@]}" \
+            --out "$WORK/compile"
+        for f in "$WORK"/compile/*.json; do
+            [[ -e $f ]] && mv "$f" "$OUT/compile-$(basename "$f")"
+        done
+    else
+        SUMMARY+=("compile: skipped (under 45 s left)")
+    fi
+
+    echo "=== summary (total $((SECONDS - START))s)"
+    printf '  %s\n' "${SUMMARY[@]}"
+    ls -l "$OUT"
+}
+
+main 2>&1 | tee "$OUT/log.txt"
+rm -rf "$WORK"
