@@ -71,6 +71,10 @@ def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
             defaults = LayerToLayerParams()
             assert (config.params["split_ratio"], config.params["aux"]) == (defaults.split_ratio, defaults.aux)
             assert len(set(config.params["stage_fracs"])) == 1  # equal stages, the method's default
+        if method == "greedy":
+            from trainables.methods.greedy import ANNEAL_FRAC
+
+            assert config.params["anneal_frac"] == ANNEAL_FRAC
         build(config)
 
 
@@ -80,6 +84,13 @@ def test_pinned_values_are_not_searched():
     assert not any(c.params.get("decoupled") for c in configs)  # auto_depth needs sequential stages
     for config in configs:
         build(config)
+
+
+def test_greedy_does_not_search_a_hold_under_a_pinned_onecycle():
+    configs = sample_configs("greedy", "seed_cnn", 6, trials=4, pinned={"schedule": "onecycle"})
+    assert all(c.schedule == "onecycle" and "anneal_frac" not in c.params for c in configs)
+    searched = sample_configs("greedy", "seed_cnn", 6, trials=4)
+    assert len({c.params["anneal_frac"] for c in searched}) == 4
 
 
 def test_unknown_method_has_no_space():

@@ -100,11 +100,46 @@ def test_too_small_budget_names_the_minimum(make_config, small_digits):
     ({"epochs_per_block": 2}, "epochs_per_block=2.*list of positive"),
     ({"min_gain": -0.1}, "min_gain=-0.1"),
     ({"patience": 0}, "patience=0"),
+    ({"anneal_frac": 0}, "anneal_frac=0"),
+    ({"anneal_frac": 1.5}, "anneal_frac=1.5"),
     ({"blocks": 2}, "unknown parameter.*blocks.*aux_depth"),
 ])
 def test_bad_params_fail_in_validate(make_config, params, fragment):
     with pytest.raises(ValueError, match=fragment):
         validate(make_config(method="greedy", **params))
+
+
+def _stage_lrs(method: Greedy, stage_index: int) -> list[float]:
+    """The learning rate of every step of one stage, as the stage's scheduler sets it."""
+    stage = method.plan()[stage_index]
+    method.start_stage(stage)
+    lrs = []
+    for _ in range(stage.epochs * method.steps_per_epoch):
+        lrs.append(method.optimizers[0].param_groups[0]["lr"])
+        method.optimizers[0].step()
+        method.schedulers[0].step()
+    return lrs
+
+
+def test_each_stage_holds_the_lr_then_anneals(make_config, small_digits):
+    """Default: cosine over the last quarter of every stage, the configured lr before it; anneal_frac=1
+    restores a cosine over the whole stage."""
+    config = make_config(method="greedy", epochs=10, batch_size=4, lr=0.01)  # 16 steps per epoch, stages 1-2 ep
+    lrs = _stage_lrs(_method(config, small_digits), 4)
+    assert len(lrs) == 32
+    assert lrs[:24] == [0.01] * 24 and lrs[24] == 0.01
+    assert all(a > b for a, b in zip(lrs[24:], lrs[25:])) and lrs[-1] < 0.001
+    whole = _stage_lrs(_method(make_config(method="greedy", epochs=10, batch_size=4, lr=0.01, anneal_frac=1.0),
+                               small_digits), 4)
+    assert whole[0] == 0.01 and whole[1] < 0.01 and whole[16] == pytest.approx(0.005)
+
+
+def test_onecycle_spans_the_stage_and_rejects_a_hold(make_config, small_digits):
+    onecycle = _method(make_config(method="greedy", epochs=5, schedule="onecycle"), small_digits)
+    assert onecycle.anneal_frac == 1.0
+    held = _method(make_config(method="greedy", epochs=5, schedule="onecycle", anneal_frac=0.5), small_digits)
+    with pytest.raises(ValueError, match="anneal_frac=0.5 needs schedule=cosine"):
+        held.start_stage(held.plan()[0])
 
 
 # --- the frozen prefix ---------------------------------------------------------------
