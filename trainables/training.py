@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 Checkpoint = dict[str, Any]
 EpochCallback = Callable[[dict[str, Any], Callable[[], Checkpoint]], None]
 EVAL_BATCH = 512
+PLAN_CHECK_CLASSES = 10  # any class count: a method's plan depends on the blocks, not on the classes
 
 
 class DivergedError(FloatingPointError):
@@ -40,6 +41,16 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASETS)}")
     method_cls = get_method(config.method)
     method_cls.Params.from_dict(config.params, config.method)
+    _check_plan(config, method_cls)
+
+
+def _check_plan(config: TrainConfig, method_cls: type[Method]) -> None:
+    """Build the method around a shape-only (meta device) model: the plan errors that need the model's
+    block count (budget too small for the stages, stage weights of the wrong length) fire before any data loads."""
+    meta = torch.device("meta")
+    with meta:
+        model = build_model(config.model, PLAN_CHECK_CLASSES, config.width)
+        method_cls(config, model, PLAN_CHECK_CLASSES, meta, steps_per_epoch=1)
 
 
 def fit(

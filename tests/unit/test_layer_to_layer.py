@@ -120,6 +120,11 @@ def test_stage_fracs_of_wrong_length_names_expected_length(l2l_config: ConfigFac
         _method(l2l_config(stage_fracs=[1, 1]))
 
 
+def test_plan_errors_fire_in_validate_before_any_data(l2l_config: ConfigFactory) -> None:
+    with pytest.raises(ValueError, match="give 3 fractions"):
+        validate(l2l_config(stage_fracs=[1, 1], dataset="cifar100", data_dir="/nonexistent"))
+
+
 def test_too_small_budget_names_minimum(l2l_config: ConfigFactory) -> None:
     with pytest.raises(ValueError, match="at least 4 epochs"):
         _method(l2l_config(epochs=3, finetune_frac=0.1))
