@@ -41,16 +41,16 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASETS)}")
     method_cls = get_method(config.method)
     method_cls.Params.from_dict(config.params, config.method)
-    _check_plan(config, method_cls)
 
 
-def _check_plan(config: TrainConfig, method_cls: type[Method]) -> None:
-    """Build the method around a shape-only (meta device) model: the plan errors that need the model's
-    block count (budget too small for the stages, stage weights of the wrong length) fire before any data loads."""
+def check_plan(config: TrainConfig) -> None:
+    """Build the method around a shape-only (meta device) model, so that the errors that need the model's
+    block count (budget too small for the stages, stage weights of the wrong length) come before any data
+    loads. Not part of `validate`: a spec's base config need not fit, the search space fits each sample."""
     meta = torch.device("meta")
     with meta:
         model = build_model(config.model, PLAN_CHECK_CLASSES, config.width)
-        method_cls(config, model, PLAN_CHECK_CLASSES, meta, steps_per_epoch=1)
+        get_method(config.method)(config, model, PLAN_CHECK_CLASSES, meta, steps_per_epoch=1)
 
 
 def fit(
@@ -66,6 +66,7 @@ def fit(
     that `resume=` continues from. `splits` skips loading (tests, benchmarks).
     """
     validate(config)
+    check_plan(config)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if splits is None:

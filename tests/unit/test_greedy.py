@@ -94,12 +94,12 @@ def test_too_small_budget_names_the_minimum(make_config, small_digits):
 
 
 def test_plan_errors_come_before_the_data_loads(make_config, tmp_path):
-    """validate() checks the stage plan on a shape-only model: no CIFAR files are needed to hear of it."""
-    config = make_config(method="greedy", model="vgg11", epochs=3, dataset="cifar10", data_dir=str(tmp_path))
+    """fit checks the stage plan on a shape-only model first: no CIFAR files are needed to hear of it."""
     with pytest.raises(ValueError, match="epochs >= 8"):
-        validate(config)
+        fit(make_config(method="greedy", model="vgg11", epochs=3, dataset="cifar10", data_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="2 weights.*8 stages"):
-        validate(make_config(method="greedy", model="vgg11", epochs=8, epochs_per_block=[1, 2]))
+        fit(make_config(method="greedy", model="vgg11", epochs=8, epochs_per_block=[1, 2], dataset="cifar10",
+                        data_dir=str(tmp_path)))
 
 
 @pytest.mark.parametrize("params,fragment", [

@@ -120,9 +120,9 @@ def test_stage_fracs_of_wrong_length_names_expected_length(l2l_config: ConfigFac
         _method(l2l_config(stage_fracs=[1, 1]))
 
 
-def test_plan_errors_fire_in_validate_before_any_data(l2l_config: ConfigFactory) -> None:
+def test_plan_errors_come_before_the_data_loads(l2l_config: ConfigFactory, tmp_path) -> None:
     with pytest.raises(ValueError, match="give 3 fractions"):
-        validate(l2l_config(stage_fracs=[1, 1], dataset="cifar100", data_dir="/nonexistent"))
+        fit(l2l_config(stage_fracs=[1, 1], dataset="cifar100", data_dir=str(tmp_path)))
 
 
 def test_too_small_budget_names_minimum(l2l_config: ConfigFactory) -> None:
