@@ -27,7 +27,7 @@ from trainables.data import Batcher, ImageSet
 from trainables.measure import MB
 from trainables.methods.aux_heads import build_aux_head
 from trainables.methods.base import Method, MethodParams, Stage
-from trainables.methods.optim import make_optimizer, make_scheduler
+from trainables.methods.optim import check_anneal_frac, make_optimizer, make_scheduler
 from trainables.models import BlockNet
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class Greedy(Method):
         self.stage_epochs = [config.epochs] if p.decoupled else self._stage_epochs(config.epochs)
         self.anneal_frac = p.anneal_frac if p.anneal_frac is not None else \
             (1.0 if config.schedule == "onecycle" else ANNEAL_FRAC)
+        check_anneal_frac(self.anneal_frac, config.schedule)
         self.stage_index = 0
         self.path_group = self.last  # the group whose head gives 'main'; the full net unless training says otherwise
         self.trained_group = self.last if p.decoupled else -1

@@ -29,9 +29,7 @@ def make_scheduler(
     holds at `config.lr` (greedy's short stages use it, see docs/greedy.md). onecycle has its own
     warm-up, so it only runs over all the steps.
     """
-    if anneal_frac < 1.0 and config.schedule == "onecycle":
-        raise ValueError(f"anneal_frac={anneal_frac} needs schedule=cosine or constant; onecycle warms up and "
-                         "anneals over all its steps (use anneal_frac=1 with it)")
+    check_anneal_frac(anneal_frac, config.schedule)
     total_steps = max(1, total_steps)
     hold_steps = min(total_steps - 1, round(total_steps * (1.0 - anneal_frac)))
     schedule = _schedule(optimizer, config, total_steps - hold_steps)
@@ -39,6 +37,13 @@ def make_scheduler(
         return schedule
     hold = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [hold, schedule], milestones=[hold_steps])
+
+
+def check_anneal_frac(anneal_frac: float, schedule: str) -> None:
+    """A hold before the schedule (anneal_frac < 1) suits cosine and constant, not onecycle's own warm-up."""
+    if anneal_frac < 1.0 and schedule == "onecycle":
+        raise ValueError(f"anneal_frac={anneal_frac} needs schedule=cosine or constant; onecycle warms up and "
+                         "anneals over all its steps (use anneal_frac=1 with it)")
 
 
 def _schedule(
