@@ -24,12 +24,12 @@ epochs = {EPOCHS}
 max_trials = {TRIALS}
 seeds = 0
 grace_period = {EPOCHS}   # no early stopping: every trial runs all epochs
-max_concurrent = 2
+max_concurrent = 1        # one after another, so the kill lands while later trials are still to run
 [search]
 startup_trials = 2
 [fixed]
 width = 0.125
-max_train_samples = 300
+max_train_samples = 1000  # a few seconds a trial: with 300 all three could finish within one state save
 """
 
 
