@@ -35,8 +35,7 @@ def make_scheduler(
     schedule = _schedule(optimizer, config, total_steps - hold_steps)
     if hold_steps <= 0:
         return schedule
-    hold = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [hold, schedule], milestones=[hold_steps])
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [_constant(optimizer), schedule], milestones=[hold_steps])
 
 
 def check_anneal_frac(anneal_frac: float, schedule: str) -> None:
@@ -53,4 +52,9 @@ def _schedule(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps + 1)
+    return _constant(optimizer)
+
+
+def _constant(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning rate as the optimiser has it: `schedule=constant`, and the hold before an anneal."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
