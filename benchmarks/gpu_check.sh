@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a lent machine (one H100/H200, no Ray/Optuna/MLflow, no internet).
 #
-#   OUT=/some/empty/dir bash benchmarks/gpu_check.sh        # from the repository root
+#   OUT=/some/empty/dir bash benchmarks/gpu_check.sh                  # every default step
+#   STEPS=bench,trials OUT=/some/empty/dir bash benchmarks/gpu_check.sh   # only these, in this order
 #
-# Steps, in priority order; each runs under `timeout` and logs its exit code and duration, and a
-# failure does not stop the script. A deadline (GPU_CHECK_DEADLINE_S, default 300 s) caps the
-# whole run: a step gets min(its cap, time left) and is skipped when under 10 s are left.
-#   1. env      (~10 s)  nvidia-smi, versions, device                    -> env.txt
-#   2. bench    (~40-80 s, cap 150) python -m benchmarks.run: seed_cnn, vgg16, resnet18 at width 1.0,
-#                        batch 256, 32 timed + 5 warm-up batches per stage, 3 repeats -> <gpu>-<date>.json/.md
-#   3. trials   (~15-25 s each, 5 runs) python -m study trial on digits: seed_cnn standard and
-#                        layer_to_layer, vgg11 greedy (aux_depth=2, probes), resnet18 batch 256 with
-#                        bf16 autocast and with amp=false                 -> trials.json (all five, merged)
-#   4. pytest   (~30 s, cap 75) tests/unit on the CPU (torch/Python version compatibility) -> pytest_unit.txt
-#   5. compile  (optional, cap 90, only with >= 45 s left) the benchmark with --compile on seed_cnn
-#                                                                        -> compile-<gpu>-<date>.json
-# Everything printed also goes to log.txt. At most 7 files land in $OUT, all flat.
+# `env` always runs first; then the named steps of STEPS (comma-separated, default
+# bench,trials,packing,fashion), each a shell function `step_NAME` below: add a step by defining
+# one. A step runs its commands through `run_step NAME CAP_S CMD...`, which puts them under
+# `timeout`, logs exit code and duration, and never stops the script. A deadline
+# (GPU_CHECK_DEADLINE_S, default 480 s: about 8 minutes on the card) caps the whole run: a
+# command gets min(its cap, time left) and is skipped when under 10 s are left.
+# Steps:
+#   env      (~10 s)  nvidia-smi, versions, device                       -> env.txt
+#   bench    (~40-80 s, cap 150) python -m benchmarks.run: seed_cnn, vgg16, resnet18 at width 1.0,
+#                     batch 256, 32 timed + 5 warm-up batches per stage, 3 repeats -> <gpu>-<date>.json/.md
+#   trials   (~15-25 s each) python -m study trial on digits               -> trials.json
+#   pytest   (~30 s, cap 75; not a default step) tests/unit on the CPU (torch/Python compatibility) -> pytest_unit.txt
+#   compile  (cap 90; not a default step) the benchmark with --compile on seed_cnn -> compile-<gpu>-<date>.json
+# Everything printed also goes to log.txt. The files land in $OUT, flat.
 #
 # GPU_CHECK_SMOKE=1 runs the same steps on the CPU with tiny settings (to test this script);
 # PYTHON picks the interpreter (default python3).
@@ -24,7 +26,8 @@ set -u
 OUT=${OUT:?set OUT to the output folder}
 PY=${PYTHON:-python3}
 SMOKE=${GPU_CHECK_SMOKE:-0}
-DEADLINE_S=${GPU_CHECK_DEADLINE_S:-300}
+DEADLINE_S=${GPU_CHECK_DEADLINE_S:-480}
+STEPS=${STEPS:-bench,trials,packing,fashion}
 MIN_STEP_S=10
 export PYTHONUNBUFFERED=1 COLUMNS=120 MPLBACKEND=Agg
 
@@ -54,8 +57,8 @@ TRIALS_DIR=$WORK/trials
 mkdir -p "$OUT" "$TRIALS_DIR"
 SUMMARY=()
 
-# step NAME CAP_S CMD...: run CMD under timeout min(CAP_S, time left), log its exit code and duration
-step() {
+# run_step NAME CAP_S CMD...: run CMD under timeout min(CAP_S, time left), log its exit code and duration
+run_step() {
     local name=$1 cap=$2
     shift 2
     local left=$((DEADLINE_S - (SECONDS - START)))
@@ -118,45 +121,58 @@ TRIAL=("$PY" -m study trial --dataset digits --device "$DEVICE" --no-mlflow "${T
 PER_TEST=()
 "$PY" -c "import pytest_timeout" 2>/dev/null && PER_TEST=(--timeout 60)
 
-main() {
-    echo "gpu_check: OUT=$OUT python=$PY device=$DEVICE smoke=$SMOKE deadline=${DEADLINE_S}s"
+# --- steps: one function step_NAME each; STEPS picks them -------------------------------------
+step_bench() {
+    run_step bench 150 "$PY" -m benchmarks.run --device "$DEVICE" --no-harness "${BENCH_ARGS[@]}" --out "$OUT"
+}
 
-    step env 30 bash -c 'nvidia-smi; echo; nproc --all; free -g; "$1" "$2"' _ "$PY" "$WORK/env.py" >"$OUT/env.txt" 2>&1
-    cat "$OUT/env.txt"
-
-    step bench 150 "$PY" -m benchmarks.run --device "$DEVICE" --no-harness "${BENCH_ARGS[@]}" --out "$OUT"
-
-    step trial_seed_cnn 60 "${TRIAL[@]}" --model seed_cnn --method standard --epochs "$EPOCHS" \
+step_trials() {
+    run_step trial_seed_cnn 60 "${TRIAL[@]}" --model seed_cnn --method standard --epochs "$EPOCHS" \
         --out "$TRIALS_DIR/seed_cnn.json"
     "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    step trial_seed_cnn_l2l 60 "${TRIAL[@]}" --model seed_cnn --method layer_to_layer --epochs "$EPOCHS" \
+    run_step trial_seed_cnn_l2l 60 "${TRIAL[@]}" --model seed_cnn --method layer_to_layer --epochs "$EPOCHS" \
         --out "$TRIALS_DIR/seed_cnn_l2l.json"
     "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    step trial_vgg11_greedy 75 "${TRIAL[@]}" --model vgg11 --method greedy --epochs "$GREEDY_EPOCHS" \
+    run_step trial_vgg11_greedy 75 "${TRIAL[@]}" --model vgg11 --method greedy --epochs "$GREEDY_EPOCHS" \
         --set aux_depth=2 --probes --out "$TRIALS_DIR/vgg11_greedy.json"
     "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    step trial_resnet18_bf16 60 "${TRIAL[@]}" --model resnet18 --method standard --epochs "$EPOCHS" \
+    run_step trial_resnet18_bf16 60 "${TRIAL[@]}" --model resnet18 --method standard --epochs "$EPOCHS" \
         --set batch_size=256 --out "$TRIALS_DIR/resnet18_bs256_bf16.json"
-    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    step trial_resnet18_fp32 60 "${TRIAL[@]}" --model resnet18 --method standard --epochs "$EPOCHS" \
-        --set batch_size=256 --set amp=false --out "$TRIALS_DIR/resnet18_bs256_fp32.json"
     "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json" --print
+}
 
+step_pytest() {
     # the vgg16 CPU-RSS test takes ~40 s and says nothing about the GPU
-    step pytest_unit 75 "$PY" -m pytest -q tests/unit -p no:cacheprovider --maxfail 5 "${PER_TEST[@]}" \
+    run_step pytest_unit 75 "$PY" -m pytest -q tests/unit -p no:cacheprovider --maxfail 5 "${PER_TEST[@]}" \
         -k "not peak_memory_is_well_below_standard" >"$OUT/pytest_unit.txt" 2>&1
     cat "$OUT/pytest_unit.txt"
+}
 
-    if ((DEADLINE_S - (SECONDS - START) >= 45)); then
-        # same file names as the bench step: written aside, then renamed compile-*.json (its table is in this log)
-        step compile 90 "$PY" -m benchmarks.run --device "$DEVICE" --no-harness --compile "${COMPILE_ARGS[@]}" \
-            --out "$WORK/compile"
-        for f in "$WORK"/compile/*.json; do
-            [[ -e $f ]] && mv "$f" "$OUT/compile-$(basename "$f")"
-        done
-    else
-        SUMMARY+=("compile: skipped (under 45 s left)")
-    fi
+step_compile() {
+    # same file names as the bench step: written aside, then renamed compile-*.json (its table is in this log)
+    run_step compile 90 "$PY" -m benchmarks.run --device "$DEVICE" --no-harness --compile "${COMPILE_ARGS[@]}" \
+        --out "$WORK/compile"
+    for f in "$WORK"/compile/*.json; do
+        [[ -e $f ]] && mv "$f" "$OUT/compile-$(basename "$f")"
+    done
+}
+
+main() {
+    echo "gpu_check: OUT=$OUT python=$PY device=$DEVICE smoke=$SMOKE deadline=${DEADLINE_S}s steps=$STEPS"
+
+    run_step env 30 bash -c 'nvidia-smi; echo; nproc --all; free -g; "$1" "$2"' _ "$PY" "$WORK/env.py" \
+        >"$OUT/env.txt" 2>&1
+    cat "$OUT/env.txt"
+
+    local name
+    for name in ${STEPS//,/ }; do
+        if declare -F "step_$name" >/dev/null; then
+            "step_$name"
+        else
+            echo "=== [$name] UNKNOWN step; defined: $(declare -F | awk '$3 ~ /^step_/ {printf "%s ", substr($3, 6)}')"
+            SUMMARY+=("$name: unknown step")
+        fi
+    done
 
     echo "=== summary (total $((SECONDS - START))s)"
     printf '  %s\n' "${SUMMARY[@]}"
