@@ -83,6 +83,30 @@ class Search:
 
 
 @dataclass
+class Report:
+    """Equal-time scoring (DESIGN §5a): the validation target of time-to-target and the verdict's test level."""
+
+    target_val_acc: float | dict[str, float] | None = None  # all models, or a table per model; unset: the default
+    target_tolerance: float = 0.01  # default target = standard's median final val_acc minus this (per model)
+    alpha: float = 0.05  # family-wise error rate of the verdict (Holm's correction over all comparisons)
+
+    def __post_init__(self) -> None:
+        targets = self.target_val_acc if isinstance(self.target_val_acc, dict) else {"": self.target_val_acc}
+        for model, value in targets.items():
+            if value is not None:
+                check_range("report.target_val_acc" + (f".{model}" if model else ""), value, 0.0, 1.0,
+                            low_open=True)
+        check_range("report.target_tolerance", self.target_tolerance, 0.0, 1.0, high_open=True)
+        check_range("report.alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
+
+    def targets(self, models: list[str]) -> dict[str, float]:
+        """The targets the spec sets, per model (models without one get the default in the report)."""
+        if isinstance(self.target_val_acc, dict):
+            return {m: float(v) for m, v in self.target_val_acc.items() if m in models}
+        return {} if self.target_val_acc is None else {m: float(self.target_val_acc) for m in models}
+
+
+@dataclass
 class StudySpec:
     """One study: every (model, method) arm is searched, then its best config is rerun with `seeds` seeds."""
 
@@ -93,6 +117,7 @@ class StudySpec:
     budget: Budget = field(default_factory=Budget)
     resources: Resources = field(default_factory=Resources)
     search: Search = field(default_factory=Search)
+    report: Report = field(default_factory=Report)
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields; a table per method for its params
     source: str = ""  # the spec file's text (logged with the study)
 
@@ -116,6 +141,9 @@ class StudySpec:
             elif key not in TrainConfig.field_names() or key in CONTROLLED:
                 valid = sorted((TrainConfig.field_names() - set(CONTROLLED)) | set(METHOD_NAMES))
                 raise ValueError(f"unknown key fixed.{key}; valid keys: {', '.join(valid)}")
+        if isinstance(self.report.target_val_acc, dict):
+            for model in self.report.target_val_acc:
+                check_choice("report.target_val_acc.<model>", model, self.models)
         for model in self.models:
             for method in self.methods:
                 self.train_config(model, method)  # names, ranges and method params, per arm
@@ -147,7 +175,7 @@ class StudySpec:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "source"}
 
 
-_SECTIONS = {"budget": Budget, "resources": Resources, "search": Search}
+_SECTIONS = {"budget": Budget, "resources": Resources, "search": Search, "report": Report}
 
 
 def spec_names() -> list[str]:

@@ -115,7 +115,8 @@ def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: A
     if found:
         return found[0].info.run_id
     tags = {"role": "arm", "arm": arm.name, "model": arm.model, "method": arm.method, "study": spec.name}
-    params = {"dataset": spec.dataset, **{f"budget.{k}": v for k, v in vars(spec.budget).items()}}
+    params = {"dataset": spec.dataset, **{f"budget.{k}": v for k, v in vars(spec.budget).items()},
+              **{f"report.{k}": v for k, v in vars(spec.report).items() if v is not None}}  # the report reads these
     run_id = tracking.start_run(client, experiment_id, arm.name, params, tags=tags)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "spec.toml"

@@ -108,9 +108,12 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, Any], step
 
 
 def log_final(client: MlflowClient, run_id: str, final: dict[str, Any], status: str = "FINISHED") -> None:
-    """Final scalar metrics, non-scalar results as a JSON artifact, then close the run."""
+    """Final scalar metrics, text results (device, mem_source) as tags, everything as a JSON artifact, then close."""
     summary = {k: v for k, v in final.items() if k != "history"}
     log_metrics(client, run_id, summary, step=int(final.get("epochs_run", 0)))
+    for key, value in summary.items():
+        if isinstance(value, str):
+            client.set_tag(run_id, key, value)
     log_json(client, run_id, "final_metrics.json", final)
     client.set_terminated(run_id, status=status)
 

@@ -54,22 +54,29 @@ def add_arm(client: MlflowClient, exp_id: str, model: str, method: str) -> str:
 
 def add_trial(
     client: MlflowClient, exp_id: str, parent: str | None, model: str, method: str, phase: str, seed: int,
-    acc: float, time_s: float, mem: float, error: str | None = None,
+    acc: float, time_s: float, mem: float, error: str | None = None, val_curve: tuple[float, ...] | None = None,
+    mem_source: str = "cuda_max_memory_allocated",
 ) -> str:
-    """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the reason)."""
+    """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the reason).
+
+    Every epoch trains time_s / EPOCHS seconds; val_acc climbs to `acc` by 1 point an epoch unless `val_curve` is given.
+    """
     tags = {"role": "trial", "arm": f"{model}/{method}", "model": model, "method": method, "phase": phase,
             "trial_id": f"{model}_{method}_{phase}_{seed}_{acc}", "study": "quick"}
     config = TrainConfig(model=model, method=method, dataset="cifar10", epochs=EPOCHS, seed=seed)
     run_id = tracking.start_run(client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent)
+    curve = val_curve or tuple(acc - 0.01 * (EPOCHS - epoch) for epoch in range(1, EPOCHS + 1))
     history = []
     for epoch in range(1, EPOCHS + (0 if error else 1)):
         # peak memory falls over the epochs, so the final summary (the max) differs from the last epoch's value
-        metrics = {"epoch": epoch, "stage": 0, "train_loss": 2.0 / epoch, "val_acc": acc - 0.01 * (EPOCHS - epoch),
+        metrics = {"epoch": epoch, "stage": 0, "train_loss": 2.0 / epoch, "val_acc": curve[epoch - 1],
                    "val_loss": 1.0, "epoch_time_s": time_s / EPOCHS, "peak_mem_mb": mem - 10 * (epoch - 1)}
         tracking.log_metrics(client, run_id, metrics, step=epoch)
         history.append(metrics)
-    final = {"test_acc": acc, "train_time_s": time_s, "peak_mem_mb": mem, "params": 1000,
-             "best_val_acc": acc, "val_acc": acc, "epochs_run": len(history), "history": history}
+    final = {"test_acc": acc, "train_time_s": time_s, "peak_mem_mb": mem, "params_trained": 1200,
+             "params_deployed": 1000, "best_val_acc": max(curve), "val_acc": curve[-1], "epochs_run": len(history),
+             "trial_cpus": 2, "trial_gpus": 0, "torch_threads": 2, "device": "cpu: test CPU (2 cores)",
+             "mem_source": mem_source, "history": history}
     if error:
         tracking.log_metrics(client, run_id, final, step=len(history))  # a logged test_acc must not count
         tracking.fail_run(client, run_id, error)
@@ -97,10 +104,18 @@ def study(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> tuple[Pat
     return study_dir, client, parents, write_report(study_dir)
 
 
-def row(markdown: str, *first: str) -> list[str]:
-    """The cells of the one Markdown table row whose first cells are `first`."""
+def table_lines(markdown: str, table: str) -> list[str]:
+    """The lines of `**Table N.**`'s caption and table, up to the next table or section."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"**{table}.**"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("**Table", "## "))), len(lines))
+    return lines[start:end]
+
+
+def row(markdown: str, table: str, *first: str) -> list[str]:
+    """The cells of the one row of `table` (e.g. "Table 1") whose first cells are `first`."""
     prefix = "| " + " | ".join(first) + " |"
-    lines = [line for line in markdown.splitlines() if line.startswith(prefix)]
+    lines = [line for line in table_lines(markdown, table) if line.startswith(prefix)]
     assert len(lines) == 1, f"expected one row {prefix!r} in:\n{markdown}"
     return [cell.strip() for cell in lines[0].strip("|").split("|")]
 
@@ -127,16 +142,16 @@ def test_table_has_every_arm_with_mean_and_ci(study):
     markdown = study[3].markdown
     assert markdown == (study[0] / "report" / "report.md").read_text()
     for model, method in ACC:
-        assert len(row(markdown, model, method)) == 7
+        assert len(row(markdown, "Table 1", model, method)) == 7
     # [80, 82, 78]: mean 80, sd 2, t(0.975, 2) = 4.3027 -> 4.3027 * 2 / sqrt(3) = 4.97
-    assert row(markdown, "seed_cnn", "standard") == ["seed_cnn", "standard", "20.0", "80.00 ± 4.97", "100.0", "3", "0"]
+    assert row(markdown, "Table 1", "seed_cnn", "standard") == ["seed_cnn", "standard", "20.0", "80.00 ± 4.97", "100.0", "3", "0"]
     # [79, 80, 75]: mean 78, sd sqrt(7) -> 4.3027 * 2.6458 / sqrt(3) = 6.57
-    assert row(markdown, "seed_cnn", "greedy")[2:5] == ["16.0", "78.00 ± 6.57", "40.0"]
-    assert row(markdown, "vgg11", "layer_to_layer")[3] == "64.00 ± 4.97"
+    assert row(markdown, "Table 1", "seed_cnn", "greedy")[2:5] == ["16.0", "78.00 ± 6.57", "40.0"]
+    assert row(markdown, "Table 1", "vgg11", "layer_to_layer")[3] == "64.00 ± 4.97"
 
 
 def test_failed_run_is_counted_and_excluded(study):
-    cells = row(study[3].markdown, "vgg11", "greedy")
+    cells = row(study[3].markdown, "Table 1", "vgg11", "greedy")
     assert cells[3] == "55.00 ± 0.00"  # the failed run's logged 10% is not in the mean
     assert cells[5:] == ["3", "1"]
     assert "Search phase: 2 trials, 1 stopped early by the scheduler, 0 failed." in study[3].markdown
@@ -144,24 +159,25 @@ def test_failed_run_is_counted_and_excluded(study):
 
 def test_paired_differences(study):
     markdown = study[3].markdown
-    assert row(markdown, "seed_cnn", "layer_to_layer − standard") == [
+    assert row(markdown, "Table 2", "seed_cnn", "layer_to_layer − standard") == [
         "seed_cnn", "layer_to_layer − standard", "3", "+1.00 ± 0.00", "1.50 ± 0.00", "1.50 ± 0.00"]
     # differences [-1, -2, -3]: mean -2, sd 1 -> 4.3027 / sqrt(3) = 2.48; ratios 0.8 and 0.4
-    assert row(markdown, "seed_cnn", "greedy − standard")[2:] == ["3", "-2.00 ± 2.48", "0.80 ± 0.00", "0.40 ± 0.00"]
-    assert row(markdown, "vgg11", "layer_to_layer − standard")[3] == "+4.00 ± 4.97"
+    assert row(markdown, "Table 2", "seed_cnn", "greedy − standard")[2:] == ["3", "-2.00 ± 2.48", "0.80 ± 0.00", "0.40 ± 0.00"]
+    assert row(markdown, "Table 2", "vgg11", "layer_to_layer − standard")[3] == "+4.00 ± 4.97"
 
 
 def test_plots_written_and_logged_to_every_arm_run(study):
     study_dir, client, parents, result = study
     names = {path.name for path in result.plots}
-    assert {"acc_vs_time.png", "acc_vs_memory.png", "val_curves_seed_cnn_standard.png"} <= names
-    assert len(result.plots) == 2 + 6
+    assert {"acc_vs_time.png", "acc_vs_memory.png", "performance_profile.png", "val_curves_seed_cnn_standard.png"} <= names
+    assert len(result.plots) == 3 + 6
     for path in result.plots:
         assert path.parent == study_dir / "report" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.parents_logged == 6
     for arm, run_id in parents.items():
         logged = {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
-        expected = {"report.md", "acc_vs_time.png", "acc_vs_memory.png", f"val_curves_{arm.replace('/', '_')}.png"}
+        expected = {"report.md", "acc_vs_time.png", "acc_vs_memory.png", "performance_profile.png",
+                    f"val_curves_{arm.replace('/', '_')}.png"}
         assert set(logged) == {f"report/{name}" for name in expected}
         assert all(size > 0 for size in logged.values())
 
@@ -176,9 +192,9 @@ def test_search_phase_fallback(tmp_path, blank_db):
             tracking.log_metrics(client, run_id, {"test_acc": test}, step=EPOCHS + 1)
     result = write_report(tmp_path)
     assert "† no seeds-phase runs" in result.markdown
-    assert row(result.markdown, "seed_cnn", "standard †")[3:6] == ["72.00 ± n/a", "50.0", "1"]  # best by validation
-    assert row(result.markdown, "seed_cnn", "layer_to_layer †")[3] == "74.00 ± n/a"
-    assert row(result.markdown, "seed_cnn", "layer_to_layer − standard")[2:4] == ["1", "+2.00 ± n/a"]
+    assert row(result.markdown, "Table 1", "seed_cnn", "standard †")[3:6] == ["72.00 ± n/a", "50.0", "1"]  # best by validation
+    assert row(result.markdown, "Table 1", "seed_cnn", "layer_to_layer †")[3] == "74.00 ± n/a"
+    assert row(result.markdown, "Table 2", "seed_cnn", "layer_to_layer − standard")[2:4] == ["1", "+2.00 ± n/a"]
     assert result.parents_logged == 0
 
 
@@ -208,3 +224,97 @@ def test_cli_prints_the_table(study):
     assert out.returncode == 0, out.stderr
     assert "| seed_cnn | standard | 20.0 | 80.00 ± 4.97 |" in out.stdout
     assert "report written to" in out.stdout
+
+
+# --- equal time and the verdict (issue 11 items 6-8) -----------------------------------------------------------
+# 3 seeds per arm, 3 epochs each. standard trains 2 s an epoch, the others 1 s. The spec's tolerance 0.05 sets the
+# target to standard's median final val_acc (91%) - 5 points = 86%.
+CURVES = {
+    "standard": ((0.70, 0.85, 0.90), (0.72, 0.86, 0.92), (0.71, 0.84, 0.91)),  # reached at 6, 4, 6 s: median 6
+    "layer_to_layer": ((0.80, 0.88, 0.93), (0.87, 0.90, 0.91), (0.70, 0.86, 0.95)),  # at 2, 1, 2 s: median 2
+    "greedy": ((0.50, 0.60, 0.70), (0.50, 0.60, 0.80), (0.40, 0.60, 0.85)),  # never: a miss
+}
+TEST_ACC = {"standard": (0.90, 0.91, 0.92), "layer_to_layer": (0.95, 0.96, 0.975), "greedy": (0.70, 0.71, 0.69)}
+EPOCH_S = {"standard": 2.0, "layer_to_layer": 1.0, "greedy": 1.0}
+
+
+@pytest.fixture(scope="module")
+def timed(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> ReportResult:
+    study_dir = tmp_path_factory.mktemp("timed")
+    client, exp_id = new_store(blank_db, study_dir, "timed")
+    for method, curves in CURVES.items():
+        parent = add_arm(client, exp_id, "seed_cnn", method)
+        client.log_param(parent, "report.target_tolerance", "0.05")  # as the sweep logs the spec's [report]
+        for seed, (curve, acc) in enumerate(zip(curves, TEST_ACC[method]), 1):
+            add_trial(client, exp_id, parent, "seed_cnn", method, "seeds", seed, acc, EPOCH_S[method] * EPOCHS, 50.0,
+                      val_curve=curve, mem_source="cpu_rss")
+    return write_report(study_dir)
+
+
+def test_time_to_target_table_shows_times_and_misses(timed):
+    markdown = timed.markdown
+    assert "seed_cnn 86.00% (standard's median final val_acc 91.00% − 5.00 points)" in markdown
+    assert row(markdown, "Table 3", "seed_cnn", "standard")[2:] == ["86.00", "3/3", "6.0", "3.00"]
+    assert row(markdown, "Table 3", "seed_cnn", "layer_to_layer")[2:] == ["86.00", "3/3", "2.0", "1.00"]
+    assert row(markdown, "Table 3", "seed_cnn", "greedy")[2:] == ["86.00", "0/3", "∞ (miss)", "∞"]
+    # profile: layer_to_layer is the best on the one workload; standard is within tau only from tau = 3
+    assert "Score (area under the profile / 3" in markdown
+    assert "standard 0.33, layer_to_layer 1.00, greedy 0.00" in markdown
+    assert (timed.report_dir / "performance_profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_at_equal_time(timed):
+    # budget = standard's median training time, 6 s: every run has finished, so each counts its final val_acc
+    assert row(timed.markdown, "Table 4", "seed_cnn", "standard") == ["seed_cnn", "standard", "6.0", "91.00 ± 2.48", "3"]
+    assert row(timed.markdown, "Table 4", "seed_cnn", "layer_to_layer")[3] == "93.00 ± 4.97"
+    assert row(timed.markdown, "Table 4", "seed_cnn", "greedy")[3] == "78.33 ± 18.97"
+
+
+def _p_two_sided(differences: list[float]) -> float:
+    """The paired t-test's p by its formula: t = mean / (sd / sqrt(n)), two-sided, n - 1 degrees of freedom."""
+    from statistics import mean, stdev
+
+    from scipy.stats import t as student
+
+    n = len(differences)
+    return 2 * student.sf(abs(mean(differences) / (stdev(differences) / n ** 0.5)), n - 1)
+
+
+def test_verdict_lines_with_holm_adjusted_p(timed):
+    diffs = {  # points, other - standard per seed
+        ("layer_to_layer", "equal epochs"): [5.0, 5.0, 5.5],
+        ("greedy", "equal epochs"): [-20.0, -20.0, -23.0],
+        ("layer_to_layer", "equal time"): [3.0, -1.0, 4.0],
+        ("greedy", "equal time"): [-20.0, -12.0, -6.0],
+    }
+    p = {key: _p_two_sided(d) for key, d in diffs.items()}
+    order = sorted(p, key=p.get)  # Holm: the i-th smallest p times (m - i + 1), running maximum, capped at 1
+    holm, running = {}, 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * p[key]))
+        holm[key] = running
+    assert order == [("layer_to_layer", "equal epochs"), ("greedy", "equal epochs"), ("greedy", "equal time"),
+                     ("layer_to_layer", "equal time")]
+    lines = [line for line in timed.markdown.splitlines() if line.startswith("Verdict")]
+    assert len(lines) == 4
+    expected = {("layer_to_layer", "equal epochs"): "beats; effect +5.17 points test accuracy",
+                ("greedy", "equal epochs"): "loses; effect -21.00 points test accuracy",
+                ("layer_to_layer", "equal time"): "matches (no significant difference at 3 seeds); effect +2.00 points",
+                ("greedy", "equal time"): "matches (no significant difference at 3 seeds); effect -12.67 points"}
+    for (method, budget), text in expected.items():
+        [line] = [line for line in lines if line.startswith(f"Verdict seed_cnn, {method} vs standard, {budget}: ")]
+        assert text in line, line
+        assert f"p = {p[method, budget]:.3g}, Holm-adjusted p = {holm[method, budget]:.3g}" in line, line
+    assert holm[("greedy", "equal epochs")] < 0.05 < holm[("greedy", "equal time")]
+
+
+def test_measurement_conditions_and_rss_memory(timed):
+    markdown = timed.markdown
+    section = markdown[markdown.index("## Measurement conditions"):]
+    assert "the seeds phase (9 runs)" in section
+    assert "- Device: cpu: test CPU (2 cores)." in section
+    assert "- Per trial: 2 CPU(s) and 0 GPU(s) reserved, 2 torch thread(s)." in section
+    assert "at most 1 of these runs trained at once" in section
+    assert "process RSS high-water mark" in section
+    assert row(markdown, "Table 1", "seed_cnn", "greedy")[4] == "50.0 RSS"
+    assert row(markdown, "Table 2", "seed_cnn", "greedy − standard")[5] == "RSS: not compared"

@@ -44,6 +44,10 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
     ({"resources": {"cpu": 0}}, "resources.cpu=0 is out of range"),
     ({"fixed": {"layer_to_layer": {"split_ratio": 1.5}}}, "split_ratio=1.5 is out of range"),
     ({"fixed": {"greedy": {"warp": 1}}}, "unknown parameter(s) warp for method 'greedy'"),
+    ({"report": {"target_val_acc": 1.5}}, "report.target_val_acc=1.5 is out of range; valid range: (0.0, 1.0]"),
+    ({"report": {"target_val_acc": {"vgg11": 0.9}}}, "report.target_val_acc.<model>='vgg11' is not valid; choose "
+                                                     "one of: seed_cnn"),
+    ({"report": {"alpha": 0}}, "report.alpha=0 is out of range"),
 ])
 def test_bad_specs_name_the_key_and_the_valid_choices(tiny_spec, overrides, message):
     with pytest.raises(ValueError) as err:
@@ -77,3 +81,10 @@ def test_cluster_example_has_a_head_and_a_gpu_worker_type():
     assert config["head_node_type"] in types
     workers = [t for name, t in types.items() if name != config["head_node_type"]]
     assert workers and all(t["max_workers"] >= 1 and "InstanceType" in t["node_config"] for t in workers)
+
+
+def test_report_targets_per_model(tiny_spec):
+    assert tiny_spec().report.targets(["seed_cnn"]) == {}  # unset: the report's default (standard's median - tol)
+    assert tiny_spec(report={"target_val_acc": 0.9}).report.targets(["seed_cnn", "vgg11"]) == {
+        "seed_cnn": 0.9, "vgg11": 0.9}
+    assert tiny_spec(report={"target_val_acc": {"seed_cnn": 0.8}}).report.targets(["seed_cnn"]) == {"seed_cnn": 0.8}
