@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.config import TrainConfig, check_choice
@@ -109,9 +111,8 @@ def run_workload(work: Workload, trace: bool = False, count_flops: bool = False)
     allocator = AllocatorTrace() if trace else None
     with allocator if allocator is not None else contextlib.nullcontext():
         method = build_method(config, splits, device)
-        if work.compile:
-            compile_blocks(method)
-        runs = [_run_stage(method, stage, warm, splits.train, batcher, memory, allocator, count_flops)
+        compiled: weakref.WeakSet[nn.Module] | None = weakref.WeakSet() if work.compile else None
+        runs = [_run_stage(method, stage, warm, splits.train, batcher, memory, allocator, count_flops, compiled)
                 for stage in select_stages(method.plan(), work.setup().stages)]
     if allocator is not None:
         for run in runs:
@@ -120,13 +121,16 @@ def run_workload(work: Workload, trace: bool = False, count_flops: bool = False)
 
 
 def _run_stage(method: Method, stage: Stage, warm: ImageSet, timed: ImageSet, batcher: Batcher, memory: PeakMemory,
-               allocator: AllocatorTrace | None, count_flops: bool) -> StageRun:
+               allocator: AllocatorTrace | None, count_flops: bool,
+               compiled: weakref.WeakSet[nn.Module] | None) -> StageRun:
     generator = torch.Generator().manual_seed(method.config.seed + stage.index)
     timer = Timer(method.device)
     flop_counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
     memory.reset()
     with allocator.mark(f"stage{stage.index}") if allocator is not None else contextlib.nullcontext():
         method.start_stage(stage)
+        if compiled is not None:
+            compile_blocks(method, compiled)
         method.train_mode()
         _epoch(method, warm, batcher, generator)
         with flop_counter:
@@ -154,7 +158,11 @@ def select_stages(plan: list[Stage], which: str) -> list[Stage]:
     return list(plan) if which == "all" else plan[:1]
 
 
-def compile_blocks(method: Method) -> None:
-    """torch.compile every block, the head and the auxiliary heads in place (methods call them piecewise)."""
+def compile_blocks(method: Method, compiled: weakref.WeakSet[nn.Module]) -> None:
+    """torch.compile in place every block, the head and the auxiliary heads not yet in `compiled` (updated).
+
+    Called after each `start_stage`: layer_to_layer builds its stage's head there."""
     for module in [*method.model.blocks, method.model.head, *method.aux_modules().values()]:
-        module.compile()
+        if module not in compiled:
+            module.compile()
+            compiled.add(module)

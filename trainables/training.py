@@ -85,7 +85,7 @@ def fit(
     done_epochs, stopped = 0, False
     if resume is not None:
         model.load_state_dict(resume["model"])
-        method.aux_modules().load_state_dict(resume["aux"])
+        method.load_aux_state_dict(resume["aux"])
         generator.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
         history, done_epochs, stopped = list(resume["history"]), resume["epoch"], resume["stopped"]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from trainables.config import TrainConfig, parse_value
 from trainables.data import Batcher, DataSplits, ImageSet
-from trainables.methods.layer_to_layer import LayerToLayer, allocate_epochs, split_schedule
+from trainables.methods.layer_to_layer import HEAD_GROUP, LayerToLayer, allocate_epochs, split_schedule
 from trainables.models import MODELS, build_model
 from trainables.training import fit, validate
 
@@ -112,7 +112,7 @@ def test_plan_spans_the_budget(l2l_config: ConfigFactory, params: dict[str, Any]
     method = _method(l2l_config(epochs=epochs, **params))
     assert method.final_metrics()["split_schedule"] == expected
     assert sum(stage.epochs for stage in method.plan()) == epochs
-    assert sorted(method.aux_modules()) == sorted(str(split) for _, split, _ in expected if split < 5)
+    assert list(method.aux_modules()) == [str(expected[0][1])]  # only the first stage's head exists yet
 
 
 def test_stage_fracs_of_wrong_length_names_expected_length(l2l_config: ConfigFactory) -> None:
@@ -214,16 +214,60 @@ def test_kd_alpha_1_student_loss_is_tempered_kl_teacher_to_student(l2l_config: C
 
 def test_train_step_updates_student_head_and_reports_losses(l2l_config: ConfigFactory) -> None:
     method = _method(l2l_config(teacher_grad=0.0))
-    head = method.aux_modules()[str(method.split)]
-    later_head = method.aux_modules()[str(method.splits[-1])]
-    before = [p.clone() for p in head.parameters()] + [p.clone() for p in later_head.parameters()]
+    head = method.head()
+    before = [p.clone() for p in head.parameters()]
     out = method.train_step(*_batch())
     assert set(out) == {"loss", "teacher_loss", "student_loss"}
     assert all(not v.requires_grad and math.isfinite(float(v)) for v in out.values())
-    after = list(head.parameters()) + list(later_head.parameters())
-    n_head = len(list(head.parameters()))
-    assert all(not torch.equal(b, a) for b, a in zip(before[:n_head], after[:n_head]))
-    assert all(torch.equal(b, a) for b, a in zip(before[n_head:], after[n_head:]))  # idle heads stay put
+    assert all(not torch.equal(b, a) for b, a in zip(before, head.parameters()))
+
+
+def test_kd_term_sends_no_gradient_into_the_teacher(l2l_config: ConfigFactory) -> None:
+    """The student learns from the teacher's soft output; the teacher must not learn from the student's loss."""
+    method = _method(l2l_config(kd_alpha=1.0, teacher_grad=1.0))
+    method.eval_mode()
+    method.losses(*_batch())["student_loss"].backward()
+    teacher = [*method.model.blocks[method.split:].parameters(), *method.model.head.parameters()]
+    assert all(p.grad is None or not p.grad.any() for p in teacher)
+    student = [*method.model.blocks[:method.split].parameters(), *method.head().parameters()]
+    assert all(p.grad is not None and p.grad.any() for p in student)
+
+
+# --- lazy heads and the one optimiser ---------------------------------------------------------
+def _optimizer_params(method: LayerToLayer) -> list[int]:
+    return [id(p) for group in method.optimizer.param_groups for p in group["params"]]
+
+
+def test_each_stage_holds_only_its_own_head(l2l_config: ConfigFactory) -> None:
+    method = _method(l2l_config(finetune_frac=0.2))
+    model_params = [id(p) for p in method.model.parameters()]
+    seen: list[int] = []
+    for stage in method.plan():
+        method.start_stage(stage)
+        method.train_step(*_batch())
+        split = method.splits[-1] if stage.info.get("finetune") else stage.info["split"]
+        assert list(method.aux_modules()) == [str(split)]
+        head = [id(p) for p in method.head().parameters()]
+        assert _optimizer_params(method) == model_params + head
+        assert {id(p) for p in method.optimizer.state} <= set(model_params + head)  # no dropped head's state
+        seen.append(id(method.head()))
+    assert len(set(seen)) == len(method.splits)  # a new head per split; the finetune keeps the last one
+
+
+def test_model_optimiser_state_carries_across_stages(l2l_config: ConfigFactory) -> None:
+    method = _method(l2l_config())
+    for _ in range(2):
+        method.train_step(*_batch())
+    state = {p: {k: v.clone() for k, v in method.optimizer.state[p].items()} for p in method.model.parameters()}
+    lr = method.optimizer.param_groups[0]["lr"]
+    method.start_stage(method.plan()[1])
+    assert method.optimizer.param_groups[0]["lr"] == method.optimizer.param_groups[HEAD_GROUP]["lr"] == lr
+    for param, saved in state.items():
+        assert method.optimizer.state[param].keys() == saved.keys()
+        assert all(torch.equal(method.optimizer.state[param][k], v) for k, v in saved.items())
+    method.train_step(*_batch())
+    assert all(float(method.optimizer.state[p]["step"]) == 3 for p in method.model.parameters())
+    assert all(float(method.optimizer.state[p]["step"]) == 1 for p in method.head().parameters())
 
 
 # --- through fit() ----------------------------------------------------------------------------

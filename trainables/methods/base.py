@@ -113,6 +113,10 @@ class Method(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def load_aux_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `aux_modules()` from a checkpoint's `aux` entry (a method whose heads come and go builds them)."""
+        self.aux_modules().load_state_dict(state)
+
     # --- helpers -----------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when `amp` is on; a no-op elsewhere."""

@@ -5,7 +5,10 @@ Per batch (DESIGN §3), with split s, student S = blocks[0..s-1], teacher T = bl
     L_T = CE(v, y);  L_S = (1 - alpha) CE(u, y) + alpha tau^2 KL(softmax(v/tau) || softmax(u/tau))
 one backward of L_T + L_S, one optimiser step. The split moves forward stage by stage
 (s_1 = clamp(round(r L), 1, L-1), s_{k+1} = min(s_k + step, L-1), until it reaches L-1),
-then an optional end-to-end finetune. docs/layer_to_layer.md explains the choices.
+then an optional end-to-end finetune. Only the current split's auxiliary head exists: it is built
+when its stage starts and dropped (with its optimiser state) when the next split's stage starts,
+while the model's optimiser state and the schedule carry across stages.
+docs/layer_to_layer.md explains the choices.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from trainables.methods.aux_heads import AUX_KINDS, build_aux_head
 from trainables.methods.base import Method, MethodParams, Stage
 from trainables.methods.optim import make_optimizer, make_scheduler
 from trainables.models import BlockNet
+
+HEAD_GROUP = 1  # the optimiser's param group of the current auxiliary head (group 0: the model)
 
 
 @dataclass
@@ -144,9 +149,8 @@ class LayerToLayer(Method):
         self.stages = [Stage(k, e, {"split": s}) for k, (s, e) in enumerate(zip(self.splits, epochs))]
         if p.finetune_frac > 0:
             self.stages.append(Stage(len(self.splits), epochs[-1], {"split": num_blocks, "finetune": True}))
-        shapes = model.feature_shapes()
-        self.aux = nn.ModuleDict(
-            {str(s): build_aux_head(shapes[s - 1], num_classes, p.aux) for s in self.splits})
+        self.shapes = model.feature_shapes()
+        self.aux = nn.ModuleDict()  # {str(split): head} of the current split only (see `_use_head`)
         self.split = self.splits[0]
         self.finetune = False
         self.optimizer: torch.optim.Optimizer | None = None
@@ -158,13 +162,33 @@ class LayerToLayer(Method):
         return self.aux
 
     def start_stage(self, stage: Stage) -> None:
-        """Move the split; the one optimiser and schedule (over model + all aux heads) span the whole run."""
+        """Move the split and swap in its head; the one optimiser and schedule span the whole run."""
         self.finetune = bool(stage.info.get("finetune"))
         self.split = self.splits[-1] if self.finetune else stage.info["split"]
+        self._use_head(self.split)
         if self.optimizer is None:
-            params = list(self.model.parameters()) + list(self.aux.parameters())
-            self.optimizer = make_optimizer(params, self.config)
+            self.optimizer = make_optimizer(self.model.parameters(), self.config)
+            self.optimizer.add_param_group({"params": list(self.head().parameters())})
             self.scheduler = make_scheduler(self.optimizer, self.config, self.config.epochs * self.steps_per_epoch)
+
+    def head(self) -> nn.Module:
+        """The current split's auxiliary head (the student's classifier)."""
+        return self.aux[str(self.split)]
+
+    def _use_head(self, split: int) -> None:
+        """Make `split`'s head the only one: build it unless it exists (restored from a checkpoint), drop the
+        previous head with its optimiser state, and point the optimiser's head group at the new parameters."""
+        key = str(split)
+        if key in self.aux:
+            return
+        for old in list(self.aux):
+            if self.optimizer is not None:
+                for param in self.aux[old].parameters():
+                    self.optimizer.state.pop(param, None)
+            del self.aux[old]
+        self.aux[key] = build_aux_head(self.shapes[split - 1], self.num_classes, self.params.aux).to(self.device)
+        if self.optimizer is not None:
+            self.optimizer.param_groups[HEAD_GROUP]["params"] = list(self.aux[key].parameters())
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The losses of one batch with their graph (one forward through student and teacher)."""
@@ -172,7 +196,7 @@ class LayerToLayer(Method):
             return {"loss": self.criterion(self.model(x), y)}
         p = self.params
         z = self.model.features(x, 0, self.split)
-        u = self.aux[str(self.split)](z).float()
+        u = self.head()(z).float()
         if p.teacher_grad == 0:
             z_teacher = z.detach()
         else:
@@ -197,7 +221,7 @@ class LayerToLayer(Method):
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Full network ('main') and the current student head ('student'; the last one during finetune)."""
         z = self.model.features(x, 0, self.split)
-        return {"main": self.model(z, start=self.split), "student": self.aux[str(self.split)](z)}
+        return {"main": self.model(z, start=self.split), "student": self.head()(z)}
 
     def stage_metrics(self, stage: Stage) -> dict[str, Any]:
         return {"stage": stage.index, "split": stage.info["split"]}
@@ -206,8 +230,30 @@ class LayerToLayer(Method):
         return {"split_schedule": [[s.index, s.info["split"], s.epochs] for s in self.stages]}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "head_split": self.split}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Saved with the same head: as is. Saved at a stage boundary, before the split moved: the model's state
+        and the schedule as saved, the new head without state, exactly as `_use_head` left the live run."""
+        optimizer_state = state["optimizer"]
+        if state["head_split"] != self.split:
+            optimizer_state = _with_fresh_head(optimizer_state, len(self.optimizer.param_groups[0]["params"]),
+                                               len(self.optimizer.param_groups[HEAD_GROUP]["params"]))
+        self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def load_aux_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint holds the head in use when it was taken: build that head, then load it."""
+        for split in sorted({int(name.split(".", 1)[0]) for name in state}):
+            self._use_head(split)
+        self.aux.load_state_dict(state)
+
+
+def _with_fresh_head(saved: dict[str, Any], model_params: int, head_params: int) -> dict[str, Any]:
+    """An optimiser state_dict whose head group (saved with another head) points at a new head of `head_params`
+    parameters with no state; the model's state (indices < model_params) and every group's settings are kept."""
+    groups = [dict(group) for group in saved["param_groups"]]
+    groups[HEAD_GROUP]["params"] = list(range(model_params, model_params + head_params))
+    state = {index: value for index, value in saved["state"].items() if int(index) < model_params}
+    return {"state": state, "param_groups": groups}
