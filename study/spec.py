@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.config import TrainConfig, check_choice, check_range, parse_value
+from trainables.errors import UserError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 CONTROLLED = ("model", "method", "dataset", "epochs", "seed", "params")  # set by the spec/sweep, not by `fixed`
@@ -197,7 +198,10 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
 def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> StudySpec:
     """Read a spec file, apply `section.key=value` overrides, check everything."""
     path = resolve_spec_path(name_or_path)
-    source = path.read_text()
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"spec {path} cannot be read ({err}); give a UTF-8 TOML file you can read") from None
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as err:

@@ -15,6 +15,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 
+from trainables.errors import UserError
+
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000
 
@@ -33,7 +35,7 @@ def existing_store_uri(directory: str | Path, tracking_uri: str | None = None) -
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.is_file():
-            raise FileNotFoundError(f"no MLflow store at {path}: run a sweep first "
+            raise UserError(f"no MLflow store at {path}: run a sweep first "
                                     f"(python -m study sweep --study-dir {directory}) or pass --tracking-uri")
     return uri
 

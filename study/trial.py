@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trainables.config import TrainConfig, parse_value
-from trainables.training import check_plan, fit, validate
+from trainables.training import check_plan, fit, load_splits, validate
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("test_acc", "val_acc", "best_val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s", "params")
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     validate(config)  # bad names and ranges fail here, before data or MLflow
     check_plan(config)  # and a budget too small for the method's stages
+    splits = load_splits(config)  # then missing or corrupted data, before MLflow and the progress bar
     console = Console(stderr=True)
     tracker = None if args.no_mlflow else _MlflowTrial(args, config)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 tracker.epoch(metrics)
 
         try:
-            final = fit(config, on_epoch)
+            final = fit(config, on_epoch, splits=splits)
         except BaseException as err:
             if tracker:
                 tracker.fail(f"{type(err).__name__}: {err}")

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args, get_type_hints
+
+from trainables.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -39,6 +43,7 @@ class TrainConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("device", self.device, DEVICES)
@@ -72,10 +77,30 @@ class TrainConfig:
         return flat
 
 
-def check_choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
-    """Raise a ValueError naming the key, the bad value and the valid choices."""
+def check_field_types(config: TrainConfig) -> None:
+    """Raise a UserError naming the first shared field whose value has the wrong type (e.g. `--set seed=abc`)."""
+    hints = get_type_hints(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        if item.name == "params":
+            continue
+        allowed = get_args(hints[item.name]) or (hints[item.name],)  # `X | None` -> (X, NoneType)
+        value = getattr(config, item.name)
+        if not any(_has_type(value, kind) for kind in allowed):
+            names = " or ".join("None" if kind is type(None) else kind.__name__ for kind in allowed)
+            raise UserError(f"{item.name}={value!r} is not valid; expected {names}")
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    """isinstance, except that a bool is no number and an int is a float (JSON/TOML `1` for `1.0`)."""
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def check_choice(key: str, value: Any, valid: tuple[Any, ...] | list[Any]) -> None:
+    """Raise a UserError naming the key, the bad value and the valid choices."""
     if value not in valid:
-        raise ValueError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
+        raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
 
 
 def check_range(
@@ -86,16 +111,18 @@ def check_range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    """Raise a ValueError naming the key, the value and the valid interval."""
+    """Raise a UserError naming the key, the value and the valid interval (also when the value is no number)."""
+    left = ("(" if low_open else "[") + ("-inf" if low is None else str(low))
+    right = ("inf" if high is None else str(high)) + (")" if high_open else "]")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise UserError(f"{key}={value!r} is not a number; expected a number in {left}, {right}")
     ok = True
     if low is not None:
         ok &= value > low if low_open else value >= low
     if high is not None:
         ok &= value < high if high_open else value <= high
     if not ok:
-        left = ("(" if low_open else "[") + ("-inf" if low is None else str(low))
-        right = ("inf" if high is None else str(high)) + (")" if high_open else "]")
-        raise ValueError(f"{key}={value!r} is out of range; valid range: {left}, {right}")
+        raise UserError(f"{key}={value!r} is out of range; valid range: {left}, {right}")
 
 
 def parse_value(text: str) -> Any:

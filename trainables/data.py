@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables.errors import UserError
+
 log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "cifar10", "cifar100")
@@ -68,7 +70,7 @@ def load_dataset(
 ) -> DataSplits:
     """Load `name` on the CPU and split a validation set off its training set (fixed seed)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     if name == "digits":
         train, test, num_classes = _load_digits()
         mean, std, flip = _channel_stats(train.x), _channel_stats(train.x, std=True), False
@@ -100,16 +102,16 @@ def _load_cifar(name: str, data_dir: str | Path | None, verify_checksums: bool) 
     from torchvision import datasets
 
     if data_dir is None:
-        raise ValueError(f"dataset {name!r} needs --data-dir pointing at a folder that holds {CIFAR_FOLDERS[name]}/")
+        raise UserError(f"dataset {name!r} needs --data-dir pointing at a folder that holds {CIFAR_FOLDERS[name]}/")
     root = Path(data_dir).expanduser()
     folder = root / CIFAR_FOLDERS[name]
     if not folder.is_dir():
         archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
-        raise FileNotFoundError(
-            f"{name} not found: expected the folder {folder}. Nothing is downloaded at run time. "
-            f"On a machine with internet run\n"
-            f"  python -c \"import torchvision; torchvision.datasets.{_cifar_class(name)}('{root}', download=True)\"\n"
-            f"or fetch https://www.cs.toronto.edu/~kriz/{archive} and extract it into {root}."
+        raise UserError(
+            f"{name} not found: expected the folder {folder}. Nothing is downloaded at run time: on a machine "
+            f"with internet run `python -c \"import torchvision; torchvision.datasets.{_cifar_class(name)}"
+            f"('{root}', download=True)\"` or fetch https://www.cs.toronto.edu/~kriz/{archive} and extract it "
+            f"into {root}."
         )
     cls = getattr(datasets, _cifar_class(name))
     if not verify_checksums:
@@ -118,7 +120,7 @@ def _load_cifar(name: str, data_dir: str | Path | None, verify_checksums: bool) 
     try:
         train_ds, test_ds = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
     except RuntimeError as err:
-        raise RuntimeError(
+        raise UserError(
             f"{name} in {folder} failed torchvision's md5 check ({err}); re-extract the official archive"
         ) from err
     return _as_imageset(train_ds), _as_imageset(test_ds), len(train_ds.classes)

@@ -70,8 +70,7 @@ def fit(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if splits is None:
-        splits = load_dataset(config.dataset, config.data_dir, config.val_fraction, config.max_train_samples,
-                              verify_checksums=verify_checksums)
+        splits = load_splits(config, verify_checksums)
     splits = splits.to(device)
     batcher = Batcher(splits, channels_last=uses_channels_last(config, device))
     memory = PeakMemory(device)
@@ -125,6 +124,12 @@ def fit(
 
         final["probe_acc"] = probe_accuracies(model, splits, batcher)
     return final
+
+
+def load_splits(config: TrainConfig, verify_checksums: bool = True) -> DataSplits:
+    """The train/val/test splits `config` trains on (on the CPU)."""
+    return load_dataset(config.dataset, config.data_dir, config.val_fraction, config.max_train_samples,
+                        verify_checksums=verify_checksums)
 
 
 def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from study import tracking
 from study.report import ReportResult, write_report
 from trainables.config import TrainConfig
+from trainables.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 3
@@ -199,7 +200,7 @@ def test_search_phase_fallback(tmp_path, blank_db):
 
 
 def test_store_errors_name_the_problem(tmp_path, blank_db):
-    with pytest.raises(FileNotFoundError, match=r"no MLflow store at .*mlflow\.db: run a sweep first"):
+    with pytest.raises(UserError, match=r"no MLflow store at .*mlflow\.db: run a sweep first"):
         write_report(tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
 

@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import write_cifar
 from trainables.data import Batcher, load_dataset
+from trainables.errors import UserError
 
 
 def test_digits_are_real_32x32_rgb_uint8(digits):
@@ -41,12 +42,12 @@ def test_cifar_loads_through_torchvision(cifar_root: Path, name: str, classes: i
 
 
 def test_cifar_md5_check_stays_on_by_default(cifar_root: Path):
-    with pytest.raises(RuntimeError, match="md5"):
+    with pytest.raises(UserError, match="md5"):
         load_dataset("cifar10", cifar_root)
 
 
 def test_missing_cifar_dir_names_path_and_fix(tmp_path: Path):
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(UserError) as err:
         load_dataset("cifar100", tmp_path / "nowhere")
     message = str(err.value)
     assert "cifar-100-python" in message and "download=True" in message and "nowhere" in message
