@@ -1,8 +1,10 @@
 """Data sets as uint8 tensors on the training device, deterministic splits, on-device batching.
 
 `digits` (scikit-learn's 8x8 digits, upsampled to 3x32x32) ships with the package and is the
-default. `cifar10`/`cifar100` load through torchvision from a local directory: nothing is
-ever downloaded, and a missing directory is an error that says how to fetch the files.
+default. `fashion_mnist` reads the official IDX files (Debian's `dataset-fashion-mnist`, see
+trainables/fashion_mnist.py) and pads them to 3x32x32. `cifar10`/`cifar100` load through
+torchvision from a local directory. Nothing is ever downloaded; a missing file is an error that
+says how to get it. `synthetic` is seeded random CIFAR-size data for throughput runs.
 """
 from __future__ import annotations
 
@@ -19,12 +21,19 @@ from trainables.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("digits", "cifar10", "cifar100")
+DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "synthetic")
 SPLIT_SEED = 1234  # fixed: every trial of a study sees the same train/val/test split
 DIGITS_TEST_FRACTION = 0.2
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+FASHION_MEAN = (0.2860,) * 3  # the published constants of the 28x28 images (measured here: 0.286, 0.353)
+FASHION_STD = (0.3530,) * 3
+FASHION_PAD = 2  # 28 + 2 + 2 = 32, the models' input size
+SYNTHETIC_SEED = 4321  # fixed: every trial sees the same synthetic images
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 50_000, 10_000  # CIFAR's sizes
+SYNTHETIC_MEAN = (0.5,) * 3  # uniform bytes 0..255: mean 127.5/255, std sqrt((256**2 - 1) / 12)/255
+SYNTHETIC_STD = (0.2898,) * 3
 
 
 @dataclass
@@ -68,18 +77,29 @@ def load_dataset(
     max_train_samples: int | None = None,
     verify_checksums: bool = True,
 ) -> DataSplits:
-    """Load `name` on the CPU and split a validation set off its training set (fixed seed)."""
+    """Load `name` on the CPU and split a validation set off its training set (fixed seed).
+
+    The test set is always the data set's full test set. `verify_checksums=False` skips the CIFAR md5
+    check (small test files in CIFAR layout); Fashion-MNIST is always checked (its cache is keyed by content).
+    """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    if name == "synthetic":
+        return _synthetic(val_fraction, max_train_samples)
     if name == "digits":
         train, test, num_classes = _load_digits()
         mean, std, flip = _channel_stats(train.x), _channel_stats(train.x, std=True), False
+    elif name == "fashion_mnist":
+        train, test, num_classes = _load_fashion(data_dir)
+        mean, std, flip = FASHION_MEAN, FASHION_STD, True
     else:
         train, test, num_classes = _load_cifar(name, data_dir, verify_checksums)
         mean, std, flip = CIFAR_MEAN, CIFAR_STD, True
     train, val = _split(train, val_fraction)
     if max_train_samples is not None:
         train = ImageSet(train.x[:max_train_samples], train.y[:max_train_samples])
+    if name == "fashion_mnist":  # after the subset: only the images kept are padded and copied to 3 channels
+        train, val, test = (_pad_to_rgb32(s) for s in (train, val, test))
     return DataSplits(name, train, val, test, num_classes, mean, std, flip)
 
 
@@ -96,6 +116,39 @@ def _load_digits() -> tuple[ImageSet, ImageSet, int]:
     n_test = int(round(DIGITS_TEST_FRACTION * len(y)))
     test_idx, train_idx = order[:n_test], order[n_test:]
     return ImageSet(x[train_idx], y[train_idx]), ImageSet(x[test_idx], y[test_idx]), 10
+
+
+def _load_fashion(data_dir: str | Path | None) -> tuple[ImageSet, ImageSet, int]:
+    """Fashion-MNIST's 60,000 + 10,000 images as 1x28x28 uint8 (see `_pad_to_rgb32`)."""
+    from trainables.fashion_mnist import load_fashion_mnist
+
+    (train_x, train_y), (test_x, test_y) = load_fashion_mnist(data_dir)
+    return ImageSet(train_x.unsqueeze(1), train_y), ImageSet(test_x.unsqueeze(1), test_y), 10
+
+
+def _pad_to_rgb32(images: ImageSet) -> ImageSet:
+    """1x28x28 -> 3x32x32: a 2-pixel zero border (Fashion-MNIST's background is 0, so it only widens the
+    background; no resampling blurs the pixels) and the grey channel repeated for the models' RGB stem."""
+    p = FASHION_PAD
+    x = F.pad(images.x, (p, p, p, p)).expand(-1, 3, -1, -1).contiguous()
+    return ImageSet(x, images.y)
+
+
+def _synthetic(val_fraction: float, max_train_samples: int | None) -> DataSplits:
+    """Seeded random CIFAR-size images with random labels (for throughput, nothing to learn): 50,000 train
+    images, or `max_train_samples`; a validation set of `val_fraction` that size; a test set of 10,000 or fewer."""
+    n_train = SYNTHETIC_TRAIN if max_train_samples is None else max_train_samples
+    n_val = max(1, int(round(val_fraction * n_train)))
+    generator = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    train, val, test = (synthetic_images(n, 10, generator) for n in (n_train, n_val, min(SYNTHETIC_TEST, n_train)))
+    return DataSplits("synthetic", train, val, test, 10, SYNTHETIC_MEAN, SYNTHETIC_STD, flip=True)
+
+
+def synthetic_images(n: int, num_classes: int, generator: torch.Generator) -> ImageSet:
+    """`n` random uint8 3x32x32 images with random labels."""
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    y = torch.randint(0, num_classes, (n,), generator=generator)
+    return ImageSet(x, y)
 
 
 def _load_cifar(name: str, data_dir: str | Path | None, verify_checksums: bool) -> tuple[ImageSet, ImageSet, int]:

@@ -38,7 +38,7 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
     ({"fixed": {"epochs": 3}}, "unknown key fixed.epochs"),  # the budget owns epochs
     ({"models": ["resnet99"]}, "models='resnet99' is not valid; choose one of: densenet"),
     ({"methods": ["backprop"]}, "methods='backprop' is not valid; choose one of: standard, layer_to_layer, greedy"),
-    ({"dataset": "mnist"}, "dataset='mnist' is not valid; choose one of: digits, cifar10, cifar100"),
+    ({"dataset": "mnist"}, "dataset='mnist' is not valid; choose one of: digits, fashion_mnist, cifar10, cifar100, synthetic"),
     ({"models": []}, "models=[] must be a non-empty list"),
     ({"budget": {"grace_period": 5}}, "budget.grace_period=5 is out of range; valid range: [1, 2]"),
     ({"resources": {"cpu": 0}}, "resources.cpu=0 is out of range"),
