@@ -17,6 +17,13 @@
 #   trials   (~15-25 s each) python -m study trial on digits               -> trials.json
 #   pytest   (~30 s, cap 75; not a default step) tests/unit on the CPU (torch/Python compatibility) -> pytest_unit.txt
 #   compile  (cap 90; not a default step) the benchmark with --compile on seed_cnn -> compile-<gpu>-<date>.json
+#   fashion  (~2-4 min, cap 300; best run alone: STEPS=fashion) seed_cnn on the full Fashion-MNIST,
+#                     standard, layer_to_layer and greedy at their defaults, 3 seeds each, all 9 trials
+#                     at once on the card (python -m benchmarks.fashion_check) -> fashion.json/.md.
+#                     The files travel with the repository copy: before the run
+#                       mkdir -p .data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*.gz .data/fashion-mnist/
+#                     and name `.data` in the device tool's `carry` (.data/ is git-ignored); FASHION_DIR
+#                     overrides the folder.
 # Everything printed also goes to log.txt. The files land in $OUT, flat.
 #
 # GPU_CHECK_SMOKE=1 runs the same steps on the CPU with tiny settings (to test this script);
@@ -155,6 +162,15 @@ step_compile() {
     for f in "$WORK"/compile/*.json; do
         [[ -e $f ]] && mv "$f" "$OUT/compile-$(basename "$f")"
     done
+}
+
+step_fashion() {
+    local dir=${FASHION_DIR:-.data/fashion-mnist}
+    [[ -d $dir ]] || dir=/usr/share/datasets/fashion-mnist
+    local extra=(--jobs 9)
+    [[ $SMOKE == 1 ]] && extra=(--jobs 3 --seeds 1 --set width=0.25 --set max_train_samples=256 --set epochs=5)
+    run_step fashion 300 "$PY" -m benchmarks.fashion_check --device "$DEVICE" --data-dir "$dir" "${extra[@]}" \
+        --out "$OUT"
 }
 
 main() {

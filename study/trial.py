@@ -26,7 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/ or cifar-100-python/")
+    p.add_argument("--data-dir", default=None,
+                   help="fashion_mnist: folder of its four files (default: Debian's "
+                   "/usr/share/datasets/fashion-mnist); cifar10/cifar100: folder holding cifar-10-batches-py/ "
+                   "or cifar-100-python/")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrainConfig field or method parameter, e.g. --set lr=0.01 --set split_ratio=0.4")
