@@ -14,7 +14,10 @@
 #   env      (~10 s)  nvidia-smi, versions, device                       -> env.txt
 #   bench    (~40-80 s, cap 150) python -m benchmarks.run: seed_cnn, vgg16, resnet18 at width 1.0,
 #                     batch 256, 32 timed + 5 warm-up batches per stage, 3 repeats -> <gpu>-<date>.json/.md
-#   trials   (~15-25 s each) python -m study trial on digits               -> trials.json
+#   trials   (~30 + 15 s) python -m study trial --dataset synthetic (50,000 images, 10 epochs, batch 256) of
+#                     resnet18 and seed_cnn, standard; with the bench's results in $OUT, their training img/s
+#                     and training share of wall time are added to <gpu>-<date>.json/.md (benchmarks.trial_efficiency)
+#                                                                        -> trials.json
 #   pytest   (~30 s, cap 75; not a default step) tests/unit on the CPU (torch/Python compatibility) -> pytest_unit.txt
 #   compile  (cap 90; not a default step) the benchmark with --compile on seed_cnn -> compile-<gpu>-<date>.json
 #   fashion  (~2-4 min, cap 300; best run alone: STEPS=fashion) seed_cnn on the full Fashion-MNIST,
@@ -41,7 +44,7 @@ export PYTHONUNBUFFERED=1 COLUMNS=120 MPLBACKEND=Agg
 if [[ $SMOKE == 1 ]]; then
     DEVICE=cpu
     EPOCHS=3
-    GREEDY_EPOCHS=8  # vgg11 has 8 blocks: greedy needs one epoch per block
+    TRIAL_BATCH=32  # the bench's, so that the smoke trial of seed_cnn has a benchmark to compare with
     TRIAL_EXTRA=(--set width=0.25 --set max_train_samples=256)
     BENCH_ARGS=(--models seed_cnn:0.25 --batch-size 32 --batches 2 --warmup 1 --repeats 1 --threads 1)
     COMPILE_ARGS=(--models seed_cnn:0.25 --methods layer_to_layer --batch-size 32 --batches 1 --warmup 1
@@ -49,7 +52,7 @@ if [[ $SMOKE == 1 ]]; then
 else
     DEVICE=cuda
     EPOCHS=10
-    GREEDY_EPOCHS=10
+    TRIAL_BATCH=256
     TRIAL_EXTRA=()
     # widths 1.0 and batch 256: big enough that the GPU, not Python, sets the time
     BENCH_ARGS=(--models seed_cnn:1.0 vgg16:1.0 resnet18:1.0 --batch-size 256 --batches 32 --warmup 5 --repeats 3)
@@ -124,7 +127,7 @@ if "--print" in sys.argv:
               f"{t['peak_mem_mb']:>9.1f} {t['train_time_s']:>8.2f} {t['epochs_run']}")
 EOF
 
-TRIAL=("$PY" -m study trial --dataset digits --device "$DEVICE" --no-mlflow "${TRIAL_EXTRA[@]}")
+TRIAL=("$PY" -m study trial --device "$DEVICE" --no-mlflow "${TRIAL_EXTRA[@]}")
 PER_TEST=()
 "$PY" -c "import pytest_timeout" 2>/dev/null && PER_TEST=(--timeout 60)
 
@@ -134,18 +137,28 @@ step_bench() {
 }
 
 step_trials() {
-    run_step trial_seed_cnn 60 "${TRIAL[@]}" --model seed_cnn --method standard --epochs "$EPOCHS" \
-        --out "$TRIALS_DIR/seed_cnn.json"
-    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    run_step trial_seed_cnn_l2l 60 "${TRIAL[@]}" --model seed_cnn --method layer_to_layer --epochs "$EPOCHS" \
-        --out "$TRIALS_DIR/seed_cnn_l2l.json"
-    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    run_step trial_vgg11_greedy 75 "${TRIAL[@]}" --model vgg11 --method greedy --epochs "$GREEDY_EPOCHS" \
-        --set aux_depth=2 --probes --out "$TRIALS_DIR/vgg11_greedy.json"
-    "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json"
-    run_step trial_resnet18_bf16 60 "${TRIAL[@]}" --model resnet18 --method standard --epochs "$EPOCHS" \
-        --set batch_size=256 --out "$TRIALS_DIR/resnet18_bs256_bf16.json"
+    # issue 13's whole-trial targets: standard training on 50,000 synthetic CIFAR-size images at the bench's batch
+    # size, then training img/s and training share of fit's wall clock against the bench step's numbers
+    local model name t0 wall walls=()
+    for model in resnet18 seed_cnn; do
+        name=${model}_synthetic
+        t0=$EPOCHREALTIME
+        run_step "trial_$name" 90 "${TRIAL[@]}" --dataset synthetic --model "$model" --method standard \
+            --epochs "$EPOCHS" --set batch_size="$TRIAL_BATCH" --out "$TRIALS_DIR/$name.json"
+        wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+        [[ -e $TRIALS_DIR/$name.json ]] && walls+=("$TRIALS_DIR/$name.json:$wall")
+    done
     "$PY" "$WORK/merge_trials.py" "$TRIALS_DIR" "$OUT/trials.json" --print
+    local results="" f
+    for f in "$OUT"/*-"$(date +%F)".json; do  # the bench step's <gpu>-<date>.json
+        [[ -e $f && $(basename "$f") != compile-* ]] && results=$f
+    done
+    if [[ -z $results || ${#walls[@]} == 0 ]]; then
+        echo "=== [trials] no efficiency figures: needs the bench step's results in $OUT (STEPS=bench,trials)"
+        SUMMARY+=("trials: efficiency skipped (no bench results or no trial output)")
+        return 0
+    fi
+    run_step trial_efficiency 30 "$PY" -m benchmarks.trial_efficiency --results "$results" "${walls[@]}"
 }
 
 step_pytest() {

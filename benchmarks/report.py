@@ -162,8 +162,26 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {h['plain_s']:.2f} | {h['warm_trial_s']:.2f} | {harness['ratios']['harness']['time']:.3f} | "
             f"{h['ray_init_s']:.2f} | {h['cold_trial_s']:.2f} | {harness['ratios']['harness']['time_cold']:.2f} |",
         ]
+    if results.get("trials"):
+        lines += _trials_markdown(results["trials"])
     lines += ["", "## Targets", "", "| target | model | value | limit | met |", "|---|---|---:|---:|---|"]
     for c in results["targets"]:
         met = "not measured" if c["met"] is None else ("yes" if c["met"] else "**no**")
         lines.append(f"| {c['target']} | {c['model']} | {c['value']:.3f} | {c['limit']} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def _trials_markdown(trials: list[dict[str, Any]]) -> list[str]:
+    """Whole `study trial` runs against the benchmark (benchmarks.trial_efficiency)."""
+    lines = ["", "## Whole trials (`python -m study trial`) vs the benchmark's step speed", "",
+             "Training img/s over all epochs; share = training s / fit wall s, both without the first epoch's "
+             "one-time excess; start-up = command wall - fit wall (interpreter, imports).", "",
+             "| trial | batch | epochs | train img/s | bench img/s | img/s x bench | train s | fit wall s | "
+             "train share | one-time s | start-up s | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for t in trials:
+        lines.append(
+            f"| {t['model']}/{t['method']}/{t['dataset']} | {t['batch_size']} | {t['epochs']} | {t['train_img_s']:.0f} | "
+            f"{t['bench_img_s']:.0f} | {t['throughput_ratio']:.3f} | {t['train_time_s']:.2f} | {t['fit_wall_s']:.2f} | "
+            f"{t['train_share']:.3f} | {t['one_time_s']:.2f} | {t['startup_s']:.2f} | {t['note']} |")
+    return lines

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any, Callable
 
 import torch
@@ -63,8 +64,10 @@ def fit(
     """Train `config` to the end of its budget and return the final metrics (with `history`).
 
     `callback(metrics, checkpoint)` runs after every epoch; `checkpoint()` builds the state
-    that `resume=` continues from. `splits` skips loading (tests, benchmarks).
+    that `resume=` continues from. `splits` skips loading (tests, benchmarks). `wall_time_s` in the result:
+    this call's wall clock (data load, training, evaluation, probes; not interpreter start-up or imports).
     """
+    started = time.perf_counter()
     validate(config)
     check_plan(config)
     device = resolve_device(config.device)
@@ -123,6 +126,7 @@ def fit(
         from trainables.probes import probe_accuracies
 
         final["probe_acc"] = probe_accuracies(model, splits, batcher)
+    final["wall_time_s"] = time.perf_counter() - started
     return final
 
 

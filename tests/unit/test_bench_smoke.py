@@ -8,6 +8,7 @@ import torch
 
 from benchmarks.allocator import AllocatorTrace
 from benchmarks.run import main
+from benchmarks.trial_efficiency import trial_efficiency, trial_targets
 
 MB = 1024 * 1024
 
@@ -45,3 +46,21 @@ def test_tiny_bench_writes_ratios_for_every_method(tmp_path, capsys):
     assert model["methods"]["layer_to_layer"]["stages"][0]["split"] == 3  # round(0.5 * 5), half up
     assert "not measured" in results["harness"]["note"]
     assert json_path.with_suffix(".md").read_text() in capsys.readouterr().out
+
+
+def test_trial_efficiency_compares_a_trial_with_the_benchmark_step_speed():
+    trial = {"config": {"model": "resnet18", "method": "standard", "dataset": "synthetic", "batch_size": 256,
+                        "width": 1.0},
+             "history": [{"epoch_time_s": 5.0}, {"epoch_time_s": 2.0}, {"epoch_time_s": 2.0}],
+             "train_time_s": 9.0, "wall_time_s": 12.0, "throughput_img_s": 27_000.0}
+    bench = {"models": {"resnet18": {"workload": {"batch_size": 256, "width": 1.0},
+                                     "img_s": {"standard": 30_000.0}}}}
+    entry = trial_efficiency(trial, command_wall_s=20.0, bench=bench)
+    assert entry["one_time_s"] == 3.0  # first epoch's excess over the median later epoch
+    assert entry["startup_s"] == 8.0
+    assert entry["train_share"] == (9.0 - 3.0) / (12.0 - 3.0)
+    assert entry["throughput_ratio"] == 0.9
+    assert [c["met"] for c in trial_targets([entry])] == [True, False]  # 0.90 >= 0.90; 0.667 < 0.85
+    bench["models"]["resnet18"]["workload"]["batch_size"] = 128  # not like for like: no ratio, a note says why
+    entry = trial_efficiency(trial, command_wall_s=20.0, bench=bench)
+    assert math.isnan(entry["throughput_ratio"]) and "batch 128" in entry["note"]
