@@ -39,7 +39,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 # model -> width; small enough for 2 CPU cores by default, larger with --full
 WIDTHS = {"quick": {"seed_cnn": 0.5, "vgg16": 0.25, "resnet18": 0.25},
           "full": {"seed_cnn": 1.0, "vgg16": 0.5, "resnet18": 0.5}}
-SIZES = {"quick": {"batch_size": 64, "batches": 8, "warmup": 2, "repeats": 3},
+SIZES = {"quick": {"batch_size": 64, "batches": 8, "warmup": 2, "repeats": 5},
          "full": {"batch_size": 128, "batches": 16, "warmup": 3, "repeats": 5}}
 MEMORY_BATCHES, MEMORY_WARMUP = 1, 1  # the peak is reached in the second step (optimiser state exists)
 # model -> method -> per repeat: stage runs / memory probe; model -> method -> FLOPs per image and stage
