@@ -158,7 +158,7 @@ step_trials() {
         SUMMARY+=("trials: efficiency skipped (no bench results or no trial output)")
         return 0
     fi
-    run_step trial_efficiency 30 "$PY" -m benchmarks.trial_efficiency --results "$results" "${walls[@]}"
+    run_step trial_efficiency 60 "$PY" -m benchmarks.trial_efficiency --results "$results" "${walls[@]}"
 }
 
 step_pytest() {
