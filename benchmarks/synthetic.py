@@ -3,16 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from trainables.data import CIFAR_MEAN, CIFAR_STD, DataSplits, ImageSet
-
-IMAGE_SHAPE = (3, 32, 32)
-
-
-def synthetic_images(n: int, num_classes: int, generator: torch.Generator) -> ImageSet:
-    """`n` random uint8 3x32x32 images with random labels."""
-    x = torch.randint(0, 256, (n, *IMAGE_SHAPE), dtype=torch.uint8, generator=generator)
-    y = torch.randint(0, num_classes, (n,), generator=generator)
-    return ImageSet(x, y)
+from trainables.data import CIFAR_MEAN, CIFAR_STD, DataSplits, synthetic_images
 
 
 def synthetic_splits(n_train: int, n_eval: int = 64, num_classes: int = 10, seed: int = 0) -> DataSplits:

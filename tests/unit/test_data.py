@@ -241,3 +241,13 @@ def test_synthetic_is_cifar_size_and_the_same_every_time():
 def test_synthetic_default_is_50000_train_images():
     s = load_dataset("synthetic", val_fraction=0.1)
     assert (len(s.train), len(s.val), len(s.test)) == (50_000, 5_000, 10_000)
+
+
+def test_fashion_spec_is_a_valid_study_on_the_real_data():
+    from study.spec import load_spec
+
+    spec = load_spec("fashion")
+    assert spec.dataset == "fashion_mnist" and spec.fixed["augment"] is False
+    assert spec.budget.epochs >= 5  # greedy: one epoch per seed_cnn block
+    config = spec.train_config("seed_cnn", "greedy")
+    assert config.max_train_samples and config.max_train_samples < 57_000
