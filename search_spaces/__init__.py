@@ -16,6 +16,7 @@ SEARCH_SPACES: dict[str, Space] = {
     "layer_to_layer": layer_to_layer.space,
     "greedy": greedy.space,
 }
+NOTES: dict[str, str] = {"greedy": greedy.NOTE}  # what `python -m study spaces` adds under an arm
 DEFAULT_POINTS: dict[str, Callable[[ArmContext], dict[str, Any]]] = {
     "standard": standard.defaults,
     "layer_to_layer": layer_to_layer.defaults,
@@ -55,5 +56,5 @@ def num_blocks(model: str) -> int:
     return build_model(model, num_classes=10, width=0.0625).num_blocks
 
 
-__all__ = ["DEFAULT_POINTS", "SEARCH_SPACES", "ArmContext", "arm_context", "default_point", "get_search_space",
+__all__ = ["DEFAULT_POINTS", "NOTES", "SEARCH_SPACES", "ArmContext", "arm_context", "default_point", "get_search_space",
            "num_blocks", "to_flat_config"]

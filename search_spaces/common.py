@@ -1,6 +1,8 @@
-"""What every search space shares: the arm context, the shared lr/wd/batch space, pinning and sample cleanup.
+"""What every search space shares: the arm context, the shared nuisance space, pinning and sample cleanup.
 
 A space is an Optuna define-by-run function `space(trial, ctx) -> dict` (OptunaSearch's API).
+Every method's space starts with `shared_space`: the nuisance knobs (DESIGN §5a) with the same
+ranges for every arm; a method adds only its own knobs on top.
 Values a space samples only to derive a knob (e.g. per-stage weights that become `stage_fracs`)
 are named with `INTERNAL_PREFIX`; `to_flat_config` drops them before a `TrainConfig` is built.
 """
@@ -19,6 +21,11 @@ INTERNAL_PREFIX = "_"
 BATCH_SIZES = (32, 64, 128)
 LR_RANGES = {"adamw": (1e-4, 1e-2), "sgd": (1e-3, 0.3)}
 WEIGHT_DECAY_RANGE = (1e-6, 1e-2)
+WARMUP_FRAC_RANGE = (0.0, 0.2)
+ANNEAL_FRAC_RANGE = (0.1, 1.0)  # 1: the schedule spans the steps after warm-up; lower holds lr longer first
+LABEL_SMOOTHING_RANGE = (0.0, 0.2)
+SHARED_KNOBS = ("lr", "weight_decay", "batch_size", "warmup_frac", "anneal_frac", "label_smoothing")
+ARM_WIDE = (*SHARED_KNOBS, "optimizer", "schedule")  # a spec pins these for all arms or none: they shape the space
 WEIGHT_RANGE = (0.2, 1.0)  # per-stage weights before normalisation: no stage gets < 1/5 of another's share
 
 
@@ -40,19 +47,28 @@ SGD_DEFAULT_LR = 0.05  # TrainConfig's lr default is AdamW's; SGD's first trial 
 
 
 def shared_space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
-    """lr (log-uniform, range per optimiser), weight_decay (log-uniform), batch_size (choice)."""
+    """The nuisance knobs every arm searches alike: lr (log, range per optimiser), weight_decay (log),
+    batch_size, warm-up and annealed shares of the schedule (none under a pinned onecycle), label smoothing."""
     low, high = LR_RANGES[ctx.optimizer]
     trial.suggest_float("lr", low, high, log=True)
     trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE, log=True)
     trial.suggest_categorical("batch_size", BATCH_SIZES)
+    if ctx.pinned.get("schedule") != "onecycle":
+        trial.suggest_float("warmup_frac", *WARMUP_FRAC_RANGE)
+        trial.suggest_float("anneal_frac", *ANNEAL_FRAC_RANGE)
+    trial.suggest_float("label_smoothing", *LABEL_SMOOTHING_RANGE)
     return {}
 
 
-def shared_defaults(ctx: ArmContext) -> dict[str, Any]:
-    """The shared knobs' defaults (TrainConfig's; SGD_DEFAULT_LR for SGD): the first trial of every search."""
+def shared_defaults(ctx: ArmContext, default_anneal_frac: float = 1.0) -> dict[str, Any]:
+    """The shared knobs' defaults, the first trial of every search: TrainConfig's (SGD_DEFAULT_LR for SGD),
+    with the method's own `default_anneal_frac` (what its training uses when anneal_frac is unset)."""
     base = TrainConfig()
     lr = SGD_DEFAULT_LR if ctx.optimizer == "sgd" else base.lr
-    return {"lr": lr, "weight_decay": base.weight_decay, "batch_size": base.batch_size}
+    shape = {} if ctx.pinned.get("schedule") == "onecycle" else \
+        {"warmup_frac": base.warmup_frac, "anneal_frac": default_anneal_frac}
+    return {"lr": lr, "weight_decay": base.weight_decay, "batch_size": base.batch_size, **shape,
+            "label_smoothing": base.label_smoothing}
 
 
 def normalised_weights(trial: "optuna.Trial", name: str, count: int) -> list[float]:

@@ -6,7 +6,8 @@
 | decoupled        | {false, true}                                    | DGL: all groups at once, detached      |
 | blocks_per_stage | int [ceil(L/epochs), max(that, ceil(L/2))]       | every stage gets >= 1 epoch            |
 | epochs_per_block | one uniform [0.2, 1] per stage, normalised       | sequential only (decoupled: one stage) |
-| anneal_frac      | uniform [0.1, 1]                                 | not with a pinned schedule=onecycle    |
+The shared nuisance knobs (search_spaces.common) come first; their schedule shape (warm-up, hold,
+anneal) applies to each stage, since every stage restarts the schedule.
 auto_depth (seed 003) changes what is trained, so it is a spec choice (`[fixed.greedy]`), not searched;
 pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
 """
@@ -21,17 +22,15 @@ if TYPE_CHECKING:
     import optuna
 
 SEQUENTIAL_ONLY = ("auto_depth", "cache_features", "epochs_per_block")
-ANNEAL_FRAC_RANGE = (0.1, 1.0)  # 1 = the schedule spans each stage; lower holds the lr longer (docs/greedy.md)
+NOTE = ("every greedy stage restarts the schedule, so the shared shape (warmup_frac, hold, anneal_frac) "
+        "applies per stage; anneal_frac unset (first trial) is greedy's 0.25")
 
 
 def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
-    """Shared knobs plus aux head depth, the annealed share of each stage, decoupling, block grouping and
-    the epoch share per stage."""
+    """Shared knobs plus aux head depth, decoupling, block grouping and the epoch share per stage."""
     shared_space(trial, ctx)
     L = ctx.num_blocks
     trial.suggest_int("aux_depth", 1, 3)
-    if ctx.pinned.get("schedule") != "onecycle":
-        trial.suggest_float("anneal_frac", *ANNEAL_FRAC_RANGE)
     sequential_only = any(ctx.pinned.get(key) not in (None, False) for key in SEQUENTIAL_ONLY)
     decoupled = False if sequential_only else trial.suggest_categorical("decoupled", (False, True))
     fewest = math.ceil(L / ctx.epochs)
@@ -47,6 +46,5 @@ def defaults(ctx: ArmContext) -> dict[str, Any]:
 
     p = GreedyParams()
     equal_stages = {f"{INTERNAL_PREFIX}block_w_{i}": 1.0 for i in range(ctx.num_blocks)}
-    anneal = {} if ctx.pinned.get("schedule") == "onecycle" else {"anneal_frac": ANNEAL_FRAC}
-    return {**shared_defaults(ctx), **anneal, "aux_depth": p.aux_depth, "decoupled": p.decoupled,
+    return {**shared_defaults(ctx, ANNEAL_FRAC), "aux_depth": p.aux_depth, "decoupled": p.decoupled,
             "blocks_per_stage": max(p.blocks_per_stage, math.ceil(ctx.num_blocks / ctx.epochs)), **equal_stages}

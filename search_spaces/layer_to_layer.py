@@ -3,13 +3,16 @@
 | knob            | range                                     | note                                        |
 |-----------------|-------------------------------------------|---------------------------------------------|
 | split_ratio     | uniform [0.1, 0.9]                        | s_1 = clamp(round(r L), 1, L-1)             |
-| split_step      | int [1, max(1, L-2)], raised until it fits | stages + finetune <= epochs                |
-| finetune_frac   | {0, 0.05, ..., 0.5}                       | dropped to 0 when even one stage won't fit  |
+| finetune_frac   | {0, 0.05, ..., 0.5}                       | sampled only when a finetune stage fits     |
+| split_step      | int [fewest that fits, max(that, L-2)]    | stages (+1 for a finetune) <= epochs        |
 | stage_fracs     | one uniform [0.2, 1] per stage, normalised | the stage count follows from (L, r, step)  |
 | kd_alpha        | uniform [0, 1]                            |                                             |
 | kd_temperature  | log-uniform [1, 10]                       |                                             |
 | teacher_grad    | uniform [0, 1]                            | beta: 0 detaches the teacher's input        |
 | aux             | {linear, conv}                            | the student's auxiliary head                |
+
+Every range is conditioned on the samples before it, so every sample fits the budget as sampled:
+what Optuna records is what trains (nothing is raised or dropped afterwards).
 """
 from __future__ import annotations
 
@@ -27,35 +30,36 @@ def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
     shared_space(trial, ctx)
     L = ctx.num_blocks
     ratio = trial.suggest_float("split_ratio", 0.1, 0.9)
-    step = trial.suggest_int("split_step", 1, max(1, L - 2))
-    finetune = trial.suggest_float("finetune_frac", 0.0, 0.5, step=0.05)
-    step, finetune = fit_schedule(L, ctx.epochs, ratio, step, finetune)
-    stages = len(split_schedule(L, ratio, step))
+    fewest_stages = len(split_schedule(L, ratio, L))  # the largest step: 1 or 2 stages
+    if fewest_stages > ctx.epochs:
+        raise ValueError(f"epochs={ctx.epochs} is too small for layer_to_layer's search on {L} blocks: a split "
+                         f"schedule has up to {fewest_stages} stages of >= 1 epoch each; raise epochs")
+    finetune = 0.0
+    if fewest_stages + 1 <= ctx.epochs:
+        finetune = trial.suggest_float("finetune_frac", 0.0, 0.5, step=0.05)
+    fewest = fewest_step(L, ratio, ctx.epochs - (1 if finetune > 0 else 0))
+    step = trial.suggest_int("split_step", fewest, max(fewest, L - 2))
     trial.suggest_float("kd_alpha", 0.0, 1.0)
     trial.suggest_float("kd_temperature", 1.0, 10.0, log=True)
     trial.suggest_float("teacher_grad", 0.0, 1.0)
     trial.suggest_categorical("aux", ("linear", "conv"))
-    return {"split_step": step, "finetune_frac": round(finetune, 2),
-            "stage_fracs": normalised_weights(trial, "stage_w", stages)}
+    return {"stage_fracs": normalised_weights(trial, "stage_w", len(split_schedule(L, ratio, step)))}
 
 
 def defaults(ctx: ArmContext) -> dict[str, Any]:
-    """The first trial: LayerToLayerParams' defaults (equal stages), which match standard on digits."""
+    """The first trial: LayerToLayerParams' defaults (equal stages), which match standard on digits, with
+    split_step raised to the fewest that fits the budget, as `space` allows."""
     from trainables.methods.layer_to_layer import LayerToLayerParams
 
     p = LayerToLayerParams()
     equal_stages = {f"{INTERNAL_PREFIX}stage_w_{i}": 1.0 for i in range(ctx.num_blocks)}
-    return {**shared_defaults(ctx), "split_ratio": p.split_ratio, "split_step": p.split_step,
+    step = max(p.split_step, fewest_step(ctx.num_blocks, p.split_ratio, ctx.epochs - (1 if p.finetune_frac else 0)))
+    return {**shared_defaults(ctx), "split_ratio": p.split_ratio, "split_step": step,
             "finetune_frac": p.finetune_frac, "kd_alpha": p.kd_alpha, "kd_temperature": p.kd_temperature,
             "teacher_grad": p.teacher_grad, "aux": p.aux, **equal_stages}
 
 
-def fit_schedule(num_blocks: int, epochs: int, ratio: float, step: int, finetune: float) -> tuple[int, float]:
-    """The smallest split_step >= `step` whose stages (+1 for a finetune) fit `epochs`; else no finetune."""
-    for finetune_frac in (finetune, 0.0):
-        extra = 1 if finetune_frac > 0 else 0
-        for candidate in range(step, num_blocks + 1):
-            if len(split_schedule(num_blocks, ratio, candidate)) + extra <= epochs:
-                return candidate, finetune_frac
-    raise ValueError(f"epochs={epochs} is too small for layer_to_layer with split_ratio={ratio} on "
-                     f"{num_blocks} blocks: even split_step={num_blocks} needs more stages; raise epochs")
+def fewest_step(num_blocks: int, ratio: float, stages: int) -> int:
+    """The smallest split_step whose schedule from `ratio` has at most `stages` stages (the caller made sure
+    that the largest step, with its 1 or 2 stages, does)."""
+    return next(step for step in range(1, num_blocks + 1) if len(split_schedule(num_blocks, ratio, step)) <= stages)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trainables.errors import UserError
 
-COMMANDS = ("trial", "sweep", "report", "ui")
+COMMANDS = ("trial", "sweep", "report", "ui", "spaces")
 USER_ERROR_EXIT = 2
 PROJECT_PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("study", "trainables",
                                                                                        "search_spaces"))

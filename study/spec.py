@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search_spaces.common import ARM_WIDE
 from trainables.config import TrainConfig, check_choice, check_range, parse_value
 from trainables.errors import UserError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 CONTROLLED = ("model", "method", "dataset", "epochs", "seed", "params")  # set by the spec/sweep, not by `fixed`
+# Methods whose per-epoch val_acc, at ASHA's rungs, is comparable across an arm's trials: the same
+# classifier (the whole network) at every epoch, measured to rank trials as the final val_acc does
+# (docs/search.md). greedy's per-epoch val_acc is the current prefix with its aux head, so trials
+# with different stage plans sit at different depths at a rung: its trials run to the end.
+EARLY_STOPPING_METHODS = ("standard", "layer_to_layer")
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,12 @@ class Arm:
 
 @dataclass
 class Budget:
-    """Per arm: epochs per trial, search trials, seeds of the final phase, ASHA and concurrency knobs."""
+    """Per arm: epochs per trial, search compute and trial cap, seeds of the final phase, ASHA, concurrency."""
 
     epochs: int = 10
-    max_trials: int = 8
+    max_trials: int = 8  # cap on search trials per arm
+    search_epochs: int | None = None  # trial-epochs of search per arm, equal for every arm; unset: epochs x max_trials
+    early_stopping: bool = True  # ASHA, for the methods it is valid for (study/tune_arm.py); false: no arm stops
     seeds: int = 3
     grace_period: int = 1
     reduction_factor: int = 2
@@ -52,6 +60,9 @@ class Budget:
     def __post_init__(self) -> None:
         check_range("budget.epochs", self.epochs, 1, None)
         check_range("budget.max_trials", self.max_trials, 1, None)
+        if self.search_epochs is None:
+            self.search_epochs = self.epochs * self.max_trials
+        check_range("budget.search_epochs", self.search_epochs, self.epochs, None)  # at least one whole trial
         check_range("budget.seeds", self.seeds, 0, None)
         check_range("budget.grace_period", self.grace_period, 1, self.epochs)
         check_range("budget.reduction_factor", self.reduction_factor, 2, None)
@@ -139,6 +150,11 @@ class StudySpec:
             if key in METHOD_NAMES:
                 if not isinstance(value, dict):
                     raise ValueError(f"fixed.{key} must be a table of {key}'s parameters, got {value!r}")
+                shared = [knob for knob in ARM_WIDE if knob in value]
+                if shared:
+                    raise ValueError(f"fixed.{key}.{shared[0]} pins a shared knob for one arm only; every arm "
+                                     f"searches it alike: pin it for all arms as fixed.{shared[0]} "
+                                     f"(shared: {', '.join(ARM_WIDE)})")
             elif key not in TrainConfig.field_names() or key in CONTROLLED:
                 valid = sorted((TrainConfig.field_names() - set(CONTROLLED)) | set(METHOD_NAMES))
                 raise ValueError(f"unknown key fixed.{key}; valid keys: {', '.join(valid)}")
@@ -153,6 +169,10 @@ class StudySpec:
     def arms(self) -> list[Arm]:
         """Every (model, method) pair, in run order."""
         return [Arm(model, method) for model in self.models for method in self.methods]
+
+    def stops_early(self, method: str) -> bool:
+        """Whether ASHA may stop `method`'s search trials early (EARLY_STOPPING_METHODS, unless turned off)."""
+        return self.budget.early_stopping and method in EARLY_STOPPING_METHODS
 
     def pinned(self, method: str) -> dict[str, Any]:
         """The `fixed` values that apply to `method`: shared fields and its own parameter table."""

@@ -1,4 +1,8 @@
-"""The sweep's Ray Tune experiments: one Optuna/ASHA search per arm, then one seeds phase for all arms.
+"""The sweep's Ray Tune experiments: one Optuna search per arm, then one seeds phase for all arms.
+
+Every arm's search gets the same compute, `budget.search_epochs` trial-epochs (study.epoch_budget),
+with `budget.max_trials` as a cap. ASHA stops trials early only in the arms whose method allows it
+(`StudySpec.stops_early`, docs/search.md).
 
 Each experiment lives in `<storage>/<name>`; one that was interrupted is resumed with
 Tuner.restore (finished trials stay finished, running ones continue from their checkpoints).
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from mlflow.tracking import MlflowClient
 from optuna.samplers import TPESampler
 from ray import tune
 from ray.tune import ResultGrid
@@ -19,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import default_point, get_search_space
+from study.epoch_budget import EpochBudget
 from study.spec import Arm, StudySpec
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
 from trainables.config import TrainConfig
@@ -38,23 +44,32 @@ class TuneRunner:
         self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
 
     def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any] | None:
-        """Optuna TPE (first trial: the method's defaults) + ASHA on val_acc; the best trial's config, or None."""
-        spec = self.spec
+        """Optuna TPE (first trial: the method's defaults) within the arm's epoch budget, ASHA on val_acc where
+        valid; the best trial's config and what the search spent, or None."""
+        spec, budget = self.spec, self.spec.budget
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = self._base_config(arm)
-        space_args = (arm.method, arm.model, spec.budget.epochs, base["optimizer"], spec.pinned(arm.method))
+        space_args = (arm.method, arm.model, budget.epochs, base["optimizer"], spec.pinned(arm.method))
         searcher = OptunaSearch(
             get_search_space(*space_args), metric="val_acc", mode="max",
             points_to_evaluate=[default_point(*space_args)],
             sampler=TPESampler(seed=spec.search.sampler_seed, n_startup_trials=spec.search.startup_trials))
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=spec.budget.epochs,
-                                  grace_period=spec.budget.grace_period,
-                                  reduction_factor=spec.budget.reduction_factor)
-        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.budget.max_trials,
-                                      max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
+        scheduler = None
+        if spec.stops_early(arm.method):
+            scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=budget.epochs,
+                                      grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
+        tune_config = tune.TuneConfig(search_alg=EpochBudget(searcher, budget.search_epochs, budget.epochs),
+                                      scheduler=scheduler, num_samples=budget.max_trials,
+                                      max_concurrent_trials=budget.max_concurrent, reuse_actors=True,
                                       trial_dirname_creator=trial_dirname)
         results = self._fit(f"{arm.slug}-search", f"{label} {arm.name} search", base, tune_config,
-                            spec.budget.max_trials, {arm.name: parent_run_id}, "search")
+                            budget.max_trials, {arm.name: parent_run_id}, "search")
+        spent = search_spent(results)
+        client = MlflowClient(self.tracking_uri)
+        for key, value in spent.items():
+            client.log_metric(parent_run_id, f"search/{key}", value)
+        print(f"{label} {arm.name}: search spent {spent['epochs_spent']} of {budget.search_epochs} trial-epochs "
+              f"in {spent['trials']} trials", flush=True)
         best = best_result(results)
         if best is None:
             print(f"{label} {arm.name}: no search trial finished; the arm has no seeds phase", flush=True)
@@ -62,7 +77,8 @@ class TuneRunner:
         config = TrainConfig.from_flat(flat_config(best.config)).to_flat()
         searched = {k: _short(v) for k, v in config.items() if base.get(k) != v} or "the defaults"
         print(f"{label} {arm.name}: best val_acc {best.metrics['val_acc']:.4f} with {searched}", flush=True)
-        return {"config": config, "val_acc": best.metrics["val_acc"], "trial_id": best.metrics["trial_id"]}
+        return {"config": config, "val_acc": best.metrics["val_acc"], "trial_id": best.metrics["trial_id"],
+                "search": spent}
 
     def seeds(self, best_configs: dict[Arm, dict[str, Any]], parents: dict[str, str]) -> dict[str, Any]:
         """Every arm's best config rerun with seeds 1..budget.seeds at the full budget, in one experiment."""
@@ -103,6 +119,12 @@ class TuneRunner:
         results = tuner.fit()
         print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
         return results
+
+
+def search_spent(results: ResultGrid) -> dict[str, int]:
+    """What an arm's search spent: trial-epochs (each trial's last reported epoch, summed) and trials."""
+    epochs = [int((r.metrics or {}).get("epoch", 0)) for r in results]
+    return {"epochs_spent": sum(epochs), "trials": len(epochs)}
 
 
 def best_result(results: ResultGrid) -> tune.Result | None:

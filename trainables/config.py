@@ -29,6 +29,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     schedule: str = "cosine"
+    warmup_frac: float = 0.0  # share of each schedule's steps with a linear warm-up to lr (trainables.methods.optim)
+    anneal_frac: float | None = None  # share of the steps after warm-up that `schedule` runs over, lr held before
+    #   it; None: the method's default (greedy 0.25 of each stage, other methods 1; 1 with onecycle)
     label_smoothing: float = 0.0
     width: float = 1.0
     seed: int = 0
@@ -53,6 +56,15 @@ class TrainConfig:
         check_range("weight_decay", self.weight_decay, 0.0, None)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        check_range("warmup_frac", self.warmup_frac, 0.0, 1.0, high_open=True)
+        if self.anneal_frac is not None:
+            check_range("anneal_frac", self.anneal_frac, 0.0, 1.0, low_open=True)
+        if self.schedule == "onecycle":
+            shaped = [f"{k}={v}" for k, v, plain in (("warmup_frac", self.warmup_frac, 0.0),
+                                                     ("anneal_frac", self.anneal_frac, 1.0)) if v not in (None, plain)]
+            if shaped:
+                raise ValueError(f"{', '.join(shaped)} needs schedule=cosine or constant; onecycle warms up and "
+                                 "anneals over all its steps (use warmup_frac=0 and anneal_frac=1 with it)")
         check_range("width", self.width, 0.0, None, low_open=True)
         check_range("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         if self.max_train_samples is not None:

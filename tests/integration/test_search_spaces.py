@@ -65,6 +65,7 @@ def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
         first = default_point(method, "seed_cnn", 6)
         config = sample_configs(method, "seed_cnn", 6, trials=1, first=first)[0]
         assert (config.lr, config.weight_decay, config.batch_size) == (1e-3, 5e-4, 64)
+        assert (config.warmup_frac, config.label_smoothing) == (0.0, 0.0)
         if method == "layer_to_layer":
             from trainables.methods.layer_to_layer import LayerToLayerParams
 
@@ -74,7 +75,9 @@ def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
         if method == "greedy":
             from trainables.methods.greedy import ANNEAL_FRAC
 
-            assert config.params["anneal_frac"] == ANNEAL_FRAC
+            assert config.anneal_frac == ANNEAL_FRAC  # greedy's own default: hold, then anneal each stage's last 1/4
+        else:
+            assert config.anneal_frac == 1.0
         build(config)
 
 
@@ -86,13 +89,37 @@ def test_pinned_values_are_not_searched():
         build(config)
 
 
-def test_greedy_does_not_search_a_hold_under_a_pinned_onecycle():
-    configs = sample_configs("greedy", "seed_cnn", 6, trials=4, pinned={"schedule": "onecycle"})
-    assert all(c.schedule == "onecycle" and "anneal_frac" not in c.params for c in configs)
-    searched = sample_configs("greedy", "seed_cnn", 6, trials=4)
-    assert len({c.params["anneal_frac"] for c in searched}) == 4
+@pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
+def test_no_schedule_shape_is_searched_under_a_pinned_onecycle(method):
+    configs = sample_configs(method, "seed_cnn", 6, trials=4, pinned={"schedule": "onecycle"})
+    assert all(c.schedule == "onecycle" and c.anneal_frac is None and c.warmup_frac == 0 for c in configs)
+    searched = sample_configs(method, "seed_cnn", 6, trials=4)
+    assert len({c.anneal_frac for c in searched}) == len({c.warmup_frac for c in searched}) == 4
 
 
 def test_unknown_method_has_no_space():
     with pytest.raises(ValueError, match="no search space for method 'sgd'; valid methods: standard"):
         get_search_space("sgd", "seed_cnn", 3)
+
+
+@pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
+def test_what_optuna_records_is_what_trains(method):
+    """Through Ray's OptunaSearch, as the sweep uses it, on a budget that binds (vgg11: 8 blocks, 3 epochs):
+    the TrainConfig a trial trains with holds exactly the values Optuna recorded, and it fits the budget."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables.trainable import flat_config
+
+    model, epochs = "vgg11", 3
+    searcher = OptunaSearch(get_search_space(method, model, epochs), metric="val_acc", mode="max",
+                            points_to_evaluate=[default_point(method, model, epochs)],
+                            sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
+    for i in range(12):
+        suggested = searcher.suggest(f"trial_{i}")
+        config = TrainConfig.from_flat({**flat_config(suggested), "model": model, "method": method, "epochs": epochs})
+        recorded = searcher._ot_study.trials[-1].params  # the Optuna study inside OptunaSearch
+        trained = config.to_flat()
+        assert {k: trained[k] for k in recorded if not k.startswith("_")} == \
+            {k: v for k, v in recorded.items() if not k.startswith("_")}
+        assert sum(stage.epochs for stage in build(config).plan()) == epochs
+        searcher.on_trial_complete(f"trial_{i}", {"val_acc": float(i % 3)})

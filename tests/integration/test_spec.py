@@ -28,11 +28,12 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
     assert spec.methods == ["standard", "greedy"]
     assert spec.pinned("greedy") == {"width": 0.5, "aux_depth": 2}
     assert spec.pinned("standard") == {"width": 0.5}
+    assert spec.budget.search_epochs == 4 * 8  # unset: every trial of the cap at the full budget
 
 
 @pytest.mark.parametrize("overrides, message", [
     ({"colour": "red"}, "unknown spec key(s) colour; valid keys: budget, dataset"),
-    ({"budget": {"epoch": 3}}, "unknown spec key(s) budget.epoch; valid keys in budget: epochs"),
+    ({"budget": {"epoch": 3}}, "unknown spec key(s) budget.epoch; valid keys in budget: early_stopping, epochs"),
     ({"search": {"sampler": "tpe"}}, "search.sampler"),
     ({"fixed": {"lerning_rate": 0.1}}, "unknown key fixed.lerning_rate; valid keys: amp"),
     ({"fixed": {"epochs": 3}}, "unknown key fixed.epochs"),  # the budget owns epochs
@@ -48,6 +49,10 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
     ({"report": {"target_val_acc": {"vgg11": 0.9}}}, "report.target_val_acc.<model>='vgg11' is not valid; choose "
                                                      "one of: seed_cnn"),
     ({"report": {"alpha": 0}}, "report.alpha=0 is out of range"),
+    ({"fixed": {"greedy": {"lr": 0.01}}}, "fixed.greedy.lr pins a shared knob for one arm only; every arm searches "
+                                          "it alike: pin it for all arms as fixed.lr"),
+    ({"fixed": {"standard": {"anneal_frac": 0.5}}}, "fixed.standard.anneal_frac pins a shared knob"),
+    ({"budget": {"search_epochs": 1}}, "budget.search_epochs=1 is out of range; valid range: [2, inf]"),
 ])
 def test_bad_specs_name_the_key_and_the_valid_choices(tiny_spec, overrides, message):
     with pytest.raises(ValueError) as err:

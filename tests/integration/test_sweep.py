@@ -1,6 +1,7 @@
 """The sweep end to end on a real local Ray, Optuna and MLflow: layout, divergence, reruns that redo nothing."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,21 @@ def test_one_mlflow_run_per_tune_trial_with_the_contract_layout(study):
     assert set(tune_trial_ids(study_dir, "seeds")) == {r.data.tags["trial_id"] for r in seeds}
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
     assert "spec.toml" in {a.path for a in client.list_artifacts(parents["seed_cnn/standard"].info.run_id)}
+
+
+def test_each_arm_records_the_search_compute_it_spent(study):
+    """The trial-epochs each search spent, on the arm's parent run and in its state file (the report's source)."""
+    study_dir, _ = study
+    parents = {run.data.tags["arm"]: run for run in mlflow_runs(study_dir, "tiny", "arm")}
+    runs = mlflow_runs(study_dir, "tiny", "trial")
+    for arm in ARMS:
+        search = [r for r in runs if r.data.tags["arm"] == arm and r.data.tags["phase"] == "search"]
+        spent = sum(max(metric_steps(study_dir, r, "val_acc"), default=0) for r in search)
+        metrics = parents[arm].data.metrics
+        assert (metrics["search/epochs_spent"], metrics["search/trials"]) == (spent, len(search))
+        assert spent <= DATA["budget"]["epochs"] * DATA["budget"]["max_trials"]
+    state = json.loads((study_dir / "state" / "seed_cnn-standard-search.json").read_text())
+    assert state["search"]["epochs_spent"] == parents["seed_cnn/standard"].data.metrics["search/epochs_spent"]
 
 
 def test_finished_runs_hold_epoch_and_final_metrics(study):

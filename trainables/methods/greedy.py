@@ -27,14 +27,14 @@ from trainables.data import Batcher, ImageSet
 from trainables.measure import MB
 from trainables.methods.aux_heads import build_aux_head
 from trainables.methods.base import Method, MethodParams, Stage
-from trainables.methods.optim import check_anneal_frac, make_optimizer, make_scheduler
+from trainables.methods.optim import make_optimizer, make_scheduler
 from trainables.models import BlockNet
 
 log = logging.getLogger(__name__)
 
 CACHE_BATCH = 512
 BN_MOMENTUM = 0.1  # torch's default, reached after the warm-up below
-ANNEAL_FRAC = 0.25  # default share of a stage over which a cosine schedule anneals (see docs/greedy.md)
+ANNEAL_FRAC = 0.25  # greedy's anneal_frac default: each stage anneals over its last quarter (docs/greedy.md)
 CACHE_FREE_FRACTION = 0.5  # cache only when the features need at most this share of the free memory
 _MEMINFO = "/proc/meminfo"
 
@@ -46,7 +46,6 @@ class GreedyParams(MethodParams):
     aux_depth: int = 1  # hidden 3x3 conv layers of each auxiliary head (Belilovsky's k), 1..3
     blocks_per_stage: int = 1  # blocks trained together as one group (one stage each when sequential)
     epochs_per_block: list[float] | None = None  # relative epoch weights, one per stage; None = equal split
-    anneal_frac: float | None = None  # share of each stage the schedule anneals over; None: 0.25 (cosine), 1
     decoupled: bool = False  # DGL: all groups at once, each on detached input, own optimiser
     auto_depth: bool = False  # seed 003: stop adding groups when val accuracy stops improving
     min_gain: float = 0.005  # auto_depth: smallest val accuracy gain that counts as an improvement
@@ -57,8 +56,6 @@ class GreedyParams(MethodParams):
     def __post_init__(self) -> None:
         check_choice("aux_depth", self.aux_depth, (1, 2, 3))
         check_range("blocks_per_stage", self.blocks_per_stage, 1, None)
-        if self.anneal_frac is not None:
-            check_range("anneal_frac", self.anneal_frac, 0.0, 1.0, low_open=True)
         check_range("min_gain", self.min_gain, 0.0, None)
         check_range("patience", self.patience, 1, None)
         if self.cache_max_mb is not None:
@@ -116,9 +113,6 @@ class Greedy(Method):
             for g, (_, stop) in enumerate(self.groups[:-1])
         })
         self.stage_epochs = [config.epochs] if p.decoupled else self._stage_epochs(config.epochs)
-        self.anneal_frac = p.anneal_frac if p.anneal_frac is not None else \
-            (1.0 if config.schedule == "onecycle" else ANNEAL_FRAC)
-        check_anneal_frac(self.anneal_frac, config.schedule)
         self.stage_index = 0
         self.path_group = self.last  # the group whose head gives 'main'; the full net unless training says otherwise
         self.trained_group = self.last if p.decoupled else -1
@@ -178,7 +172,7 @@ class Greedy(Method):
             optimizer = make_optimizer([q for m in modules for q in m.parameters()], self.config)
             self.optimizers.append(optimizer)
             self.schedulers.append(make_scheduler(optimizer, self.config, stage.epochs * self.steps_per_epoch,
-                                                  self.anneal_frac))
+                                                  default_anneal_frac=ANNEAL_FRAC))  # the shared shape, per stage
         self.optimizer = self.optimizers[0]  # the loop reports its learning rate (all groups share the schedule)
         if not self.params.decoupled:
             self.path_group = self.trained_group = stage.index

@@ -8,6 +8,8 @@ from torch import nn
 
 from trainables.config import TrainConfig
 
+WARMUP_START_FACTOR = 0.01  # the warm-up's first step runs at 1% of lr
+
 
 def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum, or AdamW; weight decay applies to every parameter."""
@@ -21,28 +23,39 @@ def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, anneal_frac: float = 1.0
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, default_anneal_frac: float = 1.0
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A schedule stepped once per batch over `total_steps` batches.
+    """The shared schedule shape, stepped once per batch over `total_steps` batches: warm-up, hold, anneal.
 
-    `config.schedule` runs over the last `anneal_frac` of the steps; before that the learning rate
-    holds at `config.lr` (greedy's short stages use it, see docs/greedy.md). onecycle has its own
-    warm-up, so it only runs over all the steps.
+    A linear warm-up to `config.lr` over the first `config.warmup_frac` of the steps, then `config.lr`
+    held, then `config.schedule` over the last `anneal_frac` of the steps after the warm-up (so every
+    pair of fractions is valid). `config.anneal_frac` unset means `default_anneal_frac`, the calling
+    method's default (greedy's short stages hold longest, docs/greedy.md). A method whose stages
+    restart the schedule calls this once per stage, so the shape applies per stage. onecycle has its
+    own warm-up and anneal (TrainConfig refuses a shape with it), so it runs over all the steps.
     """
-    check_anneal_frac(anneal_frac, config.schedule)
     total_steps = max(1, total_steps)
-    hold_steps = min(total_steps - 1, round(total_steps * (1.0 - anneal_frac)))
-    schedule = _schedule(optimizer, config, total_steps - hold_steps)
-    if hold_steps <= 0:
-        return schedule
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [_constant(optimizer), schedule], milestones=[hold_steps])
+    warmup_steps = min(total_steps - 1, round(total_steps * config.warmup_frac))
+    rest = total_steps - warmup_steps
+    hold_steps = min(rest - 1, round(rest * (1.0 - anneal_frac(config, default_anneal_frac))))
+    phases: list[torch.optim.lr_scheduler.LRScheduler] = []
+    if warmup_steps > 0:
+        phases.append(torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=WARMUP_START_FACTOR,
+                                                        total_iters=warmup_steps))
+    if hold_steps > 0:
+        phases.append(_constant(optimizer))
+    phases.append(_schedule(optimizer, config, rest - hold_steps))
+    if len(phases) == 1:
+        return phases[0]
+    milestones = [warmup_steps] * (warmup_steps > 0) + [warmup_steps + hold_steps] * (hold_steps > 0)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, phases, milestones=milestones)
 
 
-def check_anneal_frac(anneal_frac: float, schedule: str) -> None:
-    """A hold before the schedule (anneal_frac < 1) suits cosine and constant, not onecycle's own warm-up."""
-    if anneal_frac < 1.0 and schedule == "onecycle":
-        raise ValueError(f"anneal_frac={anneal_frac} needs schedule=cosine or constant; onecycle warms up and "
-                         "anneals over all its steps (use anneal_frac=1 with it)")
+def anneal_frac(config: TrainConfig, default: float) -> float:
+    """The annealed share of the steps after warm-up: the config's, else the method's default (1 with onecycle)."""
+    if config.anneal_frac is not None:
+        return config.anneal_frac
+    return 1.0 if config.schedule == "onecycle" else default
 
 
 def _schedule(
