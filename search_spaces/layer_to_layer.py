@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.common import INTERNAL_PREFIX, ArmContext, normalised_weights, shared_defaults, shared_space
+from trainables.errors import UserError
 from trainables.methods.layer_to_layer import split_schedule
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
     ratio = trial.suggest_float("split_ratio", 0.1, 0.9)
     fewest_stages = len(split_schedule(L, ratio, L))  # the largest step: 1 or 2 stages
     if fewest_stages > ctx.epochs:
-        raise ValueError(f"epochs={ctx.epochs} is too small for layer_to_layer's search on {L} blocks: a split "
+        raise UserError(f"epochs={ctx.epochs} is too small for layer_to_layer's search on {L} blocks: a split "
                          f"schedule has up to {fewest_stages} stages of >= 1 epoch each; raise epochs")
     finetune = 0.0
     if fewest_stages + 1 <= ctx.epochs:

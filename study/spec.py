@@ -152,7 +152,7 @@ class StudySpec:
                     raise ValueError(f"fixed.{key} must be a table of {key}'s parameters, got {value!r}")
                 shared = [knob for knob in ARM_WIDE if knob in value]
                 if shared:
-                    raise ValueError(f"fixed.{key}.{shared[0]} pins a shared knob for one arm only; every arm "
+                    raise UserError(f"fixed.{key}.{shared[0]} pins a shared knob for one arm only; every arm "
                                      f"searches it alike: pin it for all arms as fixed.{shared[0]} "
                                      f"(shared: {', '.join(ARM_WIDE)})")
             elif key not in TrainConfig.field_names() or key in CONTROLLED:

@@ -63,7 +63,7 @@ class TrainConfig:
             shaped = [f"{k}={v}" for k, v, plain in (("warmup_frac", self.warmup_frac, 0.0),
                                                      ("anneal_frac", self.anneal_frac, 1.0)) if v not in (None, plain)]
             if shaped:
-                raise ValueError(f"{', '.join(shaped)} needs schedule=cosine or constant; onecycle warms up and "
+                raise UserError(f"{', '.join(shaped)} needs schedule=cosine or constant; onecycle warms up and "
                                  "anneals over all its steps (use warmup_frac=0 and anneal_frac=1 with it)")
         check_range("width", self.width, 0.0, None, low_open=True)
         check_range("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
