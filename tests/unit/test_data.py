@@ -251,3 +251,19 @@ def test_fashion_spec_is_a_valid_study_on_the_real_data():
     assert spec.budget.epochs >= 5  # greedy: one epoch per seed_cnn block
     config = spec.train_config("seed_cnn", "greedy")
     assert config.max_train_samples and config.max_train_samples < 57_000
+
+
+def test_a_reader_never_sees_a_half_written_cache_file(fashion_root: Path, own_cache: Path):
+    import threading
+
+    target = own_cache / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    full = (fashion_root / "FashionMNIST" / "raw" / target.name).stat().st_size
+    writer = threading.Thread(target=cached_copy, args=(DEFAULT_DIR,))
+    sizes: set[int] = set()
+    writer.start()
+    while writer.is_alive():
+        if target.exists():
+            sizes.add(target.stat().st_size)
+    writer.join()
+    assert target.stat().st_size == full and sizes <= {full}
+    assert not list(target.parent.glob("*.tmp"))
