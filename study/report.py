@@ -120,7 +120,7 @@ def write_report(study_dir: Path, tracking_uri: str | None = None, experiment: s
 
     arms, settings = select_arms(trials), report_settings(client, exp.experiment_id)
     equal = equal_time(arms, epochs, settings)
-    markdown = render_markdown(exp.name, trials, arms, equal, settings)
+    markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(client, exp.experiment_id))
     report_md = out / "report.md"
     report_md.write_text(markdown)
     shared = [scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
@@ -219,6 +219,16 @@ def arm_order(trials: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(((m, k) for m, k in pairs), key=lambda p: (p[0], rank.get(p[1], len(rank)), p[1]))
 
 
+def search_spent(client: MlflowClient, experiment_id: str) -> dict[str, tuple[int, int]]:
+    """arm -> (trial-epochs, trials) its search spent: the `search/*` metrics on its parent run (study/tune_arm.py)."""
+    spent = {}
+    for parent in search_runs(client, experiment_id, tag_filter("role", "arm")):
+        metrics = parent.data.metrics
+        if "search/epochs_spent" in metrics:
+            spent[parent.data.tags["arm"]] = (int(metrics["search/epochs_spent"]), int(metrics["search/trials"]))
+    return spent
+
+
 def report_settings(client: MlflowClient, experiment_id: str) -> Report:
     """The spec's [report] section, from the `report.*` params the sweep logged on the arm runs (else defaults)."""
     fields = set(Report.__dataclass_fields__)
@@ -260,10 +270,11 @@ def comparisons(equal: EqualTime) -> list[verdict.Comparison]:
 
 
 def render_markdown(experiment: str, trials: pd.DataFrame, arms: list[ArmRuns], equal: EqualTime,
-                    settings: Report) -> str:
+                    settings: Report, spent: dict[str, tuple[int, int]]) -> str:
     """The report: Tables 1-2 (equal epochs), 3-4 (equal time), the verdict lines and the measurement conditions."""
     datasets = ", ".join(sorted(trials["params.dataset"].dropna().unique())) if "params.dataset" in trials else "?"
     search = trials[trials["phase"] != "seeds"]
+    spent_text = ", ".join(f"{arm} {epochs} in {count}" for arm, (epochs, count) in sorted(spent.items()))
     lines = [f"# Study report: {experiment}", "",
              f"**Table 1.** Test accuracy (%, mean ± {CONFIDENCE:.0%} CI over seeds, t-distribution), total "
              f"training time (s, mean) and peak memory (MB, mean; `RSS`: process high-water mark, not exact) per "
@@ -280,7 +291,9 @@ def render_markdown(experiment: str, trials: pd.DataFrame, arms: list[ArmRuns], 
             for arm in arms]
     lines += ["", *markdown_table(header, rows, right_from=2), "",
               f"Search phase: {len(search)} trials, {_count(search, 'tags.early_stopped', 'true')} stopped early "
-              f"by the scheduler, {int(search['status'].isin(FAILED_STATUSES).sum())} failed.", "",
+              f"by the scheduler, {int(search['status'].isin(FAILED_STATUSES).sum())} failed."
+              + (f" Search compute per arm (budget.search_epochs; trial-epochs in trials): {spent_text}." if spent else ""),
+              "",
               f"**Table 2.** Paired differences against {BASELINE} training per model (runs paired by seed): "
               f"test accuracy in points, train time and peak memory as ratios (method / {BASELINE}); "
               f"mean ± {CONFIDENCE:.0%} CI over the pairs. Memory measured as RSS is not compared."]

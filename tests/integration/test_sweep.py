@@ -53,15 +53,17 @@ def test_one_mlflow_run_per_tune_trial_with_the_contract_layout(study):
 
 def test_each_arm_records_the_search_compute_it_spent(study):
     """The trial-epochs each search spent, on the arm's parent run and in its state file (the report's source)."""
-    study_dir, _ = study
+    study_dir, report = study
     parents = {run.data.tags["arm"]: run for run in mlflow_runs(study_dir, "tiny", "arm")}
     runs = mlflow_runs(study_dir, "tiny", "trial")
+    assert "Search compute per arm (budget.search_epochs; trial-epochs in trials):" in report.markdown
     for arm in ARMS:
         search = [r for r in runs if r.data.tags["arm"] == arm and r.data.tags["phase"] == "search"]
         spent = sum(max(metric_steps(study_dir, r, "val_acc"), default=0) for r in search)
         metrics = parents[arm].data.metrics
         assert (metrics["search/epochs_spent"], metrics["search/trials"]) == (spent, len(search))
         assert spent <= DATA["budget"]["epochs"] * DATA["budget"]["max_trials"]
+        assert f"{arm} {spent} in {len(search)}" in report.markdown
     state = json.loads((study_dir / "state" / "seed_cnn-standard-search.json").read_text())
     assert state["search"]["epochs_spent"] == parents["seed_cnn/standard"].data.metrics["search/epochs_spent"]
 
