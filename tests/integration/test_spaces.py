@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import optuna
-import pytest
 
 from search_spaces import get_search_space
 from search_spaces.common import SHARED_KNOBS
