@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables.distributed import shard_slice
 from trainables.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -250,18 +251,29 @@ class Batcher:
     def train_batches(
         self, data: ImageSet, batch_size: int, generator: torch.Generator, augment: bool = True
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One shuffled epoch; the last partial batch is dropped when there are full ones (keeps BN stable)."""
-        for idx in self.batch_indices(len(data), batch_size, generator, data.x.device):
+        """One shuffled epoch; the last partial batch is dropped when there are full ones (keeps BN stable).
+        With several data-parallel workers each gets its shard of every global batch, augmented as a whole."""
+        for idx in self.global_batch_indices(len(data), batch_size, generator, data.x.device):
             x = data.x[idx]
             if augment:
-                x = self.augment(x, generator)
-            yield self.normalise(x), data.y[idx]
+                x = self.augment(x, generator)  # random draws for the global batch: workers stay in step
+            part = shard_slice(len(idx))
+            yield self.normalise(x[part]), data.y[idx[part]]
 
     @staticmethod
     def batch_indices(
         n: int, batch_size: int, generator: torch.Generator, device: torch.device
     ) -> Iterator[torch.Tensor]:
-        """The sample indices of each batch of one shuffled epoch over `n` samples (see `train_batches`)."""
+        """This worker's sample indices of each batch of one shuffled epoch over `n` samples (all of them
+        with one worker; see `train_batches`)."""
+        for idx in Batcher.global_batch_indices(n, batch_size, generator, device):
+            yield idx[shard_slice(len(idx))]
+
+    @staticmethod
+    def global_batch_indices(
+        n: int, batch_size: int, generator: torch.Generator, device: torch.device
+    ) -> Iterator[torch.Tensor]:
+        """The sample indices of each whole batch of one shuffled epoch over `n` samples."""
         order = torch.randperm(n, generator=generator).to(device)
         for i in range(max(1, n // batch_size)):
             yield order[i * batch_size : (i + 1) * batch_size]

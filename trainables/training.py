@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
 from trainables.measure import PeakMemory, Timer, count_params, resolve_device
@@ -80,6 +81,7 @@ def fit(
 
     method = build_method(config, splits, device)
     model = method.model
+    distributed.prepare_model([model, method.aux_modules()], device)  # no-op unless data-parallel
     stages = method.plan()
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -173,6 +175,13 @@ def _train_epoch(
         images += len(y)
     epoch_time = timer.stop()
     means = {key: float(total) / batches for key, total in sums.items()}
+    if distributed.world_size() > 1:  # the whole batch's losses, all workers' images, the slowest worker
+        keys = sorted(means)
+        *loss_sums, images = distributed.sum_over_workers([means[k] for k in keys] + [images])
+        means = {k: v / distributed.world_size() for k, v in zip(keys, loss_sums)}
+        epoch_time, peak_mb = distributed.max_over_workers([epoch_time, memory.peak_mb()])
+    else:
+        peak_mb = memory.peak_mb()
     train_loss = means.pop("loss")
     if not math.isfinite(train_loss):
         raise DivergedError(f"train_loss is {train_loss} at epoch {epoch} ({config.model}/{config.method})")
@@ -180,7 +189,7 @@ def _train_epoch(
     metrics.update(means)
     metrics.update(
         epoch_time_s=epoch_time,
-        peak_mem_mb=memory.peak_mb(),
+        peak_mem_mb=peak_mb,
         throughput_img_s=images / epoch_time if epoch_time > 0 else float("nan"),
         lr=method_lr(method),
     )
@@ -228,6 +237,7 @@ def _final_metrics(
         "throughput_img_s": images / train_time if train_time > 0 else float("nan"),
         "params": count_params(model),
         "epochs_run": len(history),
+        "workers": distributed.world_size(),  # data-parallel workers this trial really trained with
     }
     final.update(method.final_metrics())
     final["history"] = history

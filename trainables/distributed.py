@@ -1,0 +1,172 @@
+"""Data-parallel training without DDP's module wrapper: what `fit` needs when a trial is N workers.
+
+The methods call `model.features(x, a, b)` and `model(z, start=s)` and own several optimisers
+(greedy's heads, layer_to_layer's student + teacher), so DDP's forward/backward hooks would miss
+most of what they train. Instead, once `prepare_model` ran in a worker, every optimiser's `step()`
+first averages the gradients of all its parameters over the workers (one flat all-reduce per
+step, via torch's global optimiser pre-hook), BatchNorm layers normalise over the global batch,
+and every worker takes its own shard of each global batch. With identical initial weights (the
+same seed everywhere, then a broadcast from rank 0) every worker then applies the same update,
+so the weights stay identical across workers. Pure torch.distributed: works with any launcher
+(Ray Train's TorchTrainer, torchrun, a test's spawned processes).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.utils.hooks import RemovableHandle
+
+
+def world_size() -> int:
+    """Workers in the default process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This worker's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def shard_slice(global_batch: int) -> slice:
+    """This worker's contiguous part of a global batch of `global_batch` samples (equal parts)."""
+    n = world_size()
+    if global_batch % n:
+        raise ValueError(f"batch_size={global_batch} does not split evenly over {n} workers; "
+                         f"use a multiple of {n}")
+    size = global_batch // n
+    return slice(rank() * size, (rank() + 1) * size)
+
+
+def _average_gradients(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Optimiser pre-step hook: replace every parameter's gradient by its mean over the workers."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+_hook: RemovableHandle | None = None
+
+
+def _average_gradients_from_now_on() -> None:
+    """Register the averaging hook once per process; it acts on every optimiser of this worker."""
+    global _hook
+    if _hook is None:
+        _hook = register_optimizer_step_pre_hook(_average_gradients)
+
+
+def prepare_model(modules: list[nn.Module], device: torch.device) -> None:
+    """With several workers: synchronised BatchNorm in `modules` (in place), rank 0's initial weights on
+    every worker, and from now on every optimiser step of this process averages its gradients first."""
+    if world_size() == 1:
+        return
+    _average_gradients_from_now_on()
+    for module in modules:
+        _sync_batchnorm(module, device)
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def _sync_batchnorm(module: nn.Module, device: torch.device) -> None:
+    """BatchNorm -> torch's SyncBatchNorm on accelerators; on CPU (gloo; torch's needs a GPU) GlobalBatchNorm."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, (nn.SyncBatchNorm,
+                                                                                         GlobalBatchNorm)):
+            if device.type == "cpu":
+                replacement: nn.Module = GlobalBatchNorm.from_batchnorm(child)
+            else:
+                replacement = nn.SyncBatchNorm.convert_sync_batchnorm(child)
+            setattr(module, name, replacement)
+        else:
+            _sync_batchnorm(child, device)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over workers (the gradient of a sum is the sum of the gradients)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose training statistics cover the global batch (all workers), for the CPU/gloo case.
+
+    Same maths as nn.SyncBatchNorm: per-channel sum, sum of squares and count are summed over the
+    workers (differentiably), then every worker normalises with the global mean and biased variance
+    and updates the running statistics with the unbiased one. Eval mode is plain BatchNorm.
+    """
+
+    @classmethod
+    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> "GlobalBatchNorm":
+        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+        new.load_state_dict(bn.state_dict())
+        new.train(bn.training)
+        new.requires_grad_(any(p.requires_grad for p in bn.parameters()) if bn.affine else False)
+        return new
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or world_size() == 1:
+            return super().forward(input)
+        dims = [d for d in range(input.dim()) if d != 1]
+        x = input.float()
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        channels = x.shape[1]
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = stats[channels: 2 * channels] / total - mean * mean
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * total / (total - 1)
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(input.dtype)
+
+
+def sum_over_workers(values: list[float]) -> list[float]:
+    """Element-wise sums over the workers (the values themselves with one worker)."""
+    return _reduce(values, dist.ReduceOp.SUM)
+
+
+def max_over_workers(values: list[float]) -> list[float]:
+    """Element-wise maxima over the workers."""
+    return _reduce(values, dist.ReduceOp.MAX)
+
+
+def _reduce(values: list[float], op: Any) -> list[float]:
+    if world_size() == 1:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=op)
+    return tensor.tolist()
