@@ -54,7 +54,7 @@ class Budget:
     seeds: int = 3
     grace_period: int = 1
     reduction_factor: int = 2
-    max_concurrent: int = 2
+    max_concurrent: int | str = "auto"  # trials at once; "auto": what the cluster holds (study/capacity.py)
     max_failures: int = 1
 
     def __post_init__(self) -> None:
@@ -66,20 +66,28 @@ class Budget:
         check_range("budget.seeds", self.seeds, 0, None)
         check_range("budget.grace_period", self.grace_period, 1, self.epochs)
         check_range("budget.reduction_factor", self.reduction_factor, 2, None)
-        check_range("budget.max_concurrent", self.max_concurrent, 1, None)
+        if self.max_concurrent != "auto":
+            if not isinstance(self.max_concurrent, int) or isinstance(self.max_concurrent, bool):
+                raise ValueError(f"budget.max_concurrent={self.max_concurrent!r} is not valid; give \"auto\" "
+                                 "or a whole number >= 1")
+            check_range("budget.max_concurrent", self.max_concurrent, 1, None)
         check_range("budget.max_failures", self.max_failures, 0, None)
 
 
 @dataclass
 class Resources:
-    """What one trial reserves: CPU cores (also its torch threads) and a GPU fraction."""
+    """What one trial reserves: CPU cores (also its torch threads) and GPUs (a fraction packs trials),
+    split evenly over its `workers` data-parallel workers (Ray Train; 1 = the trial is one process)."""
 
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         check_range("resources.cpu", self.cpu, 0.0, None, low_open=True)
         check_range("resources.gpu", self.gpu, 0.0, None)
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ValueError(f"resources.workers={self.workers!r} is not valid; give a whole number >= 1")
 
 
 @dataclass

@@ -16,12 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.tracking import MlflowClient
-
-from study import tracking
 from study.spec import Arm, StudySpec, load_spec, spec_names
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from study.report import ReportResult
 
 TUNE_ENV = {
@@ -57,10 +56,15 @@ def run(args: argparse.Namespace) -> int:
 def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None, address: str | None = None,
               storage_path: str | None = None) -> "ReportResult":
     """Run or resume every arm and phase of `spec`, then build the report."""
-    from study.report import write_report
-    from study.tune_arm import TuneRunner  # imports Ray: only when a sweep runs
-
     study_dir = Path(study_dir).expanduser().resolve()
+    init_ray(address)
+    slots = preflight(spec)  # before anything is written or waits (and before the slow imports below)
+    from mlflow.tracking import MlflowClient
+
+    from study import tracking
+    from study.report import write_report
+    from study.tune_arm import TuneRunner
+
     state = StudyState(study_dir)
     state.check_spec(spec)
     uri = tracking_uri or tracking.default_tracking_uri(study_dir)
@@ -69,8 +73,7 @@ def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None,
     artifacts = (study_dir / "mlartifacts").as_uri() if local_store else None  # a server decides for itself
     experiment_id = tracking.get_or_create_experiment(client, spec.name, artifacts)
     storage = storage_path or str(study_dir / "tune")
-    init_ray(address)
-    runner = TuneRunner(spec, storage, uri, experiment_id)
+    runner = TuneRunner(spec, storage, uri, experiment_id, slots)
     print(f"study {spec.name!r}: {len(spec.arms)} arms, MLflow {uri}, Tune {storage}", flush=True)
     parents = {arm.name: parent_run(client, experiment_id, spec, arm) for arm in spec.arms}
     best_configs: dict[Arm, dict[str, Any]] = {}
@@ -108,8 +111,31 @@ def init_ray(address: str | None) -> None:
         ray.init(logging_level=logging.WARNING, include_dashboard=False)
 
 
+def preflight(spec: StudySpec) -> int:
+    """Fail fast (one ValueError naming every problem) when the driver lacks the data or no node of the
+    cluster can ever place a trial; otherwise the trials the cluster holds at once, printed."""
+    from study import capacity
+
+    nodes = capacity.alive_nodes()
+    request = capacity.TrialRequest.of(spec)
+    problems = []
+    for check in (lambda: capacity.check_placeable(request, nodes), lambda: capacity.check_data_on_driver(spec)):
+        try:
+            check()
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise ValueError("; and ".join(problems))
+    slots = capacity.auto_concurrency(request, nodes)
+    total = capacity.total_resources(nodes)
+    print(f"cluster: {len(nodes)} node(s), {total}; {request.describe()}: {slots} trial(s) at once", flush=True)
+    return slots
+
+
 def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: Arm) -> str:
     """The arm's parent run (found by its tags, else created with the spec as artifacts)."""
+    from study import tracking
+
     filters = " and ".join([tracking.tag_filter("role", "arm"), tracking.tag_filter("arm", arm.name)])
     found = tracking.search_runs(client, experiment_id, filters)
     if found:

@@ -24,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import default_point, get_search_space
+from study.capacity import search_limit
 from study.epoch_budget import EpochBudget
 from study.spec import Arm, StudySpec
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
@@ -39,9 +40,16 @@ CHECKPOINTS_KEPT = 2
 class TuneRunner:
     """Builds, runs and resumes the Tune experiments of one study."""
 
-    def __init__(self, spec: StudySpec, storage: str, tracking_uri: str, experiment_id: str):
+    def __init__(self, spec: StudySpec, storage: str, tracking_uri: str, experiment_id: str,
+                 cluster_slots: int = 1):
         self.spec, self.storage = spec, storage.rstrip("/")
         self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
+        self.cluster_slots = cluster_slots  # trials the cluster holds at once (study/capacity.py)
+
+    def concurrency(self, limit: int) -> int:
+        """budget.max_concurrent, or with "auto" what the cluster holds, capped by `limit`."""
+        chosen = self.spec.budget.max_concurrent
+        return min(self.cluster_slots, limit) if chosen == "auto" else chosen
 
     def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any] | None:
         """Optuna TPE (first trial: the method's defaults) within the arm's epoch budget, ASHA on val_acc where
@@ -50,17 +58,19 @@ class TuneRunner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = self._base_config(arm)
         space_args = (arm.method, arm.model, budget.epochs, base["optimizer"], spec.pinned(arm.method))
+        concurrent = self.concurrency(search_limit(spec))
         searcher = OptunaSearch(
             get_search_space(*space_args), metric="val_acc", mode="max",
             points_to_evaluate=[default_point(*space_args)],
-            sampler=TPESampler(seed=spec.search.sampler_seed, n_startup_trials=spec.search.startup_trials))
+            sampler=TPESampler(seed=spec.search.sampler_seed, n_startup_trials=spec.search.startup_trials,
+                               constant_liar=concurrent > 1))  # running trials count as bad: no duplicate picks
         scheduler = None
         if spec.stops_early(arm.method):
             scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=budget.epochs,
                                       grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
         tune_config = tune.TuneConfig(search_alg=EpochBudget(searcher, budget.search_epochs, budget.epochs),
                                       scheduler=scheduler, num_samples=budget.max_trials,
-                                      max_concurrent_trials=budget.max_concurrent, reuse_actors=True,
+                                      max_concurrent_trials=concurrent, reuse_actors=True,
                                       trial_dirname_creator=trial_dirname)
         results = self._fit(f"{arm.slug}-search", f"{label} {arm.name} search", base, tune_config,
                             budget.max_trials, {arm.name: parent_run_id}, "search")
@@ -84,9 +94,9 @@ class TuneRunner:
         """Every arm's best config rerun with seeds 1..budget.seeds at the full budget, in one experiment."""
         seeds = list(range(1, self.spec.budget.seeds + 1))
         param_space = {ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())), "seed": tune.grid_search(seeds)}
-        tune_config = tune.TuneConfig(max_concurrent_trials=self.spec.budget.max_concurrent, reuse_actors=True,
-                                      trial_dirname_creator=trial_dirname)
         total = len(seeds) * len(best_configs)
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.concurrency(total), reuse_actors=True,
+                                      trial_dirname_creator=trial_dirname)
         results = self._fit(SEEDS_EXPERIMENT, "[seeds]", param_space, tune_config, total, parents, "seeds")
         return {"seeds": seeds, "arms": [arm.name for arm in best_configs],
                 "errored": sum(r.error is not None for r in results)}
@@ -100,7 +110,8 @@ class TuneRunner:
 
     def _fit(self, name: str, label: str, param_space: dict[str, Any], tune_config: tune.TuneConfig, total: int,
              parents: dict[str, str], phase: str) -> ResultGrid:
-        trainable = with_resources(self.spec.resources.cpu, self.spec.resources.gpu)
+        resources = self.spec.resources
+        trainable = with_resources(resources.cpu, resources.gpu, resources.workers)
         path = f"{self.storage}/{name}"
         start = time.perf_counter()
         if tune.Tuner.can_restore(path):
@@ -108,7 +119,8 @@ class TuneRunner:
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
                                        restart_errored=False)
         else:
-            print(f"{label}: {total} trials, up to {self.spec.budget.max_concurrent} at a time", flush=True)
+            auto = " (auto)" if self.spec.budget.max_concurrent == "auto" else ""
+            print(f"{label}: {total} trials, up to {tune_config.max_concurrent_trials} at a time{auto}", flush=True)
             callbacks = [MlflowTrialCallback(self.tracking_uri, self.experiment_id, parents, self.spec.name, phase),
                          ProgressCallback(label, total, name_trials=phase == "seeds")]
             run_config = tune.RunConfig(

@@ -2,7 +2,8 @@
 
 `train_trial(config)` builds a TrainConfig from the trial's flat config, reports every epoch
 (scalar metrics + a checkpoint) to Tune, resumes from Tune's checkpoint, and reports the final
-metrics together with the last epoch. It keeps no state between calls, so Tune can reuse actors.
+metrics together with the last epoch. A trial of several data-parallel workers runs the same loop
+in each worker of a Ray Train TorchTrainer (trainables/distributed.py keeps them in step). It keeps no state between calls, so Tune can reuse actors.
 A diverged trial stores the reason in its checkpoint and raises; a retry of that trial raises
 the same error at once, so retries (meant for lost nodes) cost no training.
 """
@@ -19,6 +20,7 @@ import torch
 from ray import tune
 
 from search_spaces.common import to_flat_config
+from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.training import DivergedError, fit
 
@@ -26,16 +28,26 @@ STATE_FILE = "state.pt"
 DIVERGED_KEY = "diverged"  # result and checkpoint key holding the divergence reason
 ARM_CONFIG_KEY = "arm_config"  # a nested base config (the seeds phase grids over arms' best configs)
 FINAL_KEY = "final"  # only in a trial's last report: the final metrics' numbers (test_acc, train_time_s, ...)
+DRIVER_CPU = 0.01  # the Tune trial that only drives a worker group (Ray refuses an empty bundle)
 FINAL_JSON_KEY = "final_json"  # ... and all final metrics but the history, as JSON (final_metrics.json)
 
 
-def train_trial(config: dict[str, Any]) -> None:
-    """Train one Tune trial to the end of its budget (or until Tune stops it)."""
-    train_config = TrainConfig.from_flat(flat_config(config))
+def train_trial(config: dict[str, Any], workers: int = 1, worker_resources: dict[str, float] | None = None) -> None:
+    """Train one Tune trial to the end of its budget (or until Tune stops it); with `workers` > 1 as a Ray
+    Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to Tune."""
+    if workers > 1:
+        _train_workers(config, workers, worker_resources or {})
+        return
+    _train(flat_config(config), tune.report, tune.get_checkpoint(), trial_cpus())
+
+
+def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, threads: int) -> None:
+    """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`."""
+    train_config = TrainConfig.from_flat(flat)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no console line per saved checkpoint
-    torch.set_num_threads(trial_cpus())
+    torch.set_num_threads(threads)
     node_id = ray.get_runtime_context().get_node_id()
-    resume = _load_checkpoint()
+    resume = _load_checkpoint(checkpoint)
     if resume is not None and DIVERGED_KEY in resume:
         raise DivergedError(resume[DIVERGED_KEY])
     last: dict[str, Any] = {}
@@ -46,19 +58,47 @@ def train_trial(config: dict[str, Any]) -> None:
         if metrics["epoch"] == train_config.epochs:  # reported with the final metrics, once test_acc is known
             deferred.update(metrics=metrics, state=checkpoint())
         else:
-            _report({**numbers(metrics), "node_id": node_id}, checkpoint())
+            _report(report, {**numbers(metrics), "node_id": node_id}, checkpoint())
 
     try:
         final = fit(train_config, on_epoch, resume=resume)
     except DivergedError as err:
         reason = f"DivergedError: {err}"
-        _report({"epoch": int(last.get("epoch", 0)), "val_acc": float(last.get("val_acc", 0.0)),
-                 DIVERGED_KEY: reason, "node_id": node_id}, {DIVERGED_KEY: reason})
+        _report(report, {"epoch": int(last.get("epoch", 0)), "val_acc": float(last.get("val_acc", 0.0)),
+                         DIVERGED_KEY: reason, "node_id": node_id}, {DIVERGED_KEY: reason})
         raise
     summary = {k: v for k, v in final.items() if k != "history"}
-    report = {**numbers(deferred.get("metrics", {})), "epoch": int(final["epochs_run"]), "val_acc": final["val_acc"],
+    result = {**numbers(deferred.get("metrics", {})), "epoch": int(final["epochs_run"]), "val_acc": final["val_acc"],
               FINAL_KEY: numbers(summary), FINAL_JSON_KEY: json.dumps(summary, default=str), "node_id": node_id}
-    _report(report, deferred.get("state"))
+    _report(report, result, deferred.get("state"))
+
+
+def _train_workers(config: dict[str, Any], workers: int, worker_resources: dict[str, float]) -> None:
+    """The trial as a TorchTrainer (gloo on CPU, NCCL on GPU) whose reports reach Tune through
+    TuneReportCallback (Ray Train V2). Its checkpoints live in the trial's own storage folder, so a
+    retried trial (a lost node) restarts the worker group from the last one."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    storage = tune.get_context().get_storage()
+    use_gpu = worker_resources.get("GPU", 0) > 0
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"flat": flat_config(config), "threads": max(1, int(worker_resources.get("CPU", 1)))},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker={k: v for k, v in worker_resources.items() if v > 0}),
+        run_config=RunConfig(name="workers", storage_path=storage.trial_fs_path,
+                             storage_filesystem=storage.storage_filesystem, callbacks=[TuneReportCallback()],
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
+    trainer.fit()
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """One data-parallel worker (torch.distributed is set up by Ray Train): all report, rank 0's count."""
+    import ray.train
+
+    _train(loop_config["flat"], ray.train.report, ray.train.get_checkpoint(), loop_config["threads"])
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -78,23 +118,28 @@ def numbers(metrics: dict[str, Any]) -> dict[str, int | float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-    if state is None:
-        tune.report(metrics)
+def _report(report: Callable[..., None], metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    """`report(metrics, checkpoint=...)`; only rank 0 of a worker group writes the checkpoint."""
+    if state is None or distributed.rank() != 0:
+        report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, Path(tmp) / STATE_FILE)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def _load_checkpoint() -> dict[str, Any] | None:
-    checkpoint = tune.get_checkpoint()
+def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, weights_only=True)
 
 
-def with_resources(cpu: float, gpu: float) -> Any:
-    """`train_trial` with its per-trial resource request, as Tuner and Tuner.restore take it."""
-    return tune.with_resources(train_trial, {"cpu": cpu, "gpu": gpu})
+def with_resources(cpu: float, gpu: float, workers: int = 1) -> Any:
+    """`train_trial` with its resource request, as Tuner and Tuner.restore take it: the trial itself
+    (workers = 1), or a small driver whose worker group asks for `cpu`/`gpu` split over the workers."""
+    if workers == 1:
+        return tune.with_resources(train_trial, {"cpu": cpu, "gpu": gpu})
+    per_worker = {"CPU": cpu / workers, "GPU": gpu / workers}
+    trial = tune.with_parameters(train_trial, workers=workers, worker_resources=per_worker)
+    return tune.with_resources(trial, {"cpu": DRIVER_CPU})
