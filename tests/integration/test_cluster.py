@@ -1,40 +1,111 @@
-"""A sweep on a simulated 2-node Ray cluster (ray.cluster_utils.Cluster) runs trials on both nodes."""
+"""The documented cluster path, for real: a head and a worker node from `ray start` (own temp dirs,
+ports and auth token), an `mlflow server` on 127.0.0.1, and the sweep submitted with
+`ray job submit --working-dir .`. Mid-search the worker node's processes are killed: the trials it
+was running must be retried from their checkpoints on the head and end FINISHED, with no MLflow
+run lost or duplicated. Only the processes this test started are stopped (by PID)."""
 from __future__ import annotations
 
-import logging
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from mlflow.tracking import MlflowClient
 
-from study.spec import spec_from_dict
-from study.sweep import run_sweep
-from study_helpers import mlflow_runs, spec_data
+from local_cluster import LocalCluster, wait_for
+from study import tracking
+
+REPO = Path(__file__).resolve().parents[2]
+TRIALS = 4
+EPOCHS = 4
+SPEC = f"""
+name = "cluster"
+dataset = "digits"
+models = ["seed_cnn"]
+methods = ["standard"]
+
+[budget]
+epochs = {EPOCHS}
+max_trials = {TRIALS}
+seeds = 0
+grace_period = {EPOCHS}   # no early stopping: every trial runs to the end
+max_failures = 2
+
+[resources]
+cpu = 1
+
+[search]
+startup_trials = {TRIALS}
+
+[fixed]
+width = 0.125
+max_train_samples = 600
+"""
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_nodes() -> Iterator[str]:
-    """A head and a worker node with 1 CPU each; the driver connects by address, as on a real cluster."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    yield cluster.address
-    ray.shutdown()
-    cluster.shutdown()
+def cluster() -> Iterator[LocalCluster]:
+    local = LocalCluster()
+    try:
+        local.start_head(cpus=1)
+        local.add_worker("worker", cpus=1)
+        wait_for(lambda: sum(n["alive"] for n in local.nodes()) == 2, 120, "the worker node")
+        yield local
+    finally:
+        local.stop()
 
 
-def test_trials_run_on_both_nodes(two_nodes: str, tmp_path: Path):
-    import ray
+def trial_runs(client: MlflowClient) -> list:
+    experiment = client.get_experiment_by_name("cluster")
+    if experiment is None:
+        return []
+    return tracking.search_runs(client, experiment.experiment_id, tracking.tag_filter("role", "trial"))
 
-    spec = spec_from_dict(spec_data(methods=["standard"], budget={"epochs": 1, "max_trials": 4, "seeds": 0}))
-    ray.init(address=two_nodes, logging_level=logging.WARNING)
-    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-    run_sweep(spec, tmp_path, address=two_nodes)
-    runs = mlflow_runs(tmp_path, "tiny", "trial")
-    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
-    assert len({r.data.tags["node_id"] for r in runs}) == 2  # 1 CPU per node, 2 trials at once: both nodes work
+
+def test_job_submit_survives_a_lost_worker_node(cluster: LocalCluster):
+    _, uri = cluster.start_mlflow()
+    client = MlflowClient(uri)
+    spec = cluster.root / "cluster.toml"
+    spec.write_text(SPEC)
+    study_dir = cluster.root / "study"
+    head_id = next(n["id"] for n in cluster.nodes() if n["head"])
+    log = cluster.root / "job.log"
+    job = cluster.submit(REPO, ["python", "-m", "study", "sweep", "--spec", str(spec), "--study-dir", str(study_dir),
+                                "--tracking-uri", uri], log)
+
+    # wait for a trial on the worker node that has a checkpoint (>= 1 epoch) and is still running
+    def running_on_worker() -> list:
+        return [r for r in trial_runs(client) if r.info.status == "RUNNING"
+                and r.data.tags.get("node_id", head_id) != head_id and r.data.metrics.get("epoch", 0) >= 1]
+
+    deadline = time.monotonic() + 240
+    while not (victims := running_on_worker()):
+        assert job.poll() is None, f"the job ended before a trial ran on the worker node:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no trial ran on the worker node:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    worker_id = victims[0].data.tags["node_id"]
+    finished_on_worker = {r.data.tags["trial_id"] for r in trial_runs(client)
+                          if r.data.tags.get("node_id") == worker_id and r.info.status == "FINISHED"}
+    next(p for p in cluster.processes if p.name == "worker").kill()
+
+    assert job.wait(timeout=400) == 0, log.read_text()[-5000:]
+    text = log.read_text()
+    assert "Job 'raysubmit_" in text and "succeeded" in text
+    assert "# Study report: cluster" in text  # the job ran the whole study: search, then the report
+
+    runs = trial_runs(client)
+    ids = [r.data.tags["trial_id"] for r in runs]
+    assert len(ids) == TRIALS and len(set(ids)) == TRIALS  # none lost, none duplicated
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    by_id = {r.data.tags["trial_id"]: r for r in runs}
+    for victim in victims:
+        retried = by_id[victim.data.tags["trial_id"]]
+        assert retried.data.tags["node_id"] == head_id  # finished on the head after its node died
+        steps = [m.step for m in client.get_metric_history(retried.info.run_id, "val_acc")]
+        # resumed from its checkpoint: every epoch reported once (a restart from scratch repeats epoch 1)
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), steps
+        assert "test_acc" in {k.split("/")[-1] for k in retried.data.metrics}
+    for trial_id in finished_on_worker:  # trials the worker had finished keep their node
+        assert by_id[trial_id].data.tags["node_id"] == worker_id

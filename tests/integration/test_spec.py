@@ -93,3 +93,17 @@ def test_report_targets_per_model(tiny_spec):
     assert tiny_spec(report={"target_val_acc": 0.9}).report.targets(["seed_cnn", "vgg11"]) == {
         "seed_cnn": 0.9, "vgg11": 0.9}
     assert tiny_spec(report={"target_val_acc": {"seed_cnn": 0.8}}).report.targets(["seed_cnn"]) == {"seed_cnn": 0.8}
+
+
+def test_cluster_example_installs_pyproject_and_keeps_the_dashboard_local():
+    import yaml
+
+    from study.spec import SPEC_DIR
+
+    config = yaml.safe_load((SPEC_DIR / "cluster-example.yaml").read_text())
+    assert config["file_mounts"]["~/l2l-study"] == "."  # the repository, so pyproject.toml is the package list
+    installs = [c for c in config["setup_commands"] if "pip install" in c]
+    assert installs and all("~/l2l-study" in c and "==" not in c for c in installs)  # no hand-kept pins
+    starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
+    assert "0.0.0.0" not in starts and "--dashboard-host=127.0.0.1" in starts
+    assert starts.count("RAY_AUTH_MODE=token ray start") == 2
