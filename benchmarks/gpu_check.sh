@@ -27,6 +27,9 @@
 #                       mkdir -p .data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*.gz .data/fashion-mnist/
 #                     and name `.data` in the device tool's `carry` (.data/ is git-ignored); FASHION_DIR
 #                     overrides the folder.
+#   packing  (~4 x 30-60 s, cap 90 each) 1, 2, 4, 8 concurrent `python -m study trial` processes on the one
+#                     GPU (what Ray's fractional GPUs start), seed_cnn on synthetic CIFAR-size data:
+#                     aggregate img/s and per-trial slowdown vs 1 alone -> packing.json (+ table in log)
 # Everything printed also goes to log.txt. The files land in $OUT, flat.
 #
 # GPU_CHECK_SMOKE=1 runs the same steps on the CPU with tiny settings (to test this script);
@@ -46,6 +49,7 @@ if [[ $SMOKE == 1 ]]; then
     EPOCHS=3
     TRIAL_BATCH=32  # the bench's, so that the smoke trial of seed_cnn has a benchmark to compare with
     TRIAL_EXTRA=(--set width=0.25 --set max_train_samples=256)
+    PACK_EXTRA=(--epochs 2 --set width=0.25 --set max_train_samples=512 --set batch_size=64)
     BENCH_ARGS=(--models seed_cnn:0.25 --batch-size 32 --batches 2 --warmup 1 --repeats 1 --threads 1)
     COMPILE_ARGS=(--models seed_cnn:0.25 --methods layer_to_layer --batch-size 32 --batches 1 --warmup 1
                   --repeats 1 --threads 1)
@@ -54,6 +58,7 @@ else
     EPOCHS=10
     TRIAL_BATCH=256
     TRIAL_EXTRA=()
+    PACK_EXTRA=(--epochs 3 --set batch_size=256)  # 50,000 synthetic images an epoch; epoch 1 is warm-up
     # widths 1.0 and batch 256: big enough that the GPU, not Python, sets the time
     BENCH_ARGS=(--models seed_cnn:1.0 vgg16:1.0 resnet18:1.0 --batch-size 256 --batches 32 --warmup 5 --repeats 3)
     # seed_cnn: 5 blocks + head + 1 aux head stay under dynamo's recompile limit (8) for nn.Module.compile
@@ -127,6 +132,54 @@ if "--print" in sys.argv:
               f"{t['peak_mem_mb']:>9.1f} {t['train_time_s']:>8.2f} {t['epochs_run']}")
 EOF
 
+cat >"$WORK/pack.sh" <<'EOF'
+# pack.sh N OUTDIR TRIAL...: N copies of the trial command at once, each writing OUTDIR/nN-i.json
+n=$1 dir=$2
+shift 2
+pids=()
+for ((i = 1; i <= n; i++)); do
+    "$@" --seed "$i" --out "$dir/n$n-$i.json" >"$dir/n$n-$i.log" 2>&1 &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+exit $rc
+EOF
+
+cat >"$WORK/packing.py" <<'EOF'
+"""Trial JSONs nN-i.json -> packing.json: per N, every trial's steady img/s (epochs 2+), their sum
+(aggregate) and the per-trial slowdown against the one trial that ran alone (N = 1)."""
+import json
+import sys
+from pathlib import Path
+
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def steady(trial):
+    later = [h for h in trial["history"] if h["epoch"] > 1] or trial["history"]
+    secs = sum(h["epoch_time_s"] for h in later)
+    return sum(h["throughput_img_s"] * h["epoch_time_s"] for h in later) / secs
+
+
+rows = {}
+for n in (1, 2, 4, 8):
+    files = sorted(folder.glob(f"n{n}-*.json"))
+    if files:
+        trials = [json.loads(f.read_text()) for f in files]
+        rows[n] = {"trials": len(trials), "per_trial_img_s": [steady(t) for t in trials],
+                   "peak_mem_mb": [t["peak_mem_mb"] for t in trials]}
+alone = rows[1]["per_trial_img_s"][0] if 1 in rows else float("nan")
+print(f"{'N':>2} {'done':>4} {'aggregate img/s':>15} {'per trial img/s':>15} {'slowdown':>8} {'x alone':>7}")
+for n, row in rows.items():
+    per = sum(row["per_trial_img_s"]) / row["trials"]
+    row.update(aggregate_img_s=sum(row["per_trial_img_s"]), slowdown=alone / per,
+               speedup=sum(row["per_trial_img_s"]) / alone)
+    print(f"{n:>2} {row['trials']:>4} {row['aggregate_img_s']:>15.0f} {per:>15.0f} {row['slowdown']:>8.2f} "
+          f"{row['speedup']:>7.2f}")
+out.write_text(json.dumps(rows, indent=1) + "\n")
+EOF
+
 TRIAL=("$PY" -m study trial --device "$DEVICE" --no-mlflow "${TRIAL_EXTRA[@]}")
 PER_TEST=()
 "$PY" -c "import pytest_timeout" 2>/dev/null && PER_TEST=(--timeout 60)
@@ -159,6 +212,18 @@ step_trials() {
         return 0
     fi
     run_step trial_efficiency 60 "$PY" -m benchmarks.trial_efficiency --results "$results" "${walls[@]}"
+}
+
+step_packing() {
+    # N trials share the GPU (an N that times out counts the trials that finished; logs: $WORK/packing)
+    local n dir=$WORK/packing
+    mkdir -p "$dir"
+    for n in 1 2 4 8; do
+        run_step "packing_$n" 90 bash "$WORK/pack.sh" "$n" "$dir" "$PY" -m study trial --dataset synthetic \
+            --device "$DEVICE" --no-mlflow --model seed_cnn --method standard "${PACK_EXTRA[@]}"
+    done
+    "$PY" "$WORK/packing.py" "$dir" "$OUT/packing.json"
+    tail -n 3 "$dir"/n8-1.log 2>/dev/null
 }
 
 step_pytest() {

@@ -46,6 +46,12 @@ class TuneRunner:
         self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
         self.cluster_slots = cluster_slots  # trials the cluster holds at once (study/capacity.py)
 
+    @property
+    def reuse_actors(self) -> bool:
+        """Reuse trial actors (DESIGN §8: ~2.8 s saved per trial), but not for worker-group trials: their
+        TorchTrainer is still shutting down when the next trial would start on the actor."""
+        return self.spec.resources.workers == 1
+
     def concurrency(self, limit: int) -> int:
         """budget.max_concurrent, or with "auto" what the cluster holds, capped by `limit`."""
         chosen = self.spec.budget.max_concurrent
@@ -70,7 +76,7 @@ class TuneRunner:
                                       grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
         tune_config = tune.TuneConfig(search_alg=EpochBudget(searcher, budget.search_epochs, budget.epochs),
                                       scheduler=scheduler, num_samples=budget.max_trials,
-                                      max_concurrent_trials=concurrent, reuse_actors=True,
+                                      max_concurrent_trials=concurrent, reuse_actors=self.reuse_actors,
                                       trial_dirname_creator=trial_dirname)
         results = self._fit(f"{arm.slug}-search", f"{label} {arm.name} search", base, tune_config,
                             budget.max_trials, {arm.name: parent_run_id}, "search")
@@ -95,8 +101,8 @@ class TuneRunner:
         seeds = list(range(1, self.spec.budget.seeds + 1))
         param_space = {ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())), "seed": tune.grid_search(seeds)}
         total = len(seeds) * len(best_configs)
-        tune_config = tune.TuneConfig(max_concurrent_trials=self.concurrency(total), reuse_actors=True,
-                                      trial_dirname_creator=trial_dirname)
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.concurrency(total),
+                                      reuse_actors=self.reuse_actors, trial_dirname_creator=trial_dirname)
         results = self._fit(SEEDS_EXPERIMENT, "[seeds]", param_space, tune_config, total, parents, "seeds")
         return {"seeds": seeds, "arms": [arm.name for arm in best_configs],
                 "errored": sum(r.error is not None for r in results)}

@@ -3,9 +3,10 @@
 `train_trial(config)` builds a TrainConfig from the trial's flat config, reports every epoch
 (scalar metrics + a checkpoint) to Tune, resumes from Tune's checkpoint, and reports the final
 metrics together with the last epoch. A trial of several data-parallel workers runs the same loop
-in each worker of a Ray Train TorchTrainer (trainables/distributed.py keeps them in step). It keeps no state between calls, so Tune can reuse actors.
-A diverged trial stores the reason in its checkpoint and raises; a retry of that trial raises
-the same error at once, so retries (meant for lost nodes) cost no training.
+in each worker of a Ray Train TorchTrainer (trainables/distributed.py keeps them in step). It
+keeps no state between calls, so Tune can reuse actors. A diverged trial stores the reason in its
+checkpoint and raises; a retry of that trial raises the same error at once, so retries (meant for
+lost nodes) cost no training.
 """
 from __future__ import annotations
 
@@ -141,5 +142,8 @@ def with_resources(cpu: float, gpu: float, workers: int = 1) -> Any:
     if workers == 1:
         return tune.with_resources(train_trial, {"cpu": cpu, "gpu": gpu})
     per_worker = {"CPU": cpu / workers, "GPU": gpu / workers}
-    trial = tune.with_parameters(train_trial, workers=workers, worker_resources=per_worker)
-    return tune.with_resources(trial, {"cpu": DRIVER_CPU})
+
+    def train_trial_workers(config: dict[str, Any]) -> None:  # a plain function: Tune can reuse its actors
+        train_trial(config, workers, per_worker)
+
+    return tune.with_resources(train_trial_workers, {"cpu": DRIVER_CPU})

@@ -152,7 +152,8 @@ class LocalCluster:
                                                 f"--dashboard-port={self.dashboard_port}",
                                                 f"--ray-client-server-port={client_port}"]
         head = self._start("head", args)
-        wait_for(lambda: _http_ok(f"{self.dashboard}/api/version"), 120, f"the head's dashboard ({head.log})")
+        token = {"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"}
+        wait_for(lambda: _http_ok(f"{self.dashboard}/api/version", token), 180, f"the head's dashboard ({head.log})")
         return head
 
     def add_worker(self, name: str, cpus: int) -> Process:
@@ -201,9 +202,9 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
     raise TimeoutError(f"{what} not up after {timeout_s:.0f} s")
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
             return response.status == 200
     except OSError:
         return False
