@@ -27,6 +27,9 @@ TUNE_ENV = {
     "TUNE_GLOBAL_CHECKPOINT_S": "1",  # save the experiment state every second (default >= 10 s): less to redo
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # that is on purpose: no warning
     "RAY_AIR_NEW_OUTPUT": "0",  # Tune's classic reporter, silent at verbose=0; ProgressCallback prints
+    # a worker group (resources.workers > 1) of processes importing torch on a busy 2-core machine can take
+    # longer than Ray Train's default 60 s to start; resources that can never be placed are caught up front
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
 }
 
 

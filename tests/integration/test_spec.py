@@ -53,6 +53,10 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
                                           "it alike: pin it for all arms as fixed.lr"),
     ({"fixed": {"standard": {"anneal_frac": 0.5}}}, "fixed.standard.anneal_frac pins a shared knob"),
     ({"budget": {"search_epochs": 1}}, "budget.search_epochs=1 is out of range; valid range: [2, inf]"),
+    ({"budget": {"max_concurrent": "all"}}, "budget.max_concurrent='all' is not valid; give \"auto\" or a whole"),
+    ({"budget": {"max_concurrent": 0}}, "budget.max_concurrent=0 is out of range"),
+    ({"resources": {"workers": 0}}, "resources.workers=0 is not valid; give a whole number >= 1"),
+    ({"resources": {"workers": 1.5}}, "resources.workers=1.5 is not valid"),
 ])
 def test_bad_specs_name_the_key_and_the_valid_choices(tiny_spec, overrides, message):
     with pytest.raises(ValueError) as err:
