@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from study.spec import StudySpec
+from trainables.errors import UserError
 
 KINDS = ("CPU", "GPU")
 
@@ -57,7 +58,7 @@ def alive_nodes() -> list[dict[str, float]]:
 
 
 def check_placeable(request: TrialRequest, nodes: list[dict[str, float]]) -> None:
-    """Raise a ValueError naming the request and the cluster when no trial could ever start."""
+    """Raise a UserError naming the request and the cluster when no trial could ever start."""
     bundle = request.worker_bundle
     fits_a_node = any(_fits(bundle, node) for node in nodes)
     fits_cluster = _fits(request.total, _sum(nodes))
@@ -67,7 +68,7 @@ def check_placeable(request: TrialRequest, nodes: list[dict[str, float]]) -> Non
     missing = [kind for kind in KINDS if bundle[kind] > 0 and not any(node[kind] >= bundle[kind] for node in nodes)]
     why = (f"no node has {' or '.join(missing)}" if missing and not any(_sum(nodes)[k] for k in missing)
            else "no node is large enough" if not fits_a_node else "the whole cluster is too small")
-    raise ValueError(f"resources: {request.describe()} can never be placed on this Ray cluster ({why}; it has "
+    raise UserError(f"resources: {request.describe()} can never be placed on this Ray cluster ({why}; it has "
                      f"{have}); lower resources.cpu/resources.gpu/resources.workers with --set, or add nodes")
 
 
@@ -92,11 +93,11 @@ def check_data_on_driver(spec: StudySpec) -> None:
         return
     data_dir = spec.fixed.get("data_dir")
     if not data_dir:
-        raise ValueError(f"dataset {spec.dataset!r} needs fixed.data_dir (a folder holding "
+        raise UserError(f"dataset {spec.dataset!r} needs fixed.data_dir (a folder holding "
                          f"{CIFAR_FOLDERS[spec.dataset]}/); set it with --set fixed.data_dir=/path")
     folder = Path(data_dir).expanduser() / CIFAR_FOLDERS[spec.dataset]
     if not folder.is_dir():
-        raise ValueError(f"dataset {spec.dataset!r}: the folder {folder} does not exist on this machine "
+        raise UserError(f"dataset {spec.dataset!r}: the folder {folder} does not exist on this machine "
                          f"(fixed.data_dir={data_dir!r}); every node needs it there (docs/cluster.md says how "
                          f"to fetch it), or point --set fixed.data_dir=/path at a folder holding "
                          f"{CIFAR_FOLDERS[spec.dataset]}/")

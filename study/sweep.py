@@ -115,9 +115,10 @@ def init_ray(address: str | None) -> None:
 
 
 def preflight(spec: StudySpec) -> int:
-    """Fail fast (one ValueError naming every problem) when the driver lacks the data or no node of the
+    """Fail fast (one UserError naming every problem) when the driver lacks the data or no node of the
     cluster can ever place a trial; otherwise the trials the cluster holds at once, printed."""
     from study import capacity
+    from trainables.errors import UserError
 
     nodes = capacity.alive_nodes()
     request = capacity.TrialRequest.of(spec)
@@ -125,10 +126,10 @@ def preflight(spec: StudySpec) -> int:
     for check in (lambda: capacity.check_placeable(request, nodes), lambda: capacity.check_data_on_driver(spec)):
         try:
             check()
-        except ValueError as err:
+        except UserError as err:
             problems.append(str(err))
     if problems:
-        raise ValueError("; and ".join(problems))
+        raise UserError("; and ".join(problems))
     slots = capacity.auto_concurrency(request, nodes)
     total = capacity.total_resources(nodes)
     print(f"cluster: {len(nodes)} node(s), {total}; {request.describe()}: {slots} trial(s) at once", flush=True)

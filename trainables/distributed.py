@@ -20,6 +20,8 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.hooks import RemovableHandle
 
+from trainables.errors import UserError
+
 
 def world_size() -> int:
     """Workers in the default process group (1 without one)."""
@@ -35,7 +37,7 @@ def shard_slice(global_batch: int) -> slice:
     """This worker's contiguous part of a global batch of `global_batch` samples (equal parts)."""
     n = world_size()
     if global_batch % n:
-        raise ValueError(f"batch_size={global_batch} does not split evenly over {n} workers; "
+        raise UserError(f"batch_size={global_batch} does not split evenly over {n} workers; "
                          f"use a multiple of {n}")
     size = global_batch // n
     return slice(rank() * size, (rank() + 1) * size)
