@@ -68,29 +68,31 @@ def _average_gradients_from_now_on() -> None:
 
 
 def prepare_model(modules: list[nn.Module], device: torch.device) -> None:
-    """With several workers: synchronised BatchNorm in `modules` (in place), rank 0's initial weights on
-    every worker, and from now on every optimiser step of this process averages its gradients first."""
+    """With several workers: BatchNorm over the global batch in `modules`, rank 0's weights on every worker,
+    and from now on every optimiser step of this process averages its gradients first. Call it after a
+    stage is set up (methods build heads lazily); it changes modules in place, so optimisers keep their
+    parameters."""
     if world_size() == 1:
         return
     _average_gradients_from_now_on()
     for module in modules:
-        _sync_batchnorm(module, device)
+        for child in module.modules():
+            _sync_batchnorm(child, device)
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 
 
 def _sync_batchnorm(module: nn.Module, device: torch.device) -> None:
-    """BatchNorm -> torch's SyncBatchNorm on accelerators; on CPU (gloo; torch's needs a GPU) GlobalBatchNorm."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, (nn.SyncBatchNorm,
-                                                                                         GlobalBatchNorm)):
-            if device.type == "cpu":
-                replacement: nn.Module = GlobalBatchNorm.from_batchnorm(child)
-            else:
-                replacement = nn.SyncBatchNorm.convert_sync_batchnorm(child)
-            setattr(module, name, replacement)
-        else:
-            _sync_batchnorm(child, device)
+    """Turn a BatchNorm layer into torch's SyncBatchNorm (accelerators) or GlobalBatchNorm (CPU/gloo: torch's
+    needs a GPU) by swapping its class: same parameters and buffers, so optimisers holding them stay valid."""
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm) or isinstance(module, (nn.SyncBatchNorm,
+                                                                                      GlobalBatchNorm)):
+        return
+    if device.type == "cpu":
+        module.__class__ = GlobalBatchNorm
+    else:
+        module.__class__ = nn.SyncBatchNorm
+        module.process_group = None  # the default (whole world) group, as SyncBatchNorm's constructor sets
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -116,14 +118,6 @@ class GlobalBatchNorm(nn.BatchNorm2d):
     workers (differentiably), then every worker normalises with the global mean and biased variance
     and updates the running statistics with the unbiased one. Eval mode is plain BatchNorm.
     """
-
-    @classmethod
-    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> "GlobalBatchNorm":
-        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-        new.load_state_dict(bn.state_dict())
-        new.train(bn.training)
-        new.requires_grad_(any(p.requires_grad for p in bn.parameters()) if bn.affine else False)
-        return new
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:

@@ -81,7 +81,6 @@ def fit(
 
     method = build_method(config, splits, device)
     model = method.model
-    distributed.prepare_model([model, method.aux_modules()], device)  # no-op unless data-parallel
     stages = method.plan()
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -105,6 +104,7 @@ def fit(
             epoch += stage.epochs
             continue
         method.start_stage(stage)
+        distributed.prepare_model([model, method.aux_modules()], device)  # no-op unless data-parallel
         if resume is not None and epoch <= done_epochs:
             method.load_state_dict(resume["method"])
         for epoch_in_stage in range(stage.epochs):
