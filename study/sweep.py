@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None,
               storage_path: str | None = None) -> "ReportResult":
     """Run or resume every arm and phase of `spec`, then build the report."""
     study_dir = Path(study_dir).expanduser().resolve()
-    init_ray(address)
+    init_ray(address, state_api=spec.resources.workers > 1)
     slots = preflight(spec)  # before anything is written or waits (and before the slow imports below)
     from mlflow.tracking import MlflowClient
 
@@ -99,8 +100,15 @@ def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None,
     return write_report(study_dir, uri, spec.name)
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to `address` / $RAY_ADDRESS, else start a local Ray; a Ray already initialised is used as is."""
+def init_ray(address: str | None, state_api: bool = False) -> None:
+    """Connect to `address` / $RAY_ADDRESS, else start a local Ray; a Ray already initialised is used as is.
+
+    `state_api`: the local Ray runs its dashboard, whose address every Ray process gets in
+    RAY_API_SERVER_ADDRESS. Worker-group trials need it: when Tune stops such a trial, Ray Train's
+    PlacementGroupCleaner frees the group's resources after asking the state API, and without the
+    address it autodetects, which fails when several Ray instances run on one machine (the group's
+    resources then stay held and the next trial's workers never start).
+    """
     import ray
 
     for key, value in TUNE_ENV.items():
@@ -110,6 +118,13 @@ def init_ray(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
+    elif state_api:
+        with socket.socket() as s:  # a free port, so that its address can be set before Ray starts
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(logging_level=logging.WARNING, include_dashboard=True, dashboard_host="127.0.0.1",
+                 dashboard_port=port)
     else:
         ray.init(logging_level=logging.WARNING, include_dashboard=False)
 
