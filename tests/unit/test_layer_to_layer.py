@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from trainables.config import TrainConfig, parse_value
 from trainables.data import Batcher, DataSplits, ImageSet
+from trainables.methods import layer_to_layer as l2l
 from trainables.methods.layer_to_layer import HEAD_GROUP, LayerToLayer, allocate_epochs, split_schedule
 from trainables.models import MODELS, build_model
 from trainables.training import fit, validate
@@ -192,8 +193,8 @@ def test_kd_alpha_0_student_loss_is_plain_ce(l2l_config: ConfigFactory) -> None:
     x, y = _batch()
     with torch.no_grad():
         losses = method.losses(x, y)
-        u = method.aux_modules()[str(method.split)](method.model.features(x, 0, method.split))
-        assert torch.equal(losses["student_loss"], F.cross_entropy(u, y))
+        u = method.student_logits(method.model.features(x, 0, method.split))
+        torch.testing.assert_close(losses["student_loss"], F.cross_entropy(u, y))
         assert torch.equal(losses["loss"], losses["teacher_loss"] + losses["student_loss"])
 
 
@@ -206,7 +207,7 @@ def test_kd_alpha_1_student_loss_is_tempered_kl_teacher_to_student(l2l_config: C
         losses = method.losses(x, y)
         z = method.model.features(x, 0, method.split)
         p_teacher = F.softmax(method.model(z, start=method.split) / tau, dim=1)
-        p_student = F.softmax(method.aux_modules()[str(method.split)](z) / tau, dim=1)
+        p_student = F.softmax(method.student_logits(z) / tau, dim=1)
         kl = (p_teacher * (p_teacher.log() - p_student.log())).sum(1).mean()
     torch.testing.assert_close(losses["student_loss"], tau**2 * kl)
     assert losses["student_loss"] > 0
@@ -231,6 +232,34 @@ def test_kd_term_sends_no_gradient_into_the_teacher(l2l_config: ConfigFactory) -
     assert all(p.grad is None or not p.grad.any() for p in teacher)
     student = [*method.model.blocks[:method.split].parameters(), *method.head().parameters()]
     assert all(p.grad is not None and p.grad.any() for p in student)
+
+
+@pytest.mark.parametrize("teacher_grad", [1.0, 0.5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fork_and_pool_matches_plain_autograd(l2l_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch,
+                                               teacher_grad: float, channels_last: bool) -> None:
+    """The fast path (the head's pooling and the teacher's input in one node, gradients summed in place) gives
+    the losses and gradients of the plain graph (avg_pool2d on a shared z)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x, y = _batch()
+    x = x.contiguous(memory_format=fmt)
+    results = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(l2l, "fork_and_pool", lambda z, k: (z, F.avg_pool2d(z, k)))
+        method = _method(l2l_config(teacher_grad=teacher_grad))
+        method.model.to(memory_format=fmt)
+        method.eval_mode()  # no dropout: both runs see the same forward
+        assert method.pool == 2  # seed_cnn's split 2 gives 16x16 features: the head pools them to 8x8
+        losses = method.losses(x, y)
+        losses["loss"].backward()
+        grads = [q.grad.clone() for q in [*method.model.parameters(), *method.head().parameters()]]
+        results.append(({k: v.detach() for k, v in losses.items()}, grads))
+    (fast_losses, fast_grads), (plain_losses, plain_grads) = results
+    for key in plain_losses:
+        torch.testing.assert_close(fast_losses[key], plain_losses[key])
+    for fast_grad, plain_grad in zip(fast_grads, plain_grads, strict=True):
+        torch.testing.assert_close(fast_grad, plain_grad)
 
 
 # --- lazy heads and the one optimiser ---------------------------------------------------------

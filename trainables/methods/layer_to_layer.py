@@ -27,6 +27,7 @@ from trainables.methods.optim import make_optimizer, make_scheduler
 from trainables.models import BlockNet
 
 HEAD_GROUP = 1  # the optimiser's param group of the current auxiliary head (group 0: the model)
+HEAD_RESOLUTION = 8  # the conv head's input is pooled to this size (aux_heads' conv head pools to <= 8x8)
 
 
 @dataclass
@@ -123,6 +124,29 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _GradScale.apply(x, scale)
 
 
+class _ForkAndPool(torch.autograd.Function):
+    """z -> (z, avg_pool2d(z, k)) as one node. Backward adds the pooled branch's gradient, spread over each
+    k x k window, into the other branch's gradient in place: the split output's two gradients never both exist
+    at full size, and no full-size zero-filled pooling gradient is made (issue 13: memory and CPU time)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.k = k
+        return z.view_as(z), F.avg_pool2d(z, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, grad_pooled: torch.Tensor) -> tuple[torch.Tensor, None]:
+        k = ctx.k
+        n, c, h, w = grad.shape
+        grad.view(n, c, h // k, k, w // k, k).add_(grad_pooled.view(n, c, h // k, 1, w // k, 1), alpha=1 / k ** 2)
+        return grad, None
+
+
+def fork_and_pool(z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, avg_pool2d(z, k)), with the two branches' gradients summed in place into one tensor."""
+    return _ForkAndPool.apply(z, k)
+
+
 class LayerToLayer(Method):
     """Student blocks + aux head learn from labels and the teacher; teacher blocks learn from the student's features."""
 
@@ -151,6 +175,7 @@ class LayerToLayer(Method):
             self.stages.append(Stage(len(self.splits), epochs[-1], {"split": num_blocks, "finetune": True}))
         self.shapes = model.feature_shapes()
         self.aux = nn.ModuleDict()  # {str(split): head} of the current split only (see `_use_head`)
+        self.pool = 1  # the head's input pooling (see `_head_pool`)
         self.split = self.splits[0]
         self.finetune = False
         self.optimizer: torch.optim.Optimizer | None = None
@@ -186,7 +211,11 @@ class LayerToLayer(Method):
                 for param in self.aux[old].parameters():
                     self.optimizer.state.pop(param, None)
             del self.aux[old]
-        self.aux[key] = build_aux_head(self.shapes[split - 1], self.num_classes, self.params.aux).to(self.device)
+        shape = self.shapes[split - 1]
+        self.pool = _head_pool(shape, self.params.aux)
+        if self.pool > 1:
+            shape = (shape[0], shape[1] // self.pool, shape[2] // self.pool)
+        self.aux[key] = build_aux_head(shape, self.num_classes, self.params.aux).to(self.device)
         if self.optimizer is not None:
             self.optimizer.param_groups[HEAD_GROUP]["params"] = list(self.aux[key].parameters())
 
@@ -196,12 +225,13 @@ class LayerToLayer(Method):
             return {"loss": self.criterion(self.model(x), y)}
         p = self.params
         z = self.model.features(x, 0, self.split)
-        u = self.head()(z).float()
         if p.teacher_grad == 0:
-            z_teacher = z.detach()
+            z_teacher, z_head = z.detach(), self._pooled(z)
         else:
-            z_teacher = z if p.teacher_grad == 1 else grad_scale(z, p.teacher_grad)
+            z_teacher, z_head = fork_and_pool(z, self.pool) if self.pool > 1 else (z, z)
+            z_teacher = z_teacher if p.teacher_grad == 1 else grad_scale(z_teacher, p.teacher_grad)
         v = self.model(z_teacher, start=self.split).float()
+        u = self.head()(z_head).float()  # after the teacher: autograd then runs the head's backward first
         teacher_loss = self.criterion(v, y)
         tau = p.kd_temperature
         kd = F.kl_div(F.log_softmax(u / tau, dim=1), F.log_softmax(v.detach() / tau, dim=1),
@@ -221,7 +251,14 @@ class LayerToLayer(Method):
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Full network ('main') and the current student head ('student'; the last one during finetune)."""
         z = self.model.features(x, 0, self.split)
-        return {"main": self.model(z, start=self.split), "student": self.head()(z)}
+        return {"main": self.model(z, start=self.split), "student": self.student_logits(z)}
+
+    def student_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The current head's logits from the student's output `z` (blocks[:split])."""
+        return self.head()(self._pooled(z))
+
+    def _pooled(self, z: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(z, self.pool) if self.pool > 1 else z
 
     def stage_metrics(self, stage: Stage) -> dict[str, Any]:
         return {"stage": stage.index, "split": stage.info["split"]}
@@ -248,6 +285,17 @@ class LayerToLayer(Method):
         for split in sorted({int(name.split(".", 1)[0]) for name in state}):
             self._use_head(split)
         self.aux.load_state_dict(state)
+
+
+def _head_pool(feature_shape: tuple[int, ...], aux: str) -> int:
+    """The average-pool factor layer_to_layer applies before a `conv` head (1: none), so the head's own
+    pooling to HEAD_RESOLUTION happens in `fork_and_pool`; only for sizes that pool exactly."""
+    if aux != "conv" or len(feature_shape) != 3:
+        return 1
+    _, height, width = feature_shape
+    if height <= HEAD_RESOLUTION or height % HEAD_RESOLUTION or width != height:
+        return 1
+    return height // HEAD_RESOLUTION
 
 
 def _with_fresh_head(saved: dict[str, Any], model_params: int, head_params: int) -> dict[str, Any]:
