@@ -137,6 +137,7 @@ cat >"$WORK/pack.sh" <<'EOF'
 n=$1 dir=$2
 shift 2
 pids=()
+trap 'kill "${pids[@]}" 2>/dev/null' TERM INT  # run_step's timeout stops this script: stop the trials too
 for ((i = 1; i <= n; i++)); do
     "$@" --seed "$i" --out "$dir/n$n-$i.json" >"$dir/n$n-$i.log" 2>&1 &
     pids+=($!)
