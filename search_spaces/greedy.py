@@ -2,13 +2,14 @@
 
 | knob             | range                                            | note                                   |
 |------------------|--------------------------------------------------|----------------------------------------|
-| aux_depth        | int [1, 3]                                       | hidden conv layers of each aux head    |
+| aux_k            | int [1, 3]                                       | the paper's k (head: k-1 conv layers)  |
 | decoupled        | {false, true}                                    | DGL: all groups at once, detached      |
 | blocks_per_stage | int [ceil(L/epochs), max(that, ceil(L/2))]       | every stage gets >= 1 epoch            |
 | epochs_per_block | one uniform [0.2, 1] per stage, normalised       | sequential only (decoupled: one stage) |
 The shared nuisance knobs (search_spaces.common) come first; their schedule shape (warm-up, hold,
 anneal) applies to each stage, since every stage restarts the schedule.
-auto_depth (seed 003) changes what is trained, so it is a spec choice (`[fixed.greedy]`), not searched;
+auto_depth (seed 003) changes what is trained, and aux_head/width_aux change what a head costs, so they are
+spec choices (`[fixed.greedy]`), not searched;
 pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
 """
 from __future__ import annotations
@@ -27,10 +28,10 @@ NOTE = ("every greedy stage restarts the schedule, so the shared shape (warmup_f
 
 
 def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
-    """Shared knobs plus aux head depth, decoupling, block grouping and the epoch share per stage."""
+    """Shared knobs plus the aux head's k, decoupling, block grouping and the epoch share per stage."""
     shared_space(trial, ctx)
     L = ctx.num_blocks
-    trial.suggest_int("aux_depth", 1, 3)
+    trial.suggest_int("aux_k", 1, 3)
     sequential_only = any(ctx.pinned.get(key) not in (None, False) for key in SEQUENTIAL_ONLY)
     decoupled = False if sequential_only else trial.suggest_categorical("decoupled", (False, True))
     fewest = math.ceil(L / ctx.epochs)
@@ -46,5 +47,5 @@ def defaults(ctx: ArmContext) -> dict[str, Any]:
 
     p = GreedyParams()
     equal_stages = {f"{INTERNAL_PREFIX}block_w_{i}": 1.0 for i in range(ctx.num_blocks)}
-    return {**shared_defaults(ctx, ANNEAL_FRAC), "aux_depth": p.aux_depth, "decoupled": p.decoupled,
+    return {**shared_defaults(ctx, ANNEAL_FRAC), "aux_k": p.aux_k, "decoupled": p.decoupled,
             "blocks_per_stage": max(p.blocks_per_stage, math.ceil(ctx.num_blocks / ctx.epochs)), **equal_stages}

@@ -226,11 +226,12 @@ def _final_metrics(
     test = evaluate(method, splits.test, batcher, prefix="test")
     train_time = sum(h["epoch_time_s"] for h in history)
     images = sum(h["throughput_img_s"] * h["epoch_time_s"] for h in history)
+    deployed = method.deployed_history(history)  # the epochs that scored the classifier `test` scores
     final: dict[str, Any] = {
         "test_acc": test["test_acc"],
         "test_loss": test["test_loss"],
-        "val_acc": history[-1]["val_acc"] if history else float("nan"),
-        "best_val_acc": max((h["val_acc"] for h in history), default=float("nan")),
+        "val_acc": deployed[-1]["val_acc"] if deployed else float("nan"),
+        "best_val_acc": max((h["val_acc"] for h in deployed), default=float("nan")),
         "train_time_s": train_time,
         "peak_mem_mb": max((h["peak_mem_mb"] for h in history), default=float("nan")),
         "stage_peak_mem_mb": _per_stage_max(history, "peak_mem_mb"),

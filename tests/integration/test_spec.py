@@ -23,10 +23,10 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
     path = tmp_path / "mine.toml"
     path.write_text('name = "mine"\nmodels = ["seed_cnn"]\nmethods = ["standard"]\n[budget]\nepochs = 4\n')
     spec = load_spec(path, ["budget.max_trials=8", "fixed.width=0.5", 'methods=["standard","greedy"]',
-                            "fixed.greedy.aux_depth=2"])
+                            "fixed.greedy.aux_k=2"])
     assert spec.name == "mine" and spec.budget.epochs == 4 and spec.budget.max_trials == 8
     assert spec.methods == ["standard", "greedy"]
-    assert spec.pinned("greedy") == {"width": 0.5, "aux_depth": 2}
+    assert spec.pinned("greedy") == {"width": 0.5, "aux_k": 2}
     assert spec.pinned("standard") == {"width": 0.5}
     assert spec.budget.search_epochs == 4 * 8  # unset: every trial of the cap at the full budget
 

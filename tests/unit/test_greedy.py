@@ -1,5 +1,6 @@
-"""greedy: budget split, frozen prefix (weights, BN stats, no autograd), decoupled gradients,
-auto_depth, feature cache, resume, every registry model, and peak memory below standard."""
+"""greedy: the paper's aux head, budget split, variants, frozen prefix (weights, BN stats, no autograd),
+optimiser state per stage, decoupled gradients, auto_depth (the chosen classifier is the one ranked,
+reported and tested), feature cache, resume, every registry model, and peak memory below standard."""
 from __future__ import annotations
 
 import io
@@ -12,10 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from torch import nn
+
 from trainables.data import Batcher, DataSplits, ImageSet
-from trainables.methods.greedy import Greedy, block_groups, split_budget
+from trainables.methods.aux_heads import build_greedy_head
+from trainables.methods.budget import allocate_epochs
+from trainables.methods.greedy import AutoDepthGreedy, DecoupledGreedy, Greedy, SequentialGreedy, block_groups
 from trainables.models import MODELS, build_model
-from trainables.training import check_plan, fit, validate
+from trainables.training import build_method, check_plan, fit, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,13 +71,72 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+# --- the auxiliary head ----------------------------------------------------------------
+
+def _layout(head: nn.Module) -> list[tuple]:
+    """Each layer of a head as (type, its defining sizes)."""
+    sizes = {nn.Conv2d: lambda m: (m.in_channels, m.out_channels, m.kernel_size, m.padding, m.bias is None),
+             nn.BatchNorm2d: lambda m: (m.num_features,), nn.BatchNorm1d: lambda m: (m.num_features,),
+             nn.AdaptiveAvgPool2d: lambda m: (m.output_size,), nn.Linear: lambda m: (m.in_features, m.out_features),
+             nn.ReLU: lambda m: (), nn.Flatten: lambda m: ()}
+    return [(type(m).__name__, *sizes[type(m)](m)) for m in head]
+
+
+def _conv(c_in: int, c_out: int) -> list[tuple]:
+    return [("Conv2d", c_in, c_out, (3, 3), (1, 1), True), ("BatchNorm2d", c_out), ("ReLU",)]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_head_is_the_papers(k):
+    """layerCNN's auxillary_classifier: k-1 x (3x3 conv, BN, ReLU) at the block's resolution with width_aux
+    channels, average pool to 2x2, BN, linear; k=1 is pool + BN + linear on the block's own channels."""
+    head = build_greedy_head((16, 32, 32), 10, k, width=24)
+    convs = [_conv(16, 24), _conv(24, 24)][: k - 1]
+    channels = 24 if k > 1 else 16
+    assert _layout(head) == [*sum(convs, []), ("AdaptiveAvgPool2d", 2), ("BatchNorm2d", channels), ("Flatten",),
+                             ("Linear", channels * 4, 10)]
+    hidden = torch.randn(3, 16, 32, 32)
+    for layer in head[: 3 * (k - 1)]:
+        hidden = layer(hidden)
+    assert hidden.shape == (3, channels, 32, 32)  # the convs keep the block's resolution
+    assert head(torch.randn(3, 16, 32, 32)).shape == (3, 10)
+
+
+def test_pooled_head_pools_to_8x8_first():
+    assert _layout(build_greedy_head((16, 32, 32), 10, 2, width=24, variant="pooled")) == [
+        ("AdaptiveAvgPool2d", 8), *_conv(16, 24), ("AdaptiveAvgPool2d", 2), ("BatchNorm2d", 24), ("Flatten",),
+        ("Linear", 96, 10)]
+    assert _layout(build_greedy_head((16, 8, 8), 10, 1, width=24, variant="pooled"))[0] == ("AdaptiveAvgPool2d", 2)
+
+
+def test_greedy_builds_the_configured_heads(make_config, small_digits):
+    """Every group but the last gets a head for its last block's output; width_aux scales with the model's
+    width (128 x 0.25 = 32 channels); the last group is classified by the network's own head."""
+    method = _method(make_config(method="greedy", model="vgg11", epochs=8, blocks_per_stage=3), small_digits)
+    assert sorted(method.heads) == ["0", "1"]
+    assert _layout(method.heads["0"]) == [*_conv(64, 32), *_conv(32, 32), ("AdaptiveAvgPool2d", 2),
+                                          ("BatchNorm2d", 32), ("Flatten",), ("Linear", 128, 10)]
+    assert method.shapes[2][0] == 64 and method.shapes[5][0] == 128  # vgg11 at width 0.25
+    assert _layout(method.heads["1"])[0] == ("Conv2d", 128, 32, (3, 3), (1, 1), True)
+    assert method.head(2) is method.model.head
+    k1 = _method(make_config(method="greedy", model="vgg11", epochs=8, aux_k=1, width_aux=16), small_digits)
+    assert _layout(k1.heads["0"]) == [("AdaptiveAvgPool2d", 2), ("BatchNorm2d", 16), ("Flatten",), ("Linear", 64, 10)]
+
+
+def test_the_knobs_pick_the_variant(make_config, small_digits):
+    assert type(_method(make_config(method="greedy", epochs=5), small_digits)) is SequentialGreedy
+    assert type(_method(make_config(method="greedy", decoupled=True), small_digits)) is DecoupledGreedy
+    assert type(_method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits)) is AutoDepthGreedy
+
+
 # --- plan and validation ---------------------------------------------------------------
 
 def test_budget_split_gives_every_stage_an_epoch():
-    assert split_budget(5, [1] * 5) == [1] * 5
-    assert split_budget(7, [1] * 5) == [1, 1, 1, 2, 2]  # ties go to later stages
-    assert split_budget(10, [1, 1, 2]) == [3, 3, 4]
-    assert split_budget(12, [1, 3]) == [3, 9]
+    """greedy uses layer_to_layer's allocator (trainables/methods/budget.py): proportional, >= 1 each."""
+    assert allocate_epochs([1] * 5, 5) == [1] * 5
+    assert allocate_epochs([1] * 5, 7) == [2, 2, 1, 1, 1]  # ties go to earlier stages
+    assert allocate_epochs([1, 1, 2], 10) == [3, 2, 5]
+    assert allocate_epochs([1, 3], 12) == [3, 9]
     assert block_groups(8, 3) == [(0, 3), (3, 6), (6, 8)]
 
 
@@ -81,7 +145,7 @@ def test_plan_follows_blocks_per_stage_and_weights(make_config, small_digits):
                      small_digits)
     stages = method.plan()
     assert [s.info["blocks"] for s in stages] == [[0, 2], [2, 4], [4, 5]]
-    assert [s.epochs for s in stages] == [2, 3, 4]
+    assert [s.epochs for s in stages] == [2, 2, 5]
     decoupled = _method(make_config(method="greedy", epochs=3, decoupled=True), small_digits).plan()
     assert len(decoupled) == 1 and decoupled[0].epochs == 3
 
@@ -103,13 +167,17 @@ def test_plan_errors_come_before_the_data_loads(make_config, tmp_path):
 
 
 @pytest.mark.parametrize("params,fragment", [
-    ({"aux_depth": 4}, "aux_depth=4.*1, 2, 3"),
+    ({"aux_k": 4}, "aux_k=4.*1, 2, 3"),
+    ({"aux_k": 0}, "aux_k=0.*1, 2, 3"),
+    ({"aux_head": "mlp"}, "aux_head='mlp'.*paper, pooled"),
+    ({"width_aux": 0}, "width_aux=0"),
+    ({"aux_depth": 2}, "unknown parameter.*aux_depth.*aux_k"),
     ({"decoupled": True, "auto_depth": True}, "auto_depth=True.*decoupled"),
     ({"decoupled": True, "cache_features": True}, "cache_features=True.*decoupled"),
     ({"epochs_per_block": 2}, "epochs_per_block=2.*list of positive"),
     ({"min_gain": -0.1}, "min_gain=-0.1"),
     ({"patience": 0}, "patience=0"),
-    ({"blocks": 2}, "unknown parameter.*blocks.*aux_depth"),
+    ({"blocks": 2}, "unknown parameter.*blocks.*aux_head"),
 ])
 def test_bad_params_fail_in_validate(make_config, params, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -154,7 +222,7 @@ def test_onecycle_spans_the_stage_and_rejects_a_hold(make_config, small_digits):
 def test_frozen_blocks_and_bn_stats_do_not_change(make_config, small_colours):
     """vgg11_bn in 4 stages of 2 blocks: after each stage, every earlier block (weights and BN
     running stats) is bit-identical to its state at the end of its own stage; the trained group changed."""
-    config = make_config(method="greedy", model="vgg11_bn", epochs=4, blocks_per_stage=2, lr=5e-3)
+    config = make_config(method="greedy", aux_k=1, model="vgg11_bn", epochs=4, blocks_per_stage=2, lr=5e-3)
     snapshots = []
     fit(config, callback=lambda m, ckpt: snapshots.append({k: v.clone() for k, v in ckpt()["model"].items()}),
         splits=small_colours)
@@ -187,6 +255,34 @@ def test_prefix_has_no_autograd_state_and_frozen_params_get_no_grad(make_config,
     assert torch.isfinite(losses["loss"])
     assert all(p.grad is None for b in (0, 1, 3, 4) for p in method.model.blocks[b].parameters())
     assert all(p.grad is not None for p in method.model.blocks[2].parameters())
+
+
+def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(make_config, small_digits):
+    """No model parameter trains in two stages, so no optimiser state should carry across a stage boundary:
+    stage g's optimiser holds exactly group g's blocks and classifier (the stages' sets are disjoint and
+    cover model + heads). Within a stage the state must carry: after 2-epoch stages of 2 steps per epoch
+    every AdamW state has step 4 at the stage's end (2 if it were reset at the epoch boundary)."""
+    config = make_config(method="greedy", aux_k=1, epochs=10, batch_size=32)  # seed_cnn: 5 stages of 2 epochs
+    method = _method(config, small_digits)
+    seen: list[set[int]] = []
+    for stage in method.plan():
+        method.start_stage(stage)
+        (optimizer,) = method.optimizers
+        ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        assert ids == {id(p) for m in method.group_modules(stage.index) for p in m.parameters()}
+        seen.append(ids)
+    assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    everything = {id(p) for m in (method.model, method.heads) for p in m.parameters()}
+    assert set().union(*seen) == everything
+
+    steps: list[tuple[int, set[float]]] = []
+
+    def record(metrics, checkpoint):
+        (saved,) = checkpoint()["method"]["optimizers"]
+        steps.append((metrics["stage"], {float(state["step"]) for state in saved["state"].values()}))
+
+    fit(config, callback=record, splits=small_digits)
+    assert steps == [(stage, {float(steps_done)}) for stage in range(5) for steps_done in (2, 4)]
 
 
 def test_predict_follows_the_stage_then_the_full_net(make_config, small_digits):
@@ -241,7 +337,7 @@ def test_decoupled_gradients_stay_inside_each_group(make_config, small_digits):
 # --- auto_depth ------------------------------------------------------------------------
 
 def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
-    config = make_config(method="greedy", epochs=10, lr=5e-3, auto_depth=True, patience=1)
+    config = make_config(method="greedy", aux_k=1, epochs=10, lr=5e-3, auto_depth=True, patience=1)
     final = fit(config, splits=colours)
     assert final["chosen_depth"] < 5
     assert final["blocks_trained"] == final["chosen_depth"] + 1  # one extra block showed no gain
@@ -251,8 +347,34 @@ def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
     assert max(stage_acc.values()) == pytest.approx(stage_acc[final["chosen_depth"] - 1])
 
 
+def test_the_chosen_classifier_is_ranked_reported_and_tested(make_config, small_digits):
+    """With min_gain=1 no stage after the first can count as a gain: depth 1 is chosen after stage 1 was
+    trained and rejected. The final val_acc and best_val_acc are stage 0's (not the rejected stage's, which
+    differs), and the deployed modules (blocks[:1] + head 0) score exactly the final val_acc and test_acc."""
+    config = make_config(method="greedy", aux_k=1, epochs=5, lr=5e-3, batch_size=16, auto_depth=True, min_gain=1.0)
+    saved = {}
+    final = fit(config, callback=lambda m, ckpt: saved.update(state=ckpt()), splits=small_digits)
+    assert final["chosen_depth"] == 1 and final["blocks_trained"] == 2
+    chosen, rejected = final["history"][0], final["history"][-1]
+    assert (chosen["stage"], rejected["stage"]) == (0, 1)
+    assert rejected["val_acc"] != chosen["val_acc"]  # otherwise this test could not tell them apart
+    assert final["val_acc"] == final["best_val_acc"] == chosen["val_acc"]
+
+    method = build_method(config, small_digits, torch.device("cpu"))
+    method.model.load_state_dict(saved["state"]["model"])
+    method.aux_modules().load_state_dict(saved["state"]["aux"])
+    method.load_state_dict(saved["state"]["method"])
+    deployed = nn.Sequential(*method.deployed_modules()).eval()
+    assert len(deployed) == 2 and deployed[1] is method.heads["0"]
+    batcher = Batcher(small_digits)
+    with torch.no_grad():
+        for split, key in ((small_digits.val, "val_acc"), (small_digits.test, "test_acc")):
+            accuracy = float((deployed(batcher.normalise(split.x)).argmax(1) == split.y).float().mean())
+            assert accuracy == pytest.approx(final[key], abs=1e-6)
+
+
 def test_resume_after_auto_depth_stopped_keeps_the_chosen_classifier(make_config, colours):
-    config = make_config(method="greedy", epochs=10, lr=5e-3, auto_depth=True, patience=1)
+    config = make_config(method="greedy", aux_k=1, epochs=10, lr=5e-3, auto_depth=True, patience=1)
     saved = {}
 
     def keep_last(metrics, checkpoint):
@@ -269,7 +391,7 @@ def test_resume_after_auto_depth_stopped_keeps_the_chosen_classifier(make_config
 
 def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours, caplog):
     """seed_cnn in 2 stages (blocks 0-2, then 3-4 on block 2's cached output), 2 epochs each."""
-    base = dict(method="greedy", epochs=4, lr=5e-3, batch_size=16, blocks_per_stage=3)
+    base = dict(method="greedy", aux_k=1, epochs=4, lr=5e-3, batch_size=16, blocks_per_stage=3)
     cached = fit(make_config(**base, cache_features=True), splits=colours)
     plain = fit(make_config(**base), splits=colours)
     assert cached["test_acc"] >= 0.95 and plain["test_acc"] >= 0.95
@@ -291,7 +413,7 @@ def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours,
 def test_resume_is_bit_for_bit(make_config, small_colours):
     """Interrupted after stage 1 (the checkpoint's optimiser belongs to a finished stage) and in the middle
     of the 2-epoch last stage (optimiser, schedule and BN warm-up continue): both end as the straight run."""
-    config = make_config(method="greedy", model="vgg11_bn", epochs=5, blocks_per_stage=2, auto_depth=True,
+    config = make_config(method="greedy", aux_k=1, model="vgg11_bn", epochs=5, blocks_per_stage=2, auto_depth=True,
                          min_gain=0.0, patience=3)
     straight = fit(config, splits=small_colours)
 
@@ -331,9 +453,9 @@ def _one_step_per_stage(method: Greedy, splits: DataSplits) -> list[dict[str, to
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_trains_greedy_and_decoupled(make_config, tiny_cifar10, name):
-    """One batch of 8 per stage (greedy, aux_depth 2) and one decoupled step, for every registry model."""
+    """One batch of 8 per stage (greedy, k=3) and one decoupled step, for every registry model."""
     blocks = build_model(name, 10, 0.25).num_blocks
-    greedy = _method(make_config(model=name, method="greedy", epochs=blocks, batch_size=8, aux_depth=2), tiny_cifar10)
+    greedy = _method(make_config(model=name, method="greedy", epochs=blocks, batch_size=8, aux_k=3), tiny_cifar10)
     losses = _one_step_per_stage(greedy, tiny_cifar10)
     assert len(losses) == blocks and all(torch.isfinite(step["loss"]) for step in losses)
     assert greedy.final_metrics() == {"chosen_depth": blocks, "blocks_trained": blocks}

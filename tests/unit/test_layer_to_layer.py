@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from trainables.config import TrainConfig, parse_value
 from trainables.data import Batcher, DataSplits, ImageSet
 from trainables.methods import layer_to_layer as l2l
-from trainables.methods.layer_to_layer import HEAD_GROUP, LayerToLayer, allocate_epochs, split_schedule
+from trainables.methods.budget import allocate_epochs
+from trainables.methods.layer_to_layer import HEAD_GROUP, LayerToLayer, split_schedule
 from trainables.models import MODELS, build_model
 from trainables.training import fit, validate
 

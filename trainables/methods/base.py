@@ -106,6 +106,15 @@ class Method(ABC):
     def final_metrics(self) -> dict[str, Any]:
         return {}
 
+    # --- the classifier training ends with (ranked, reported as val_acc, tested) ---------
+    def deployed_modules(self) -> list[nn.Module]:
+        """The modules `predict()['main']` runs once training has ended (params_deployed); default: the model."""
+        return [self.model]
+
+    def deployed_history(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The epochs whose val_acc scored that classifier (final val_acc, best_val_acc); default: all."""
+        return history
+
     # --- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {}

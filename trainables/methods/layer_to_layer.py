@@ -23,6 +23,7 @@ from torch import nn
 from trainables.config import TrainConfig, check_choice, check_range
 from trainables.methods.aux_heads import AUX_KINDS, build_aux_head
 from trainables.methods.base import Method, MethodParams, Stage
+from trainables.methods.budget import allocate_epochs
 from trainables.methods.optim import make_optimizer, make_scheduler
 from trainables.models import BlockNet
 
@@ -87,23 +88,6 @@ def split_schedule(num_blocks: int, ratio: float, step: int) -> list[int]:
         split = min(split + step, num_blocks - 1)
         splits.append(split)
     return splits
-
-
-def allocate_epochs(weights: list[float], epochs: int) -> list[int]:
-    """Whole epochs per stage proportional to `weights`, >= 1 each, adding up to `epochs` (largest remainder)."""
-    if epochs < len(weights):
-        raise ValueError(f"epochs={epochs} is too small for {len(weights)} stages; "
-                         f"layer_to_layer needs at least {len(weights)} epochs (one per stage)")
-    total = sum(weights)
-    targets = [w / total * epochs for w in weights]
-    alloc = [max(1, math.floor(t)) for t in targets]
-    while sum(alloc) > epochs:  # only the max(1, .) floor can overshoot
-        i = max((i for i, a in enumerate(alloc) if a > 1), key=lambda i: alloc[i] - targets[i])
-        alloc[i] -= 1
-    while sum(alloc) < epochs:
-        i = max(range(len(alloc)), key=lambda i: targets[i] - alloc[i])
-        alloc[i] += 1
-    return alloc
 
 
 class _GradScale(torch.autograd.Function):

@@ -1,0 +1,56 @@
+"""Sequential greedy that chooses its depth (seed 003 has no stopping rule; this is ours, see docs/greedy.md).
+
+After each stage, the new group's val accuracy (its prefix + classifier) counts as an improvement when
+it beats the best so far by `min_gain`; after `patience` stages without one, training stops. The
+classifier is the best group's prefix + its head: it alone is ranked, reported as val_acc and tested.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from torch import nn
+
+from trainables.methods.base import Stage
+from trainables.methods.greedy.sequential import SequentialGreedy
+
+log = logging.getLogger(__name__)
+
+
+class AutoDepthGreedy(SequentialGreedy):
+    """Sequential greedy that stops adding groups once they stop paying, keeping the best prefix."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.best_acc, self.best_group, self.strikes = -math.inf, self.last, 0
+
+    def end_stage(self, stage: Stage, val_metrics: dict[str, float]) -> bool:
+        """Keep the best group so far; stop after `patience` groups that gain < min_gain."""
+        acc = val_metrics["val_acc"]
+        if acc >= self.best_acc + self.params.min_gain:
+            self.best_acc, self.best_group, self.strikes = acc, stage.index, 0
+        else:
+            self.strikes += 1
+        stop = self.strikes >= self.params.patience
+        if stop or stage.index == self.last:
+            self.path_group = self.best_group
+        if stop:
+            log.info("auto_depth: val_acc %.4f of blocks[:%d] gains < %g over %.4f %d time(s); depth %d chosen",
+                     acc, self.groups[stage.index][1], self.params.min_gain, self.best_acc, self.strikes,
+                     self.groups[self.best_group][1])
+        return not stop
+
+    def deployed_modules(self) -> list[nn.Module]:
+        """The chosen prefix's blocks and its classifier (an aux head unless the whole net was chosen)."""
+        return [*self.model.blocks[: self.groups[self.path_group][1]], self.head(self.path_group)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "best_acc": self.best_acc, "best_group": self.best_group,
+                "strikes": self.strikes, "path_group": self.path_group}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The depth choice always (also after training stopped); optimiser state as the base class does."""
+        self.best_acc, self.best_group, self.strikes = state["best_acc"], state["best_group"], state["strikes"]
+        self.path_group = state["path_group"]
+        super().load_state_dict(state)

@@ -1,0 +1,214 @@
+"""What the greedy family shares: its knobs, block groups, auxiliary heads, one optimiser per trained group
+and the BN warm-up. `Greedy(config, ...)` builds the variant that `config.params` asks for."""
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig, check_choice, check_range
+from trainables.methods.aux_heads import GREEDY_HEADS, build_greedy_head
+from trainables.methods.base import Method, MethodParams, Stage
+from trainables.methods.optim import make_optimizer, make_scheduler
+from trainables.models import BlockNet
+
+log = logging.getLogger(__name__)
+
+BN_MOMENTUM = 0.1  # torch's default, reached after the warm-up below
+ANNEAL_FRAC = 0.25  # greedy's anneal_frac default: each stage anneals over its last quarter (docs/greedy.md)
+
+
+@dataclass
+class GreedyParams(MethodParams):
+    """Knobs of the greedy family (defaults: sequential greedy, one block per stage, the paper's k=3 head)."""
+
+    aux_k: int = 3  # the paper's k: the trained block + k-1 hidden layers in its auxiliary head, 1..3
+    width_aux: int = 128  # channels of the head's hidden convs at model width 1 (layerCNN's --width_aux)
+    aux_head: str = "paper"  # "paper": convs at the block's resolution; "pooled": pooled to <= 8x8 first
+    blocks_per_stage: int = 1  # blocks trained together as one group (one stage each when sequential)
+    epochs_per_block: list[float] | None = None  # relative epoch weights, one per stage; None = equal split
+    decoupled: bool = False  # DGL: all groups at once, each on detached input, own optimiser
+    auto_depth: bool = False  # seed 003: stop adding groups when val accuracy stops improving
+    min_gain: float = 0.005  # auto_depth: smallest val accuracy gain that counts as an improvement
+    patience: int = 1  # auto_depth: groups without such a gain before stopping
+    cache_features: bool = False  # compute the frozen prefix once per stage (no augmentation then)
+    cache_max_mb: float | None = None  # cache size limit; None = half the device's free memory
+
+    def __post_init__(self) -> None:
+        check_choice("aux_k", self.aux_k, (1, 2, 3))
+        check_range("width_aux", self.width_aux, 1, None)
+        check_choice("aux_head", self.aux_head, GREEDY_HEADS)
+        check_range("blocks_per_stage", self.blocks_per_stage, 1, None)
+        check_range("min_gain", self.min_gain, 0.0, None)
+        check_range("patience", self.patience, 1, None)
+        if self.cache_max_mb is not None:
+            check_range("cache_max_mb", self.cache_max_mb, 0.0, None, low_open=True)
+        if self.epochs_per_block is not None:
+            weights = self.epochs_per_block
+            if not isinstance(weights, (list, tuple)) or not weights or not all(
+                isinstance(w, (int, float)) and w > 0 for w in weights
+            ):
+                raise ValueError(
+                    f"epochs_per_block={weights!r} is not valid; give a non-empty list of positive "
+                    "relative weights, one per stage (e.g. 1,1,2), or leave it unset for an equal split"
+                )
+        if self.decoupled:
+            for key in ("auto_depth", "cache_features", "epochs_per_block"):
+                if getattr(self, key) not in (False, None):
+                    raise ValueError(f"{key}={getattr(self, key)!r} needs sequential stages; it is not valid "
+                                     "with decoupled=true (one stage, all blocks at once)")
+
+
+def block_groups(num_blocks: int, blocks_per_stage: int) -> list[tuple[int, int]]:
+    """[start, stop) block ranges of `blocks_per_stage` blocks each (the last may be shorter)."""
+    check_range("blocks_per_stage", blocks_per_stage, 1, num_blocks)
+    return [(start, min(start + blocks_per_stage, num_blocks)) for start in range(0, num_blocks, blocks_per_stage)]
+
+
+def head_width(width_aux: int, model_width: float) -> int:
+    """Channels of a head's hidden layers: `width_aux` scaled by the model's width multiplier, like its blocks."""
+    return max(1, round(width_aux * model_width))
+
+
+class Greedy(Method):
+    """Blocks trained in groups, each group with a local loss through its own classifier.
+
+    Every group but the last gets an auxiliary head (`build_greedy_head`); the last group is classified
+    by the network's own `head`, so the trained network is exactly the standard architecture. Each
+    trained group has its own optimiser and schedule. Subclasses decide which groups train when.
+    """
+
+    name = "greedy"
+    Params = GreedyParams
+    params: GreedyParams
+
+    def __new__(cls, config: TrainConfig, *args: Any, **kwargs: Any) -> "Greedy":
+        if cls is Greedy:
+            cls = variant_class(GreedyParams.from_dict(config.params, cls.name))
+        return super().__new__(cls)
+
+    def __init__(self, config: TrainConfig, model: BlockNet, num_classes: int, device: torch.device,
+                 steps_per_epoch: int):
+        super().__init__(config, model, num_classes, device, steps_per_epoch)
+        p = self.params
+        self.groups = block_groups(model.num_blocks, p.blocks_per_stage)
+        self.last = len(self.groups) - 1
+        self.shapes = model.feature_shapes()
+        width = head_width(p.width_aux, config.width)
+        self.heads = nn.ModuleDict({
+            str(g): build_greedy_head(self.shapes[stop - 1], num_classes, p.aux_k, width, p.aux_head)
+            for g, (_, stop) in enumerate(self.groups[:-1])
+        })
+        self.stage_index = 0
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+        self._norms: list[nn.modules.batchnorm._BatchNorm] = []
+        self._norm_steps = 0
+
+    # --- structure -------------------------------------------------------------------
+    def aux_modules(self) -> nn.ModuleDict:
+        return self.heads
+
+    def head(self, group: int) -> nn.Module:
+        """The classifier of `group`: its auxiliary head, or the network's own head for the last group."""
+        return self.model.head if group == self.last else self.heads[str(group)]
+
+    def group_modules(self, group: int) -> list[nn.Module]:
+        """The blocks of `group` and its classifier: what one optimiser trains."""
+        start, stop = self.groups[group]
+        return [*self.model.blocks[start:stop], self.head(group)]
+
+    @abstractmethod
+    def training_groups(self) -> list[int]:
+        """The groups that train in the current stage."""
+
+    def start_stage(self, stage: Stage) -> None:
+        """Freeze everything, then give each training group a fresh optimiser and schedule over this stage.
+
+        No model parameter trains in two stages, so there is no optimiser state to carry: the state of
+        the groups trained before is dropped with their optimisers (it would only hold memory)."""
+        self.stage_index = stage.index
+        for module in (self.model, self.heads):
+            module.requires_grad_(False)
+            module.zero_grad(set_to_none=True)  # earlier stages' gradients would otherwise stay allocated
+        self.optimizers, self.schedulers, self._norms, self._norm_steps = [], [], [], 0
+        for group in self.training_groups():
+            modules = self.group_modules(group)
+            self._norms += [m for module in modules for m in module.modules()
+                            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            for module in modules:
+                module.requires_grad_(True)
+            optimizer = make_optimizer([q for m in modules for q in m.parameters()], self.config)
+            self.optimizers.append(optimizer)
+            self.schedulers.append(make_scheduler(optimizer, self.config, stage.epochs * self.steps_per_epoch,
+                                                  default_anneal_frac=ANNEAL_FRAC))  # the shared shape, per stage
+        self.optimizer = self.optimizers[0]  # the loop reports its learning rate (all groups share the schedule)
+        log.info("%s stage %d: blocks %s, %d epochs", self.name, stage.index, stage.info["blocks"], stage.epochs)
+
+    # --- one batch ---------------------------------------------------------------------
+    def train_mode(self) -> None:
+        """Only the groups being trained are in train mode; frozen blocks keep eval-mode BN and dropout."""
+        self.eval_mode()
+        for group in self.training_groups():
+            for module in self.group_modules(group):
+                module.train()
+
+    def train_group(self, slot: int, group: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step of `group` (optimiser `slot`) on input `x`: its detached loss and output."""
+        start, stop = self.groups[group]
+        with self.autocast():
+            z = self.model.features(x, start, stop)
+            loss = self.criterion(self.head(group)(z), y)
+        self.optimizers[slot].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[slot].step()
+        self.schedulers[slot].step()
+        return loss.detach(), z.detach()
+
+    def warm_up_norms(self) -> None:
+        """BN running stats of the trained groups average their first 1/BN_MOMENTUM batches (momentum 1/n),
+        then follow the usual moving average: short stages would otherwise keep their initial stats
+        (var 1) in eval mode (measured: vgg11 on digits, 1-epoch stages: stage 2's aux head scored 0.10 val
+        accuracy in eval mode without this warm-up, 0.87 with it, 0.88 with batch statistics)."""
+        if self._norm_steps * BN_MOMENTUM < 1:
+            self._norm_steps += 1
+            for norm in self._norms:
+                norm.momentum = max(BN_MOMENTUM, 1.0 / self._norm_steps)
+
+    def stage_metrics(self, stage: Stage) -> dict[str, Any]:
+        """`block`: the deepest block being trained (the one the stage's head reads)."""
+        return {"stage": stage.index, "block": self.groups[self.training_groups()[-1]][1] - 1}
+
+    # --- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage_index,
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "norm_steps": self._norm_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Optimiser state only into the stage it was saved from (a later stage starts fresh, as it would have)."""
+        if state["stage"] != self.stage_index:
+            return
+        self._norm_steps = state["norm_steps"]
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+
+
+def variant_class(params: GreedyParams) -> type[Greedy]:
+    """The class of the variant `params` select: decoupled (DGL), auto_depth, or sequential greedy."""
+    from trainables.methods.greedy.auto_depth import AutoDepthGreedy
+    from trainables.methods.greedy.decoupled import DecoupledGreedy
+    from trainables.methods.greedy.sequential import SequentialGreedy
+
+    if params.decoupled:
+        return DecoupledGreedy
+    return AutoDepthGreedy if params.auto_depth else SequentialGreedy

@@ -1,0 +1,95 @@
+"""Sequential greedy (Belilovsky et al. 2019, seed 002): one stage per block group, earlier groups frozen.
+
+Stage g trains group g and its classifier on the output of the frozen blocks before it (eval mode,
+run under `torch.no_grad()` or read from a feature cache), so memory follows one group, not the net.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+
+from trainables.data import Batcher, ImageSet
+from trainables.methods.base import Stage
+from trainables.methods.budget import allocate_epochs
+from trainables.methods.greedy.base import Greedy
+from trainables.methods.greedy.feature_cache import cached_features
+
+
+class SequentialGreedy(Greedy):
+    """Greedy layerwise training: the groups one after another, each on its frozen prefix's output."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stage_epochs = self._stage_epochs(self.config.epochs)
+        self.path_group = self.last  # the group whose head gives 'main'; the full net unless training says otherwise
+        self.trained_group = -1
+        self._cache: torch.Tensor | None = None
+        self._cache_checked = False
+
+    def _stage_epochs(self, epochs: int) -> list[int]:
+        n = len(self.groups)
+        weights = self.params.epochs_per_block or [1.0] * n
+        if len(weights) != n:
+            raise ValueError(f"epochs_per_block has {len(weights)} weights; {self.model.name} in stages of "
+                             f"blocks_per_stage={self.params.blocks_per_stage} has {n} stages")
+        if epochs < n:
+            raise ValueError(f"epochs={epochs} is too small for greedy: {self.model.name} has {self.model.num_blocks} "
+                             f"blocks, i.e. {n} stages of blocks_per_stage={self.params.blocks_per_stage}, and every "
+                             f"stage needs >= 1 epoch; use epochs >= {n} or a larger blocks_per_stage")
+        return allocate_epochs(list(weights), epochs)
+
+    # --- structure -------------------------------------------------------------------
+    def plan(self) -> list[Stage]:
+        return [Stage(g, e, {"blocks": list(self.groups[g])}) for g, e in enumerate(self.stage_epochs)]
+
+    def training_groups(self) -> list[int]:
+        return [self.stage_index]
+
+    def start_stage(self, stage: Stage) -> None:
+        super().start_stage(stage)
+        self._cache, self._cache_checked = None, False
+        self.path_group = self.trained_group = stage.index
+
+    # --- one batch ---------------------------------------------------------------------
+    def train_batches(
+        self, data: ImageSet, batcher: Batcher, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the current stage's input: the frozen prefix's output (cached or computed without grad)."""
+        start = self.groups[self.stage_index][0]
+        if start == 0:
+            return super().train_batches(data, batcher, generator)
+        if self.params.cache_features and not self._cache_checked:
+            self._cache = cached_features(self.prefix, data, batcher, self.shapes[start - 1], start, self.device,
+                                          self.config.amp, self.params.cache_max_mb)
+            self._cache_checked = True
+        if self._cache is not None:
+            cache = self._cache
+            indices = batcher.batch_indices(len(data), self.config.batch_size, generator, data.x.device)
+            return ((cache[idx], data.y[idx]) for idx in indices)
+        return ((self.prefix(x, start), y) for x, y in super().train_batches(data, batcher, generator))
+
+    @torch.no_grad()
+    def prefix(self, x: torch.Tensor, stop: int) -> torch.Tensor:
+        """The frozen blocks[:stop] in eval mode, without autograd state."""
+        with self.autocast():
+            return self.model.features(x, 0, stop)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step of the stage's group; `x` is the stage's input as `train_batches` yields it."""
+        self.warm_up_norms()
+        loss, _ = self.train_group(0, self.stage_index, x, y)
+        return {"loss": loss}
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """'main': blocks up to the path group + its classifier (before any stage and after the last: the net)."""
+        stop = self.groups[self.path_group][1]
+        return {"main": self.head(self.path_group)(self.model.features(x, 0, stop))}
+
+    def deployed_history(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The epochs of the path group's stage: only they scored the classifier that training ends with."""
+        return [h for h in history if h["stage"] == self.path_group]
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {"chosen_depth": self.groups[self.path_group][1],
+                "blocks_trained": self.groups[self.trained_group][1] if self.trained_group >= 0 else 0}
