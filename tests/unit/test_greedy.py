@@ -484,7 +484,9 @@ g = torch.Generator().manual_seed(0)
 def images(n):
     return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8), torch.arange(n) % 10)
 splits = DataSplits("noise", images(256), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
-config = TrainConfig(model="vgg16", method=method, epochs=epochs, batch_size=256, width=1.0, device="cpu")
+params = {"aux_head": "pooled"} if method == "greedy" else {}
+config = TrainConfig(model="vgg16", method=method, epochs=epochs, batch_size=256, width=1.0, device="cpu",
+                     params=params)
 final = fit(config, splits=splits)
 print(json.dumps({"peak_mem_mb": final["peak_mem_mb"], "stage_peak_mem_mb": final["stage_peak_mem_mb"]}))
 """
@@ -500,7 +502,8 @@ def _peak_in_subprocess(method: str, epochs: int) -> dict:
 @pytest.mark.slow
 def test_greedy_peak_memory_is_well_below_standard_on_vgg16():
     """vgg16 at width 1, batch 256, CPU peak RSS (one fresh process per method): greedy's worst stage
-    stays clearly below end-to-end training."""
+    stays clearly below end-to-end training with the pooled head (the paper's head runs 128-channel convs
+    at 32x32 on block 0, more than the block itself; docs/greedy.md)."""
     standard = _peak_in_subprocess("standard", 1)
     greedy = _peak_in_subprocess("greedy", 13)
     assert len(greedy["stage_peak_mem_mb"]) == 13
