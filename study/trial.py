@@ -16,7 +16,8 @@ from trainables.config import TrainConfig, parse_value
 from trainables.training import check_plan, fit, load_splits, validate
 
 log = logging.getLogger(__name__)
-SUMMARY_KEYS = ("test_acc", "val_acc", "best_val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s", "params")
+SUMMARY_KEYS = ("test_acc", "val_acc", "best_val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s", "params_trained",
+                "params_deployed")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

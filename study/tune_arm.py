@@ -79,7 +79,8 @@ class TuneRunner:
                                       max_concurrent_trials=concurrent, reuse_actors=self.reuse_actors,
                                       trial_dirname_creator=trial_dirname)
         results = self._fit(f"{arm.slug}-search", f"{label} {arm.name} search", base, tune_config,
-                            budget.max_trials, {arm.name: parent_run_id}, "search")
+                            budget.max_trials, {arm.name: parent_run_id}, "search",
+                            (spec.resources.cpu, spec.resources.gpu))
         spent = search_spent(results)
         client = MlflowClient(self.tracking_uri)
         for key, value in spent.items():
@@ -103,7 +104,11 @@ class TuneRunner:
         total = len(seeds) * len(best_configs)
         tune_config = tune.TuneConfig(max_concurrent_trials=self.concurrency(total),
                                       reuse_actors=self.reuse_actors, trial_dirname_creator=trial_dirname)
-        results = self._fit(SEEDS_EXPERIMENT, "[seeds]", param_space, tune_config, total, parents, "seeds")
+        cpu, gpu = seeds_resources(self.spec.resources.cpu, self.spec.resources.gpu, node_cpus())
+        print(f"[seeds]: time and memory are reported from these trials, so each has its device alone: "
+              f"{cpu:g} CPU(s), {gpu:g} GPU(s) per trial", flush=True)
+        results = self._fit(SEEDS_EXPERIMENT, "[seeds]", param_space, tune_config, total, parents, "seeds",
+                            (cpu, gpu))
         return {"seeds": seeds, "arms": [arm.name for arm in best_configs],
                 "errored": sum(r.error is not None for r in results)}
 
@@ -115,9 +120,8 @@ class TuneRunner:
         return flat
 
     def _fit(self, name: str, label: str, param_space: dict[str, Any], tune_config: tune.TuneConfig, total: int,
-             parents: dict[str, str], phase: str) -> ResultGrid:
-        resources = self.spec.resources
-        trainable = with_resources(resources.cpu, resources.gpu, resources.workers)
+             parents: dict[str, str], phase: str, resources: tuple[float, float]) -> ResultGrid:
+        trainable = with_resources(*resources, self.spec.resources.workers)
         path = f"{self.storage}/{name}"
         start = time.perf_counter()
         if tune.Tuner.can_restore(path):
@@ -150,6 +154,25 @@ def best_result(results: ResultGrid) -> tune.Result | None:
     usable = [r for r in results if r.error is None and "val_acc" in (r.metrics or {})]
     full = [r for r in usable if FINAL_KEY in r.metrics]
     return max(full or usable, key=lambda r: r.metrics["val_acc"], default=None)
+
+
+def seeds_resources(cpu: float, gpu: float, node_cpus: list[float]) -> tuple[float, float]:
+    """(CPUs, GPUs) per seeds-phase trial, whose time and memory the report shows: no trial shares a device.
+
+    With GPUs: a whole GPU each (at least `ceil(gpu)`), the search's CPUs. CPU only: every CPU of the smallest
+    node, so trials run one per machine with all its cores as torch threads (the search may pack them).
+    """
+    if gpu > 0:
+        return cpu, float(max(1, math.ceil(gpu)))
+    return float(min(node_cpus, default=cpu)), 0.0
+
+
+def node_cpus() -> list[float]:
+    """The CPU count of every live Ray node that has CPUs."""
+    import ray
+
+    return [float(node["Resources"]["CPU"]) for node in ray.nodes()
+            if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
 
 
 def trial_dirname(trial: Trial) -> str:

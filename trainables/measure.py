@@ -8,11 +8,17 @@ data held on the device does not dilute differences between methods.
   /proc/self/clear_refs after `malloc_trim(0)` hands freed heap back to the OS. This is
   coarser: it counts whole pages and whatever the allocator keeps resident, so compare
   CPU numbers between methods measured in separate processes or phases of similar size.
+  The exact count `make bench` uses (torch.profiler allocator events) is not used in trials:
+  over whole quick-study trials it cost 23-36% more CPU time (2026-11-26, 2-core VM), far
+  above the 5% a trial can spend on measurement; the report labels CPU memory RSS instead.
+`memory_source` and `describe_device` name what was measured where, for the report.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -103,6 +109,13 @@ class PeakMemory:
             except OSError:
                 self.cpu_supported = False
 
+    @property
+    def source(self) -> str:
+        """How `peak_mb` is measured: `cuda_max_memory_allocated` (exact tensor bytes), `cpu_rss` or `none`."""
+        if self.device.type == "cuda":
+            return "cuda_max_memory_allocated"
+        return "cpu_rss" if self.cpu_supported else "none"
+
     def peak_mb(self) -> float:
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / MB
@@ -115,3 +128,27 @@ class PeakMemory:
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def trainable_sizes(modules: dict[str, nn.Module]) -> dict[str, int]:
+    """`prefix.name` -> numel of every parameter that requires grad: collected at each stage's start, their union
+    is what a run trained (params_trained), heads that a later stage drops included."""
+    return {f"{prefix}.{name}": p.numel() for prefix, module in modules.items()
+            for name, p in module.named_parameters() if p.requires_grad}
+
+
+def describe_device(device: torch.device) -> str:
+    """The hardware that trained: the GPU's name, else the CPU model and the cores this process may run on."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"cpu: {_cpu_model()} ({cores} cores)"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

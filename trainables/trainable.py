@@ -68,7 +68,7 @@ def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, t
         _report(report, {"epoch": int(last.get("epoch", 0)), "val_acc": float(last.get("val_acc", 0.0)),
                          DIVERGED_KEY: reason, "node_id": node_id}, {DIVERGED_KEY: reason})
         raise
-    summary = {k: v for k, v in final.items() if k != "history"}
+    summary = {**{k: v for k, v in final.items() if k != "history"}, **trial_resources()}
     result = {**numbers(deferred.get("metrics", {})), "epoch": int(final["epochs_run"]), "val_acc": final["val_acc"],
               FINAL_KEY: numbers(summary), FINAL_JSON_KEY: json.dumps(summary, default=str), "node_id": node_id}
     _report(report, result, deferred.get("state"))
@@ -110,8 +110,13 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def trial_cpus() -> int:
     """Whole CPU cores reserved for this trial (at least 1): the torch thread count."""
+    return max(1, int(trial_resources()["trial_cpus"]))
+
+
+def trial_resources() -> dict[str, float]:
+    """What Ray reserved for this trial (final metrics `trial_cpus`, `trial_gpus`: the report's conditions)."""
     resources = tune.get_context().get_trial_resources().required_resources
-    return max(1, int(resources.get("CPU", 1)))
+    return {"trial_cpus": float(resources.get("CPU", 1)), "trial_gpus": float(resources.get("GPU", 0))}
 
 
 def numbers(metrics: dict[str, Any]) -> dict[str, int | float]:

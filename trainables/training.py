@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
-from trainables.measure import PeakMemory, Timer, count_params, resolve_device
+from trainables.measure import PeakMemory, Timer, count_params, describe_device, resolve_device, trainable_sizes
 from trainables.methods import Method, Stage, get_method
 from trainables.models import build_model
 
@@ -85,6 +85,7 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
 
     history: list[dict[str, Any]] = []
+    trained: dict[str, int] = {}  # every parameter trained so far, by name (layer_to_layer drops old heads)
     done_epochs, stopped = 0, False
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -92,6 +93,7 @@ def fit(
         generator.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
         history, done_epochs, stopped = list(resume["history"]), resume["epoch"], resume["stopped"]
+        trained = dict(resume.get("trained_params", {}))
         log.info("resuming %s/%s at epoch %d", config.model, config.method, done_epochs)
         if stopped:  # training had ended early (auto_depth): no stage runs, so restore the method here
             method.load_state_dict(resume["method"])
@@ -104,6 +106,7 @@ def fit(
             epoch += stage.epochs
             continue
         method.start_stage(stage)
+        trained.update(trainable_sizes({"model": model, "aux": method.aux_modules()}))
         distributed.prepare_model([model, method.aux_modules()], device)  # no-op unless data-parallel
         if resume is not None and epoch <= done_epochs:
             method.load_state_dict(resume["method"])
@@ -119,11 +122,13 @@ def fit(
             history.append(metrics)
             log.info("epoch %d %s", epoch, {k: v for k, v in metrics.items() if not isinstance(v, list)})
             if callback is not None:
-                callback(metrics, lambda: _checkpoint(model, method, generator, history, epoch, stopped))
+                callback(metrics, lambda: _checkpoint(model, method, generator, history, epoch, stopped, trained))
             if stopped:
                 break
 
     final = _final_metrics(config, method, model, splits, batcher, history)
+    final["params_trained"] = sum(trained.values())  # aux heads included
+    final.update(device=describe_device(device), mem_source=memory.source, torch_threads=torch.get_num_threads())
     if config.probes:
         from trainables.probes import probe_accuracies
 
@@ -236,7 +241,7 @@ def _final_metrics(
         "peak_mem_mb": max((h["peak_mem_mb"] for h in history), default=float("nan")),
         "stage_peak_mem_mb": _per_stage_max(history, "peak_mem_mb"),
         "throughput_img_s": images / train_time if train_time > 0 else float("nan"),
-        "params": count_params(model),
+        "params_deployed": count_params(model),  # hook point: the greedy helper's Method.deployed_modules()
         "epochs_run": len(history),
         "workers": distributed.world_size(),  # data-parallel workers this trial really trained with
     }
@@ -255,7 +260,7 @@ def _per_stage_max(history: list[dict[str, Any]], key: str) -> list[float]:
 
 def _checkpoint(
     model: torch.nn.Module, method: Method, generator: torch.Generator, history: list[dict[str, Any]],
-    epoch: int, stopped: bool,
+    epoch: int, stopped: bool, trained: dict[str, int],
 ) -> Checkpoint:
     """Everything needed to continue bit-for-bit (on CPU) after `epoch`; loadable with weights_only=True."""
     return {
@@ -267,4 +272,5 @@ def _checkpoint(
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "history": list(history),
+        "trained_params": dict(trained),
     }

@@ -33,7 +33,7 @@ def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
                      "--device", "cpu", "--out", "m.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads((tmp_path / "m.json").read_text())
-    for key in ("test_acc", "train_time_s", "params", "peak_mem_mb", "history"):
+    for key in ("test_acc", "train_time_s", "params_trained", "params_deployed", "peak_mem_mb", "history"):
         assert key in out
     assert [h["epoch"] for h in out["history"]] == [1, 2]
     assert {"train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb"} <= set(out["history"][0])

@@ -80,6 +80,10 @@ def test_finished_runs_hold_epoch_and_final_metrics(study):
             assert metric_steps(study_dir, run, "epoch_time_s") == [1, 2]
     seeds = [r for r in finished if r.data.tags["phase"] == "seeds"]
     assert all("test_acc" in r.data.metrics for r in seeds)
+    # the search packs 1-CPU trials; a seeds trial (time and memory reported) has the 2-CPU machine alone
+    assert {(r.data.tags["phase"], r.data.metrics["trial_cpus"], r.data.metrics["torch_threads"]) for r in finished
+            if "trial_cpus" in r.data.metrics} == {("search", 1.0, 1.0), ("seeds", 2.0, 2.0)}
+    assert {r.data.tags["mem_source"] for r in seeds} == {"cpu_rss"} and seeds[0].data.tags["device"].startswith("cpu")
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
     assert "final_metrics.json" in {a.path for a in client.list_artifacts(seeds[0].info.run_id)}
     assert len(list((study_dir / "mlartifacts").rglob("final_metrics.json"))) == len(finished)  # kept with the study
@@ -93,6 +97,17 @@ def test_diverged_trials_fail_with_the_reason_and_the_study_goes_on(study):
     assert set(tune_trial_ids(study_dir, "seed_cnn-greedy-search").values()) == {"ERROR"}
     for row in ("| seed_cnn | standard |", "| seed_cnn | layer_to_layer |", "| seed_cnn | greedy"):
         assert row in report.markdown
+    assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal epochs: " in report.markdown
+    assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal time: " in report.markdown
+    assert "- Per trial: 2 CPU(s) and 0 GPU(s) reserved, 2 torch thread(s)." in report.markdown
+    assert "at most 1 of these runs trained at once on one node" in report.markdown
+
+
+def test_seeds_trials_get_a_whole_device():
+    from study.tune_arm import seeds_resources
+
+    assert seeds_resources(2.0, 0.25, [16.0, 16.0]) == (2.0, 1.0)  # a whole GPU, however the search packs them
+    assert seeds_resources(1.0, 0.0, [8.0, 4.0]) == (4.0, 0.0)  # every core of the smallest node
 
 
 def test_rerun_redoes_nothing_and_a_changed_spec_is_refused(study):

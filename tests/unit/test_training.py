@@ -8,18 +8,22 @@ import pytest
 import torch
 
 from trainables.models import MODELS
-from trainables.training import DivergedError, fit
+from trainables.measure import count_params
+from trainables.training import DivergedError, build_method, fit
 
 EPOCH_KEYS = {"epoch", "stage", "train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb",
               "throughput_img_s", "lr"}
-FINAL_KEYS = {"test_acc", "train_time_s", "peak_mem_mb", "params", "history", "stage_peak_mem_mb"}
+FINAL_KEYS = {"test_acc", "train_time_s", "peak_mem_mb", "params_trained", "params_deployed", "history",
+              "stage_peak_mem_mb", "device", "mem_source", "torch_threads"}
 
 
 def test_standard_learns_digits(make_config, digits):
     final = fit(make_config(epochs=3, width=0.5, batch_size=64), splits=digits)
     assert final["test_acc"] > 0.6  # chance is 0.1
     assert FINAL_KEYS <= set(final)
-    assert final["params"] > 0 and final["train_time_s"] > 0
+    assert final["params_deployed"] == final["params_trained"] > 0 and final["train_time_s"] > 0  # no aux heads
+    assert final["device"].startswith("cpu: ") and final["mem_source"] in ("cpu_rss", "none")
+    assert final["torch_threads"] == torch.get_num_threads()
     losses = [h["train_loss"] for h in final["history"]]
     assert losses[-1] < losses[0]
 
@@ -90,3 +94,16 @@ def test_every_model_trains_one_epoch_on_cifar_layout(make_config, tiny_cifar10,
     final = fit(make_config(model=model, dataset="cifar10", epochs=1, batch_size=16), splits=tiny_cifar10)
     assert len(final["history"]) == 1 and math.isfinite(final["history"][0]["train_loss"])
     assert 0.0 <= final["test_acc"] <= 1.0
+
+
+def test_params_trained_include_every_aux_head_params_deployed_do_not(make_config, digits):
+    from trainables.methods.layer_to_layer import build_aux_head
+
+    config = make_config(method="layer_to_layer", epochs=4, max_train_samples=64)
+    final = fit(config, splits=digits)
+    method = build_method(config, digits, torch.device("cpu"))
+    splits = {stage.info["split"] for stage in method.plan() if "split" in stage.info}
+    heads = sum(count_params(build_aux_head(method.shapes[s - 1], digits.num_classes, method.params.aux)) for s in splits)
+    assert len(splits) > 1 and heads > 0  # layer_to_layer drops a stage's head when the next starts: all count
+    assert final["params_deployed"] == count_params(method.model)
+    assert final["params_trained"] == final["params_deployed"] + heads
