@@ -37,7 +37,7 @@ sweep: $(STAMP) ## the study: make sweep [SPEC=paper] [ARGS="--set budget.max_tr
 report: $(STAMP) ## rebuild the report of a study: make report STUDY_DIR=runs/quick
 	$(PY) -m study report --study-dir $(STUDY_DIR)
 
-ui: $(STAMP) ## MLflow UI on 127.0.0.1:5000 over the study's store
+ui: $(STAMP) ## MLflow UI on 127.0.0.1:5000 over the study's store; prints the link to its runs table
 	$(PY) -m study ui --study-dir $(STUDY_DIR)
 
 bench: $(STAMP) ## method and harness cost as ratios (FULL=1 for larger models); results in benchmarks/results/

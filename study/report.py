@@ -18,11 +18,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
-from mlflow.entities import Experiment, Run
+from mlflow.entities import Experiment
 from mlflow.tracking import MlflowClient
 from study import verdict
 from study.spec import Report
-from study.tracking import existing_store_uri, search_runs, tag_filter
+from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
 from study.verdict import BASELINE, CONFIDENCE, mean_ci
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ PROFILE_PLOT = "performance_profile.png"
 
 
 def final_metric(key: str) -> str:
-    """The trials-frame column of a trial's final metric `key`."""
-    return f"metrics.{key}"
+    """The trials-frame column of a trial's final metric `key` (logged once as `final/<key>`)."""
+    return f"metrics.final/{key}"
 
 
 ACC, TIME, MEM = final_metric("test_acc"), final_metric("train_time_s"), final_metric("peak_mem_mb")
@@ -107,8 +107,8 @@ def write_report(study_dir: Path, tracking_uri: str | None = None, experiment: s
     uri = existing_store_uri(study_dir, tracking_uri)
     client = MlflowClient(uri)
     exp = pick_experiment(client, uri, study_dir, experiment)
-    runs = search_runs(client, exp.experiment_id, tag_filter("role", "trial"))
-    if not runs:
+    runs = runs_frame(uri, exp.experiment_id, tag_filter("role", "trial"))
+    if runs.empty:
         raise ValueError(f"experiment {exp.name!r} in {uri} has no trial runs (tag role=trial): run a sweep first")
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -133,48 +133,18 @@ def write_report(study_dir: Path, tracking_uri: str | None = None, experiment: s
     return ReportResult(out, markdown, trials_path, epochs_path, [*shared, *curves.values()], logged)
 
 
-def pick_experiment(client: MlflowClient, uri: str, study_dir: Path, name: str | None) -> Experiment:
-    """`name`, else the only experiment holding runs, else the one named after the study directory."""
-    experiments = client.search_experiments()
-    names = ", ".join(sorted(e.name for e in experiments))
-    if name is not None:
-        match = [e for e in experiments if e.name == name]
-        if not match:
-            raise ValueError(f"experiment {name!r} not found in {uri}; experiments there: {names}")
-        return match[0]
-    with_runs = [e for e in experiments if client.search_runs([e.experiment_id], max_results=1)]
-    if not with_runs:
-        raise ValueError(f"the MLflow store {uri} has no runs (experiments: {names}): run a sweep first")
-    if len(with_runs) == 1:
-        return with_runs[0]
-    named = [e for e in with_runs if e.name == study_dir.resolve().name]
-    if named:
-        return named[0]
-    raise ValueError(f"several experiments in {uri} hold runs ({', '.join(sorted(e.name for e in with_runs))}) "
-                     f"and none is named {study_dir.resolve().name!r}: pass --experiment NAME")
-
-
-def trials_frame(runs: list[Run]) -> pd.DataFrame:
-    """One row per trial run: id, status, contract tags, seed, then `metrics.*`, `params.*` and other `tags.*`."""
-    rows = []
-    for run in runs:
-        tags, params = run.data.tags, run.data.params
-        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-               "start_time": run.info.start_time, "end_time": run.info.end_time,
-               **{key: tags.get(key) for key in PROMOTED_TAGS}}
-        row["arm"] = row["arm"] or f"{row['model']}/{row['method']}"
-        row["seed"] = int(params["seed"]) if params.get("seed", "").lstrip("-").isdigit() else None
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in params.items()})
-        row.update({f"tags.{k}": v for k, v in tags.items() if k not in PROMOTED_TAGS})
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms")
-    frame["end_time"] = pd.to_datetime(frame["end_time"], unit="ms")
-    frame["seed"] = frame["seed"].astype("Int64")
+def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """MLflow's runs frame (run_id, status, times, `metrics.*`, `params.*`, `tags.*`) with the contract tags,
+    the run name and the seed as columns of their own, and every SUMMARY_KEYS final metric present."""
+    frame = runs.copy()
+    for key in PROMOTED_TAGS:
+        frame[key] = frame[f"tags.{key}"] if f"tags.{key}" in frame else None
+    frame["arm"] = frame["arm"].fillna(frame["model"] + "/" + frame["method"])
+    frame["run_name"] = frame["tags.mlflow.runName"]
+    frame["seed"] = pd.to_numeric(frame.get("params.seed"), errors="coerce").astype("Int64")
     for key in SUMMARY_KEYS:
-        if f"metrics.{key}" not in frame:
-            frame[f"metrics.{key}"] = np.nan
+        if final_metric(key) not in frame:
+            frame[final_metric(key)] = np.nan
     return frame
 
 
@@ -185,9 +155,8 @@ def epochs_frame(client: MlflowClient, trials: pd.DataFrame) -> pd.DataFrame:
     for trial in trials[columns[:7]].to_dict("records"):
         per_step: dict[int, dict[str, float]] = {}
         for key in HISTORY_KEYS:
-            # first value per step: `log_final` logs the summary (e.g. peak_mem_mb = max) at the last epoch's step
             for metric in client.get_metric_history(trial["run_id"], key):
-                per_step.setdefault(metric.step, {}).setdefault(key, metric.value)
+                per_step.setdefault(metric.step, {})[key] = metric.value
         rows += [{**trial, "epoch": step, **values} for step, values in sorted(per_step.items())]
     frame = pd.DataFrame(rows, columns=columns)
     frame["seed"] = frame["seed"].astype("Int64")
@@ -205,7 +174,7 @@ def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
         if from_seeds:
             used = usable.drop_duplicates("seed", keep="last").assign(pair=lambda f: f["seed"].astype(str))
         else:
-            score = usable["metrics.best_val_acc"].fillna(usable[VAL]).fillna(-math.inf)
+            score = usable[final_metric("best_val_acc")].fillna(usable[VAL]).fillna(-math.inf)
             used = usable.loc[[score.idxmax()]].assign(pair="best") if len(usable) else usable.assign(pair="")
         failed = considered[considered["status"].isin(FAILED_STATUSES)]
         arms.append(ArmRuns(model, method, from_seeds, used, failed))
@@ -222,7 +191,7 @@ def arm_order(trials: pd.DataFrame) -> list[tuple[str, str]]:
 def search_spent(client: MlflowClient, experiment_id: str) -> dict[str, tuple[int, int]]:
     """arm -> (trial-epochs, trials) its search spent: the `search/*` metrics on its parent run (study/tune_arm.py)."""
     spent = {}
-    for parent in search_runs(client, experiment_id, tag_filter("role", "arm")):
+    for parent in find_runs(client, experiment_id, tag_filter("role", "arm")):
         metrics = parent.data.metrics
         if "search/epochs_spent" in metrics:
             spent[parent.data.tags["arm"]] = (int(metrics["search/epochs_spent"]), int(metrics["search/trials"]))
@@ -232,7 +201,7 @@ def search_spent(client: MlflowClient, experiment_id: str) -> dict[str, tuple[in
 def report_settings(client: MlflowClient, experiment_id: str) -> Report:
     """The spec's [report] section, from the `report.*` params the sweep logged on the arm runs (else defaults)."""
     fields = set(Report.__dataclass_fields__)
-    for parent in search_runs(client, experiment_id, tag_filter("role", "arm")):
+    for parent in find_runs(client, experiment_id, tag_filter("role", "arm")):
         values = {key.removeprefix("report."): json.loads(value) for key, value in parent.data.params.items()
                   if key.removeprefix("report.") in fields and key.startswith("report.")}
         if values:
@@ -535,7 +504,7 @@ def _method_colours(methods: list[str]) -> dict[str, tuple[float, ...]]:
 
 def log_to_parents(client: MlflowClient, experiment_id: str, shared: list[Path], curves: dict[str, Path]) -> int:
     """Log `shared` files and the arm's own curve plot under `report/` to every `role=arm` run; return how many."""
-    parents = search_runs(client, experiment_id, tag_filter("role", "arm"))
+    parents = find_runs(client, experiment_id, tag_filter("role", "arm"))
     for parent in parents:
         tags = parent.data.tags
         arm = tags.get("arm") or f"{tags.get('model')}/{tags.get('method')}"

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +94,8 @@ def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None,
             tracking.fail_run(client, parents[arm.name], "no search trial finished")
     if spec.budget.seeds and best_configs and state.get("seeds") is None:
         state.put("seeds", runner.seeds(best_configs, {arm.name: parents[arm.name] for arm in best_configs}))
-    for arm in best_configs:
+    for arm, config in best_configs.items():
+        tracking.log_arm_summary(client, experiment_id, parents[arm.name], config)
         client.set_terminated(parents[arm.name], status="FINISHED")
     return write_report(study_dir, uri, spec.name)
 
@@ -156,18 +156,15 @@ def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: A
     from study import tracking
 
     filters = " and ".join([tracking.tag_filter("role", "arm"), tracking.tag_filter("arm", arm.name)])
-    found = tracking.search_runs(client, experiment_id, filters)
+    found = tracking.find_runs(client, experiment_id, filters)
     if found:
         return found[0].info.run_id
     tags = {"role": "arm", "arm": arm.name, "model": arm.model, "method": arm.method, "study": spec.name}
     params = {"dataset": spec.dataset, **{f"budget.{k}": v for k, v in vars(spec.budget).items()},
               **{f"report.{k}": v for k, v in vars(spec.report).items() if v is not None}}  # the report reads these
-    run_id = tracking.start_run(client, experiment_id, arm.name, params, tags=tags)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "spec.toml"
-        path.write_text(spec.source)
-        client.log_artifact(run_id, str(path))
-    tracking.log_json(client, run_id, "spec_resolved.json", spec.to_dict())
+    run_id = tracking.start_run(client, experiment_id, arm.name, params, tags=tags, source="python -m study sweep")
+    client.log_text(run_id, spec.source, "spec.toml")
+    client.log_dict(run_id, spec.to_dict(), "spec_resolved.json")
     return run_id
 
 

@@ -6,14 +6,19 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from study.system_metrics import SYSTEM_SAMPLES_KEY, SystemSampler
 from trainables.config import TrainConfig, parse_value
+from trainables.data import describe_splits
 from trainables.training import check_plan, fit, load_splits, validate
+
+if TYPE_CHECKING:
+    from study.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("test_acc", "val_acc", "best_val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s", "params_trained",
@@ -61,24 +66,32 @@ def run(args: argparse.Namespace) -> int:
     check_plan(config)  # and a budget too small for the method's stages
     splits = load_splits(config)  # then missing or corrupted data, before MLflow and the progress bar
     console = Console(stderr=True)
-    tracker = None if args.no_mlflow else _MlflowTrial(args, config)
+    tracker = None if args.no_mlflow else open_run(args, config)
+    if tracker:
+        tracker.log_dataset(describe_splits(splits, config.data_dir))
+    last_state: dict[str, Any] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[status]}"), console=console) as progress:
         task = progress.add_task(f"{config.model}/{config.method}", total=config.epochs, status="")
 
-        def on_epoch(metrics: dict[str, Any], _checkpoint: Any) -> None:
+        def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
             progress.update(task, completed=metrics["epoch"], status=_status(metrics))
             if tracker:
-                tracker.epoch(metrics)
+                tracker.log_epoch(metrics)
+                tracker.log_system(sampler.drain()[SYSTEM_SAMPLES_KEY])
+                last_state.update(checkpoint())  # the state dicts hold the live tensors: no copy per epoch
 
         try:
-            final = fit(config, on_epoch, splits=splits)
+            with SystemSampler() as sampler:
+                final = fit(config, on_epoch, splits=splits)
         except BaseException as err:
             if tracker:
                 tracker.fail(f"{type(err).__name__}: {err}")
             raise
         progress.update(task, completed=config.epochs)
     if tracker:
+        if last_state:
+            tracker.log_weights(last_state)
         tracker.finish(final)
     Console().print(_summary_table(config, final))
     if args.out:
@@ -107,28 +120,18 @@ def _summary_table(config: TrainConfig, final: dict[str, Any]) -> Table:
     return table
 
 
-class _MlflowTrial:
-    """One MLflow run for a CLI trial, laid out like a sweep trial's run."""
+def open_run(args: argparse.Namespace, config: TrainConfig) -> "TrialRun":
+    """The trial's MLflow run, laid out like a sweep trial's run (same writer)."""
+    from mlflow.tracking import MlflowClient
 
-    def __init__(self, args: argparse.Namespace, config: TrainConfig):
-        from mlflow.tracking import MlflowClient
+    from study import tracking
+    from study.trial_run import TrialRun
 
-        from study import tracking
-
-        self.tracking = tracking
-        uri = args.tracking_uri or tracking.default_tracking_uri(Path.cwd())
-        self.client = MlflowClient(uri)
-        experiment_id = tracking.get_or_create_experiment(self.client, args.experiment)
-        name = f"{config.model}-{config.method}-s{config.seed}"
-        self.run_id = tracking.start_run(self.client, experiment_id, name, config.to_flat(),
-                                         tags={"source": "trial", "model": config.model, "method": config.method})
-        print(f"MLflow run {self.run_id} in {uri} (experiment {args.experiment!r})", file=sys.stderr)
-
-    def epoch(self, metrics: dict[str, Any]) -> None:
-        self.tracking.log_metrics(self.client, self.run_id, metrics, step=int(metrics["epoch"]))
-
-    def finish(self, final: dict[str, Any]) -> None:
-        self.tracking.log_final(self.client, self.run_id, final)
-
-    def fail(self, reason: str) -> None:
-        self.tracking.fail_run(self.client, self.run_id, reason)
+    uri = args.tracking_uri or tracking.default_tracking_uri(Path.cwd())
+    client = MlflowClient(uri)
+    experiment_id = tracking.get_or_create_experiment(client, args.experiment)
+    name = f"{config.model}-{config.method}-s{config.seed}"
+    tags = {"role": "cli-trial", "model": config.model, "method": config.method}
+    run = TrialRun.create(client, experiment_id, name, config.to_flat(), tags, source="python -m study trial")
+    print(f"MLflow run {run.run_id} in {uri} (experiment {args.experiment!r})", file=sys.stderr)
+    return run

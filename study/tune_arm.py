@@ -23,10 +23,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces import default_point, get_search_space
+from search_spaces import default_point, get_search_space, to_flat_config
 from study.capacity import search_limit
 from study.epoch_budget import EpochBudget
 from study.spec import Arm, StudySpec
+from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
 from trainables.config import TrainConfig
 from trainables.trainable import ARM_CONFIG_KEY, FINAL_KEY, flat_config, with_resources
@@ -65,7 +66,7 @@ class TuneRunner:
         base = self._base_config(arm)
         space_args = (arm.method, arm.model, budget.epochs, base["optimizer"], spec.pinned(arm.method))
         concurrent = self.concurrency(search_limit(spec))
-        searcher = OptunaSearch(
+        searcher = TrialConfigSearch(
             get_search_space(*space_args), metric="val_acc", mode="max",
             points_to_evaluate=[default_point(*space_args)],
             sampler=TPESampler(seed=spec.search.sampler_seed, n_startup_trials=spec.search.startup_trials,
@@ -121,7 +122,7 @@ class TuneRunner:
 
     def _fit(self, name: str, label: str, param_space: dict[str, Any], tune_config: tune.TuneConfig, total: int,
              parents: dict[str, str], phase: str, resources: tuple[float, float]) -> ResultGrid:
-        trainable = with_resources(*resources, self.spec.resources.workers)
+        trainable = with_resources(*resources, self.spec.resources.workers, sampled_trial)
         path = f"{self.storage}/{name}"
         start = time.perf_counter()
         if tune.Tuner.can_restore(path):
@@ -147,6 +148,15 @@ def search_spent(results: ResultGrid) -> dict[str, int]:
     """What an arm's search spent: trial-epochs (each trial's last reported epoch, summed) and trials."""
     epochs = [int((r.metrics or {}).get("epoch", 0)) for r in results]
     return {"epochs_spent": sum(epochs), "trials": len(epochs)}
+
+
+class TrialConfigSearch(OptunaSearch):
+    """OptunaSearch whose trial configs hold only what a trial trains with (values sampled only to derive a
+    knob are dropped here), so a trial needs no knowledge of how it was sampled."""
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        config = super().suggest(trial_id)
+        return to_flat_config(config) if isinstance(config, dict) else config
 
 
 def best_result(results: ResultGrid) -> tune.Result | None:

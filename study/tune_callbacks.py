@@ -1,15 +1,15 @@
 """Tune callbacks of the sweep driver: every trial to MLflow (driver only), and one console line per trial.
 
 MLflow layout (the contract the report reads): one child run per trial under its arm's parent
-run, tags role=trial, arm, model, method, phase, trial_id, study; params = the trial's flat
-TrainConfig; per-epoch metrics at step=epoch; the final metrics and final_metrics.json; status
-FINISHED, or FAILED with tag `error`. Runs are found again by their `trial_id` tag, so a resumed
+run, tags role=trial, arm, model, method, phase, trial_id, study, written by study.trial_run.TrialRun
+like a `study trial` run. The trial reports its data set in its first result, system-metric samples
+with every result and fit's final metrics with its last; the seeds phase's runs get the trained
+weights from the trial's last checkpoint. Runs are found again by their `trial_id` tag, so a resumed
 sweep never duplicates one; runs of trials that Tune lost in an interruption are deleted at the end.
 Modeled on ray.air.integrations.mlflow.MLflowLoggerCallback, with one MlflowClient in the driver.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,14 +20,15 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from study import tracking
 from study.spec import Arm
+from study.system_metrics import SYSTEM_SAMPLES_KEY
+from study.trial_run import TrialRun
 from trainables.config import TrainConfig
-from trainables.trainable import DIVERGED_KEY, FINAL_JSON_KEY, FINAL_KEY, flat_config
+from trainables.trainable import DATASET_KEY, DIVERGED_KEY, FINAL_KEY, flat_config, load_state, numbers
 
 log = logging.getLogger(__name__)
 
 NOT_METRICS = {*AUTO_RESULT_KEYS, "done", "trial_id", "experiment_tag", "should_checkpoint"}
-SUMMARY_FROM_HISTORY = {"train_time_s": ("epoch_time_s", sum), "peak_mem_mb": ("peak_mem_mb", max),
-                        "best_val_acc": ("val_acc", max)}
+WEIGHTS_PHASE = "seeds"  # the runs whose trained weights are kept as an artifact
 
 
 class MlflowTrialCallback(tune.Callback):
@@ -40,7 +41,7 @@ class MlflowTrialCallback(tune.Callback):
         self.study = study
         self.phase = phase
         self._client: MlflowClient | None = None
-        self._runs: dict[str, str] = {}
+        self._runs: dict[str, TrialRun] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {**self.__dict__, "_client": None, "_runs": {}}
@@ -53,31 +54,31 @@ class MlflowTrialCallback(tune.Callback):
 
     # --- Tune hooks ---------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.run_id(trial)
+        self.run(trial)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        run = self.run(trial)
+        if DATASET_KEY in result:
+            run.log_dataset(result[DATASET_KEY])
+        run.log_system(result.get(SYSTEM_SAMPLES_KEY, []))
         if DIVERGED_KEY in result:  # the reason is logged when the trial errors
             return
-        run_id = self.run_id(trial)
-        epoch_metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
-        tracking.log_metrics(self.client, run_id, epoch_metrics, step=int(result["epoch"]))
-        if "node_id" in result:
-            self.client.set_tag(run_id, "node_id", result["node_id"])
+        run.log_epoch({k: v for k, v in numbers(result).items() if k not in NOT_METRICS})
+        if "node_id" in result and result.get(DATASET_KEY):  # once per (re)started trial process
+            self.client.set_tag(run.run_id, "node_id", result["node_id"])
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        run_id = self.run_id(trial)
-        result = trial.last_result or {}
-        if FINAL_JSON_KEY in result:
-            tracking.log_final(self.client, run_id, json.loads(result[FINAL_JSON_KEY]))
+        run = self.run(trial)
+        final = (trial.last_result or {}).get(FINAL_KEY)
+        if final is None:  # stopped early by the scheduler
+            run.stop_early()
             return
-        # stopped early by the scheduler: no test accuracy; time, memory and best val from its epochs
-        self.client.set_tag(run_id, "early_stopped", "true")
-        summary = {key: reduce(m.value for m in self.client.get_metric_history(run_id, metric))
-                   for key, (metric, reduce) in SUMMARY_FROM_HISTORY.items()}
-        tracking.log_final(self.client, run_id, {**summary, "epochs_run": int(result.get("epoch", 0))})
+        if self.phase == WEIGHTS_PHASE and trial.checkpoint is not None:
+            run.log_weights(load_state(trial.checkpoint))
+        run.finish(final)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        tracking.fail_run(self.client, self.run_id(trial), error_reason(trial))
+        self.run(trial).fail(error_reason(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         """Delete the runs of trials this experiment does not know (started after its last saved state)."""
@@ -89,27 +90,28 @@ class MlflowTrialCallback(tune.Callback):
                 self.client.delete_run(run.info.run_id)
 
     # --- runs ----------------------------------------------------------------------------
-    def run_id(self, trial: Trial) -> str:
+    def run(self, trial: Trial) -> TrialRun:
         """The trial's run: cached, else found by its trial_id tag, else created."""
         if trial.trial_id not in self._runs:
             found = self._phase_runs(tracking.tag_filter("trial_id", trial.trial_id))
-            self._runs[trial.trial_id] = found[0].info.run_id if found else self._create_run(trial)
+            self._runs[trial.trial_id] = (TrialRun(self.client, found[0].info.run_id) if found
+                                          else self._create_run(trial))
         return self._runs[trial.trial_id]
 
-    def _create_run(self, trial: Trial) -> str:
+    def _create_run(self, trial: Trial) -> TrialRun:
         config = TrainConfig.from_flat(flat_config(trial.config))
         arm = Arm(config.model, config.method)
         label = f"seed {config.seed}" if self.phase == "seeds" else trial.trial_id
         tags = {"role": "trial", "study": self.study, "arm": arm.name, "model": arm.model, "method": arm.method,
                 "phase": self.phase, "trial_id": trial.trial_id}
-        return tracking.start_run(self.client, self.experiment_id, f"{arm.name} {self.phase} {label}",
-                                  config.to_flat(), tags=tags, parent_run_id=self.parents[arm.name])
+        return TrialRun.create(self.client, self.experiment_id, f"{arm.name} {self.phase} {label}", config.to_flat(),
+                               tags, parent_run_id=self.parents[arm.name], source="python -m study sweep")
 
     def _phase_runs(self, extra_filter: str = "") -> list:
         """This Tuner's runs: trial runs of this phase under one of its parents."""
         filters = [tracking.tag_filter("role", "trial"), tracking.tag_filter("phase", self.phase)]
         filters += [extra_filter] if extra_filter else []
-        runs = tracking.search_runs(self.client, self.experiment_id, " and ".join(filters))
+        runs = tracking.find_runs(self.client, self.experiment_id, " and ".join(filters))
         parent_ids = set(self.parents.values())
         return [run for run in runs if run.data.tags.get(tracking.PARENT_TAG) in parent_ids]
 

@@ -1,4 +1,8 @@
-"""`python -m study ui`: the MLflow UI on 127.0.0.1 over a study's store (replaces this process; Ctrl-C stops it)."""
+"""`python -m study ui`: the MLflow UI on 127.0.0.1 over a study's store (replaces this process; Ctrl-C stops it).
+
+It prints the link to the study's runs table: MLflow 3's UI opens an experiment on its GenAI
+overview, so the link names the experiment, the runs view and the model-training mode.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from study.tracking import existing_store_uri
+from mlflow.tracking import MlflowClient
+
+from study.tracking import existing_store_uri, pick_experiment, runs_table_url
 from trainables.config import check_range
 
 HOST = "127.0.0.1"
@@ -17,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--study-dir", type=Path, required=True, help="the sweep's study directory")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)")
+    p.add_argument("--experiment", default=None,
+                   help="default: the only experiment with runs, else the one named after the study directory")
     p.set_defaults(func=run)
 
 
@@ -29,9 +37,12 @@ def ui_command(uri: str, port: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     check_range("port", args.port, 1, 65535)
     uri = existing_store_uri(args.study_dir, args.tracking_uri)
+    experiment = pick_experiment(MlflowClient(uri), uri, args.study_dir, args.experiment)
     if uri.startswith(("http://", "https://")):
-        print(f"{uri} is a tracking server: open it in a browser, it serves its own UI")
+        print(f"{uri} is a tracking server with its own UI; the study's runs: "
+              f"{runs_table_url(uri, experiment.experiment_id)}")
         return 0
-    print(f"MLflow UI over {uri} at http://{HOST}:{args.port} (Ctrl-C stops it)", flush=True)
+    url = runs_table_url(f"http://{HOST}:{args.port}", experiment.experiment_id)
+    print(f"MLflow UI over {uri}; the runs of {experiment.name!r}: {url} (Ctrl-C stops it)", flush=True)
     command = ui_command(uri, args.port)
     os.execv(command[0], command)  # mlflow gets this process: its signals and exit status

@@ -42,7 +42,6 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     probes: bool = False
-    inject_nan_at_epoch: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

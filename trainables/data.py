@@ -8,10 +8,11 @@ says how to get it. `synthetic` is seeded random CIFAR-size data for throughput 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -102,6 +103,18 @@ def load_dataset(
     if name == "fashion_mnist":  # after the subset: only the images kept are padded and copied to 3 channels
         train, val, test = (_pad_to_rgb32(s) for s in (train, val, test))
     return DataSplits(name, train, val, test, num_classes, mean, std, flip)
+
+
+def describe_splits(splits: DataSplits, data_dir: str | Path | None) -> dict[str, Any]:
+    """What identifies the data a run trained on: name, md5 of every split's arrays, split sizes, source."""
+    digest = hashlib.md5()
+    for part in (splits.train, splits.val, splits.test):
+        for tensor in (part.x, part.y):
+            digest.update(tensor.cpu().contiguous().numpy().tobytes())
+    source = str(Path(data_dir).expanduser().resolve()) if data_dir else f"built-in loader of {splits.name!r}"
+    return {"name": splits.name, "digest": digest.hexdigest(), "source": source,
+            "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+            "image_shape": list(splits.train.x.shape[1:]), "num_classes": splits.num_classes}
 
 
 def _load_digits() -> tuple[ImageSet, ImageSet, int]:

@@ -1,8 +1,9 @@
 """The one Ray-aware module of trainables/: a Tune function trainable around `training.fit`.
 
 `train_trial(config)` builds a TrainConfig from the trial's flat config, reports every epoch
-(scalar metrics + a checkpoint) to Tune, resumes from Tune's checkpoint, and reports the final
-metrics together with the last epoch. A trial of several data-parallel workers runs the same loop
+(scalar metrics + a checkpoint) to Tune, resumes from Tune's checkpoint, and reports fit's final
+metrics (under FINAL_KEY) with the last epoch; the first report of a run also carries the data
+set's description (DATASET_KEY). A trial of several data-parallel workers runs the same loop
 in each worker of a Ray Train TorchTrainer (trainables/distributed.py keeps them in step). It
 keeps no state between calls, so Tune can reuse actors. A diverged trial stores the reason in its
 checkpoint and raises; a retry of that trial raises the same error at once, so retries (meant for
@@ -10,7 +11,6 @@ lost nodes) cost no training.
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -20,29 +20,34 @@ import ray
 import torch
 from ray import tune
 
-from search_spaces.common import to_flat_config
 from trainables import distributed
 from trainables.config import TrainConfig
-from trainables.training import DivergedError, fit
+from trainables.data import describe_splits
+from trainables.training import DivergedError, fit, load_splits
 
 STATE_FILE = "state.pt"
 DIVERGED_KEY = "diverged"  # result and checkpoint key holding the divergence reason
 ARM_CONFIG_KEY = "arm_config"  # a nested base config (the seeds phase grids over arms' best configs)
-FINAL_KEY = "final"  # only in a trial's last report: the final metrics' numbers (test_acc, train_time_s, ...)
+FINAL_KEY = "final"  # only in a trial's last report: fit's final metrics, all but the history
+DATASET_KEY = "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
 DRIVER_CPU = 0.01  # the Tune trial that only drives a worker group (Ray refuses an empty bundle)
-FINAL_JSON_KEY = "final_json"  # ... and all final metrics but the history, as JSON (final_metrics.json)
+
+ExtraResults = Callable[[], dict[str, Any]]
 
 
-def train_trial(config: dict[str, Any], workers: int = 1, worker_resources: dict[str, float] | None = None) -> None:
+def train_trial(config: dict[str, Any], workers: int = 1, worker_resources: dict[str, float] | None = None,
+                extra_results: ExtraResults | None = None) -> None:
     """Train one Tune trial to the end of its budget (or until Tune stops it); with `workers` > 1 as a Ray
-    Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to Tune."""
+    Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to Tune.
+    `extra_results()` is merged into every report of a one-worker trial (the sweep's system metrics)."""
     if workers > 1:
         _train_workers(config, workers, worker_resources or {})
         return
-    _train(flat_config(config), tune.report, tune.get_checkpoint(), trial_cpus())
+    _train(flat_config(config), tune.report, tune.get_checkpoint(), trial_cpus(), extra_results)
 
 
-def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, threads: int) -> None:
+def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, threads: int,
+           extra_results: ExtraResults | None = None) -> None:
     """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`."""
     train_config = TrainConfig.from_flat(flat)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no console line per saved checkpoint
@@ -51,27 +56,33 @@ def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, t
     resume = _load_checkpoint(checkpoint)
     if resume is not None and DIVERGED_KEY in resume:
         raise DivergedError(resume[DIVERGED_KEY])
+    splits = load_splits(train_config)
+    first: dict[str, Any] = {DATASET_KEY: describe_splits(splits, train_config.data_dir)}
     last: dict[str, Any] = {}
     deferred: dict[str, Any] = {}
+
+    def send(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        extra = extra_results() if extra_results else {}
+        _report(report, {**first, **metrics, **extra, "node_id": node_id}, state)
+        first.clear()
 
     def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
         last.update(metrics)
         if metrics["epoch"] == train_config.epochs:  # reported with the final metrics, once test_acc is known
             deferred.update(metrics=metrics, state=checkpoint())
         else:
-            _report(report, {**numbers(metrics), "node_id": node_id}, checkpoint())
+            send(numbers(metrics), checkpoint())
 
     try:
-        final = fit(train_config, on_epoch, resume=resume)
+        final = fit(train_config, on_epoch, resume=resume, splits=splits)
     except DivergedError as err:
         reason = f"DivergedError: {err}"
-        _report(report, {"epoch": int(last.get("epoch", 0)), "val_acc": float(last.get("val_acc", 0.0)),
-                         DIVERGED_KEY: reason, "node_id": node_id}, {DIVERGED_KEY: reason})
+        send({"epoch": int(last.get("epoch", 0)), "val_acc": float(last.get("val_acc", 0.0)), DIVERGED_KEY: reason},
+             {DIVERGED_KEY: reason})
         raise
     summary = {**{k: v for k, v in final.items() if k != "history"}, **trial_resources()}
-    result = {**numbers(deferred.get("metrics", {})), "epoch": int(final["epochs_run"]), "val_acc": final["val_acc"],
-              FINAL_KEY: numbers(summary), FINAL_JSON_KEY: json.dumps(summary, default=str), "node_id": node_id}
-    _report(report, result, deferred.get("state"))
+    send({**numbers(deferred.get("metrics", {})), "epoch": int(final["epochs_run"]), "val_acc": final["val_acc"],
+          FINAL_KEY: summary}, deferred.get("state"))
 
 
 def _train_workers(config: dict[str, Any], workers: int, worker_resources: dict[str, float]) -> None:
@@ -103,9 +114,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A Tune trial config as `TrainConfig.from_flat` takes it: ARM_CONFIG_KEY unnested, search internals dropped."""
-    merged = {**config.get(ARM_CONFIG_KEY, {}), **{k: v for k, v in config.items() if k != ARM_CONFIG_KEY}}
-    return to_flat_config(merged)
+    """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config unnested."""
+    return {**config.get(ARM_CONFIG_KEY, {}), **{k: v for k, v in config.items() if k != ARM_CONFIG_KEY}}
 
 
 def trial_cpus() -> int:
@@ -120,7 +130,7 @@ def trial_resources() -> dict[str, float]:
 
 
 def numbers(metrics: dict[str, Any]) -> dict[str, int | float]:
-    """The numeric entries (what Tune's schedulers take); lists and the rest travel in FINAL_JSON_KEY."""
+    """The numeric entries of an epoch's metrics (what Tune's schedulers and the epoch series take)."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
@@ -135,17 +145,21 @@ def _report(report: Callable[..., None], metrics: dict[str, Any], state: dict[st
 
 
 def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
-    if checkpoint is None:
-        return None
+    return None if checkpoint is None else load_state(checkpoint)
+
+
+def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
+    """The training state saved in one of this trainable's checkpoints (weights_only: plain tensors and lists)."""
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, weights_only=True)
 
 
-def with_resources(cpu: float, gpu: float, workers: int = 1) -> Any:
-    """`train_trial` with its resource request, as Tuner and Tuner.restore take it: the trial itself
+def with_resources(cpu: float, gpu: float, workers: int = 1,
+                   trainable: Callable[[dict[str, Any]], None] = train_trial) -> Any:
+    """A trainable with its resource request, as Tuner and Tuner.restore take it: `trainable` itself
     (workers = 1), or a small driver whose worker group asks for `cpu`/`gpu` split over the workers."""
     if workers == 1:
-        return tune.with_resources(train_trial, {"cpu": cpu, "gpu": gpu})
+        return tune.with_resources(trainable, {"cpu": cpu, "gpu": gpu})
     per_worker = {"CPU": cpu / workers, "GPU": gpu / workers}
 
     def train_trial_workers(config: dict[str, Any]) -> None:  # a plain function: Tune can reuse its actors

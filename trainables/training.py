@@ -163,9 +163,6 @@ def _train_epoch(
     config: TrainConfig, method: Method, stage: Stage, splits: DataSplits, batcher: Batcher,
     generator: torch.Generator, memory: PeakMemory, epoch: int,
 ) -> dict[str, Any]:
-    if config.inject_nan_at_epoch == epoch:  # test knob: poison the weights so the loss really diverges
-        with torch.no_grad():
-            next(method.model.parameters()).fill_(float("nan"))
     timer = Timer(method.device)
     memory.reset()
     method.train_mode()

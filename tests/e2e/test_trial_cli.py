@@ -43,6 +43,9 @@ def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
     experiment = client.get_experiment_by_name("trials")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["test_acc"] == out["test_acc"]
-    assert run.data.params["model"] == "seed_cnn" and run.data.tags["code_version"]
-    assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 2
+    assert run.data.metrics["final/test_acc"] == out["test_acc"]
+    assert run.data.params["model"] == "seed_cnn" and run.data.tags["mlflow.source.git.commit"]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]  # a series, no final
+    assert run.inputs.dataset_inputs[0].dataset.name == "digits"
+    assert len(client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")) >= 2
+    assert "weights.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}

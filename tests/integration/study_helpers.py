@@ -33,7 +33,7 @@ def mlflow_runs(study_dir: Path, experiment: str, role: str) -> list[Run]:
     """The active runs with tag role=`role` in the study's sqlite store."""
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
     exp = client.get_experiment_by_name(experiment)
-    return tracking.search_runs(client, exp.experiment_id, tracking.tag_filter("role", role))
+    return tracking.find_runs(client, exp.experiment_id, tracking.tag_filter("role", role))
 
 
 def metric_steps(study_dir: Path, run: Run, key: str) -> list[int]:

@@ -61,7 +61,7 @@ def trial_runs(client: MlflowClient) -> list:
     experiment = client.get_experiment_by_name("cluster")
     if experiment is None:
         return []
-    return tracking.search_runs(client, experiment.experiment_id, tracking.tag_filter("role", "trial"))
+    return tracking.find_runs(client, experiment.experiment_id, tracking.tag_filter("role", "trial"))
 
 
 def test_job_submit_survives_a_lost_worker_node(cluster: LocalCluster):

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from study import tracking
 from study.report import ReportResult, write_report
+from study.trial_run import TrialRun
 from trainables.config import TrainConfig
 from trainables.errors import UserError
 
@@ -65,25 +66,25 @@ def add_trial(
     tags = {"role": "trial", "arm": f"{model}/{method}", "model": model, "method": method, "phase": phase,
             "trial_id": f"{model}_{method}_{phase}_{seed}_{acc}", "study": "quick"}
     config = TrainConfig(model=model, method=method, dataset="cifar10", epochs=EPOCHS, seed=seed)
-    run_id = tracking.start_run(client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent)
+    run = TrialRun.create(client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent)
     curve = val_curve or tuple(acc - 0.01 * (EPOCHS - epoch) for epoch in range(1, EPOCHS + 1))
     history = []
     for epoch in range(1, EPOCHS + (0 if error else 1)):
         # peak memory falls over the epochs, so the final summary (the max) differs from the last epoch's value
         metrics = {"epoch": epoch, "stage": 0, "train_loss": 2.0 / epoch, "val_acc": curve[epoch - 1],
                    "val_loss": 1.0, "epoch_time_s": time_s / EPOCHS, "peak_mem_mb": mem - 10 * (epoch - 1)}
-        tracking.log_metrics(client, run_id, metrics, step=epoch)
+        run.log_epoch(metrics)
         history.append(metrics)
     final = {"test_acc": acc, "train_time_s": time_s, "peak_mem_mb": mem, "params_trained": 1200,
              "params_deployed": 1000, "best_val_acc": max(curve), "val_acc": curve[-1], "epochs_run": len(history),
              "trial_cpus": 2, "trial_gpus": 0, "torch_threads": 2, "device": "cpu: test CPU (2 cores)",
              "mem_source": mem_source, "history": history}
-    if error:
-        tracking.log_metrics(client, run_id, final, step=len(history))  # a logged test_acc must not count
-        tracking.fail_run(client, run_id, error)
+    if error:  # a logged test_acc must not count
+        tracking.log_metrics(client, run.run_id, {f"final/{k}": v for k, v in final.items()}, step=len(history))
+        run.fail(error)
     else:
-        tracking.log_final(client, run_id, final)
-    return run_id
+        run.finish(final)
+    return run.run_id
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,8 @@ def test_parquet_files_hold_every_trial_and_epoch(study):
     trials = pd.read_parquet(study_dir / "report" / "trials.parquet")
     assert len(trials) == 6 * 3 + 2 + 1
     for column in ("run_id", "status", "arm", "model", "method", "phase", "seed", "error", "trial_id",
-                   "metrics.test_acc", "metrics.train_time_s", "metrics.peak_mem_mb", "params.lr", "params.seed"):
+                   "metrics.final/test_acc", "metrics.final/train_time_s", "metrics.final/peak_mem_mb", "params.lr",
+                   "params.seed"):
         assert column in trials.columns, column
     assert sorted(trials["status"].unique()) == ["FAILED", "FINISHED"]
     assert trials.loc[trials["status"] == "FAILED", "error"].str.contains("DivergedError").all()
@@ -190,7 +192,7 @@ def test_search_phase_fallback(tmp_path, blank_db):
     for method, trials in search.items():
         for val, test in trials:
             run_id = add_trial(client, exp_id, None, "seed_cnn", method, "search", 0, val, 5.0, 50.0)
-            tracking.log_metrics(client, run_id, {"test_acc": test}, step=EPOCHS + 1)
+            tracking.log_metrics(client, run_id, {"final/test_acc": test}, step=EPOCHS + 1)
     result = write_report(tmp_path)
     assert "† no seeds-phase runs" in result.markdown
     assert row(result.markdown, "Table 1", "seed_cnn", "standard †")[3:6] == ["72.00 ± n/a", "50.0", "1"]  # best by validation

@@ -5,23 +5,27 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from study import tracking
 from study.spec import spec_from_dict
-from study.sweep import run_sweep
+from study.sweep import parent_run, run_sweep
+from study.trial_run import WEIGHTS_FILE
+from trainables.models import build_model
 from study_helpers import metric_steps, mlflow_runs, spec_data, tune_trial_ids
 
 EPOCH_METRICS = {"val_acc", "val_loss", "train_loss", "epoch_time_s", "peak_mem_mb", "throughput_img_s"}
-SUMMARY_METRICS = {"val_acc", "train_time_s", "peak_mem_mb", "best_val_acc"}
-ARMS = ("seed_cnn/standard", "seed_cnn/layer_to_layer", "seed_cnn/greedy")
-DATA = spec_data(methods=["standard", "layer_to_layer", "greedy"], fixed={"greedy": {"inject_nan_at_epoch": 1}},
-                 budget={"max_failures": 0})  # retries of diverged trials are tested in test_trainable.py
+FINAL_METRICS = {"final/val_acc", "final/train_time_s", "final/peak_mem_mb", "final/best_val_acc", "final/test_acc"}
+ARMS = ("seed_cnn/standard", "seed_cnn/layer_to_layer")
+DATA = spec_data(budget={"max_failures": 0})  # retries of diverged trials are tested in test_trainable.py
+DIVERGING = spec_data(name="diverging", methods=["standard"], fixed={"lr": 1e6},  # the loss is NaN in epoch 1
+                      budget={"max_trials": 2, "seeds": 1, "max_failures": 0})
 
 
 @pytest.fixture(scope="module")
 def study(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    """seed_cnn x (standard, layer_to_layer, greedy): 3 search trials of 2 epochs, 2 seeds; greedy diverges."""
+    """seed_cnn x (standard, layer_to_layer): 3 search trials of 2 epochs, then 2 seeds."""
     study_dir = tmp_path_factory.mktemp("study")
     report = run_sweep(spec_from_dict(DATA), study_dir)
     return study_dir, report
@@ -72,30 +76,90 @@ def test_finished_runs_hold_epoch_and_final_metrics(study):
     study_dir, _ = study
     finished = [r for r in mlflow_runs(study_dir, "tiny", "trial") if r.info.status == "FINISHED"]
     assert len(finished) == 3 + 3 + 4  # standard and layer_to_layer search trials, 2 x 2 seeds runs
-    for run in finished:
-        assert SUMMARY_METRICS | EPOCH_METRICS <= set(run.data.metrics)
-        assert run.data.tags.get("node_id")
-        if run.data.tags.get("early_stopped") != "true":
-            assert 0 <= run.data.metrics["test_acc"] <= 1
-            assert metric_steps(study_dir, run, "epoch_time_s") == [1, 2]
-    seeds = [r for r in finished if r.data.tags["phase"] == "seeds"]
-    assert all("test_acc" in r.data.metrics for r in seeds)
     # the search packs 1-CPU trials; a seeds trial (time and memory reported) has the 2-CPU machine alone
-    assert {(r.data.tags["phase"], r.data.metrics["trial_cpus"], r.data.metrics["torch_threads"]) for r in finished
-            if "trial_cpus" in r.data.metrics} == {("search", 1.0, 1.0), ("seeds", 2.0, 2.0)}
-    assert {r.data.tags["mem_source"] for r in seeds} == {"cpu_rss"} and seeds[0].data.tags["device"].startswith("cpu")
+    assert {(r.data.tags["phase"], r.data.metrics["final/trial_cpus"], r.data.metrics["final/torch_threads"])
+            for r in finished if "final/trial_cpus" in r.data.metrics} == {("search", 1.0, 1.0), ("seeds", 2.0, 2.0)}
+    seeds_runs = [r for r in finished if r.data.tags["phase"] == "seeds"]
+    assert {r.data.tags["mem_source"] for r in seeds_runs} == {"cpu_rss"}
+    assert seeds_runs[0].data.tags["device"].startswith("cpu")
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
-    assert "final_metrics.json" in {a.path for a in client.list_artifacts(seeds[0].info.run_id)}
-    assert len(list((study_dir / "mlartifacts").rglob("final_metrics.json"))) == len(finished)  # kept with the study
+    for run in finished:
+        assert EPOCH_METRICS <= set(run.data.metrics)
+        assert run.data.tags.get("node_id")
+        for key in EPOCH_METRICS:  # one point per epoch: the final values never land in a series
+            assert metric_steps(study_dir, run, key) == list(range(1, len(metric_steps(study_dir, run, key)) + 1))
+        if run.data.tags.get("early_stopped") == "true":
+            assert not any(key.startswith("final/") for key in run.data.metrics)  # nothing recomputed for it
+        else:
+            assert FINAL_METRICS <= set(run.data.metrics) and 0 <= run.data.metrics["final/test_acc"] <= 1
+            assert metric_steps(study_dir, run, "epoch_time_s") == [1, 2]
+            assert len(client.get_metric_history(run.info.run_id, "final/test_acc")) == 1
+    seeds = [r for r in finished if r.data.tags["phase"] == "seeds"]
+    weights = list((study_dir / "mlartifacts").rglob(WEIGHTS_FILE))  # kept with the study
+    assert len(weights) == len(seeds)
+    state = torch.load(weights[0], weights_only=True)
+    model = build_model("seed_cnn", num_classes=10, width=0.125)
+    model.load_state_dict(state["model"])
+    assert "final_results.json" in {a.path for a in client.list_artifacts(runs_by_arm(finished)["layer_to_layer"])}
 
 
-def test_diverged_trials_fail_with_the_reason_and_the_study_goes_on(study):
-    study_dir, report = study
-    greedy = [r for r in mlflow_runs(study_dir, "tiny", "trial") if r.data.tags["method"] == "greedy"]
-    assert len(greedy) == 3 and {r.info.status for r in greedy} == {"FAILED"}
-    assert all(r.data.tags["error"].startswith("DivergedError: train_loss is nan at epoch 1") for r in greedy)
-    assert set(tune_trial_ids(study_dir, "seed_cnn-greedy-search").values()) == {"ERROR"}
-    for row in ("| seed_cnn | standard |", "| seed_cnn | layer_to_layer |", "| seed_cnn | greedy"):
+def runs_by_arm(runs: list) -> dict[str, str]:
+    """method -> the id of one of its runs."""
+    return {run.data.tags["method"]: run.info.run_id for run in runs}
+
+
+def test_every_trial_run_has_dataset_commit_and_system_metrics(study):
+    study_dir, _ = study
+    client = MlflowClient(tracking.default_tracking_uri(study_dir))
+    runs = mlflow_runs(study_dir, "tiny", "trial")
+    for run in runs:
+        (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+        assert dataset.name == "digits" and len(dataset.digest) == 32
+        assert json.loads(dataset.profile)["train"] == 200
+        assert run.data.tags["mlflow.source.git.commit"] == tracking.git_commit() != "unknown"
+        assert "inject_nan_at_epoch" not in run.data.params and not any(p.startswith("_") for p in run.data.params)
+        if run.info.status == "FINISHED":
+            history = client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")
+            assert len(history) >= 2 and all(m.value > 0 for m in history)  # sampled in the trial's process
+            assert "system/cpu_utilization_percentage" in run.data.metrics
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.MODEL_TRAINING_KIND
+
+
+def test_arm_runs_show_best_config_and_seed_means(study):
+    study_dir, _ = study
+    parents = {run.data.tags["arm"]: run for run in mlflow_runs(study_dir, "tiny", "arm")}
+    trials = mlflow_runs(study_dir, "tiny", "trial")
+    for arm in ("seed_cnn/standard", "seed_cnn/layer_to_layer"):
+        parent = parents[arm]
+        seeds = [r for r in trials if r.data.tags["arm"] == arm and r.data.tags["phase"] == "seeds"]
+        mean = sum(r.data.metrics["final/test_acc"] for r in seeds) / len(seeds)
+        assert parent.data.metrics["final/test_acc"] == pytest.approx(mean)
+        assert parent.data.metrics["final/seeds"] == 2 and "final/train_time_s" in parent.data.metrics
+        assert {"lr", "weight_decay", "batch_size"} <= set(parent.data.params)
+        assert parent.data.params["lr"] == seeds[0].data.params["lr"]
+
+
+def test_diverged_trials_fail_with_the_reason_and_the_search_goes_on(ray_local: None, tmp_path: Path):
+    """An arm whose every trial diverges: FAILED runs with the reason, and its search ends without raising."""
+    from study.tune_arm import TuneRunner
+
+    spec = spec_from_dict(DIVERGING)
+    uri = tracking.default_tracking_uri(tmp_path)
+    client = MlflowClient(uri)
+    experiment_id = tracking.get_or_create_experiment(client, spec.name)
+    arm = spec.arms[0]
+    parent = parent_run(client, experiment_id, spec, arm)
+    assert TuneRunner(spec, str(tmp_path / "tune"), uri, experiment_id).search(arm, parent, "[1/1]") is None
+    runs = mlflow_runs(tmp_path, "diverging", "trial")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
+    assert all(r.data.tags["error"].startswith("DivergedError: train_loss is nan at epoch 1") for r in runs)
+    assert set(tune_trial_ids(tmp_path, "seed_cnn-standard-search").values()) == {"ERROR"}
+
+
+def test_report_has_every_arm_and_the_verdicts(study):
+    _, report = study
+    for row in ("| seed_cnn | standard |", "| seed_cnn | layer_to_layer |"):
         assert row in report.markdown
     assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal epochs: " in report.markdown
     assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal time: " in report.markdown

@@ -11,9 +11,10 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from study.tune_callbacks import error_reason
-from trainables.trainable import DIVERGED_KEY, FINAL_KEY, with_resources
+from trainables.trainable import DATASET_KEY, DIVERGED_KEY, FINAL_KEY, with_resources
 
 EPOCHS = 4
+DIVERGING_LR = 1e6  # the loss is NaN within the first epoch
 
 
 class Recorder(tune.Callback):
@@ -29,7 +30,7 @@ class Recorder(tune.Callback):
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Trial, checkpoint: Any, **info: Any) -> None:
         result = trial.last_result
-        if trial.config["inject_nan_at_epoch"] is None and result.get("epoch") == 2 and self.killed_pid is None:
+        if trial.config["lr"] < 1 and result.get("epoch") == 2 and self.killed_pid is None:
             self.killed_pid = result["pid"]
             os.kill(result["pid"], signal.SIGKILL)  # a worker lost mid-trial (e.g. a preempted node)
 
@@ -39,10 +40,10 @@ class Recorder(tune.Callback):
 
 @pytest.fixture(scope="module")
 def experiment(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Recorder:
-    """One Tune experiment: a healthy trial whose worker is killed at epoch 2, and one that diverges at epoch 2."""
+    """One Tune experiment: a healthy trial whose worker is killed at epoch 2, and one that diverges at epoch 1."""
     recorder = Recorder()
     config = {"model": "seed_cnn", "method": "standard", "dataset": "digits", "epochs": EPOCHS, "width": 0.125,
-              "max_train_samples": 200, "batch_size": 32, "inject_nan_at_epoch": tune.grid_search([None, 2])}
+              "max_train_samples": 200, "batch_size": 32, "lr": tune.grid_search([1e-3, DIVERGING_LR])}
     tuner = tune.Tuner(
         with_resources(1, 0), param_space=config,
         tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
@@ -55,7 +56,7 @@ def experiment(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Rec
 
 
 def _trial(recorder: Recorder, diverging: bool) -> Trial:
-    return next(t for t in recorder.trials if (t.config["inject_nan_at_epoch"] is not None) == diverging)
+    return next(t for t in recorder.trials if (t.config["lr"] == DIVERGING_LR) == diverging)
 
 
 def test_restored_trial_continues_at_the_next_epoch(experiment: Recorder):
@@ -67,6 +68,8 @@ def test_restored_trial_continues_at_the_next_epoch(experiment: Recorder):
     assert after_restart and after_restart[0]["epoch"] == 3
     final = results[-1]
     assert FINAL_KEY in final and 0 <= final[FINAL_KEY]["test_acc"] <= 1 and final[FINAL_KEY]["epochs_run"] == EPOCHS
+    assert DATASET_KEY in results[0] and results[0][DATASET_KEY]["sizes"]["train"] == 200
+    assert all(DATASET_KEY not in r for r in results[1:] if r["pid"] == results[0]["pid"])
     assert final["node_id"] and Path(trial.checkpoint.path).name.startswith("checkpoint_")
 
 
@@ -75,6 +78,6 @@ def test_diverged_trial_errors_with_its_reason_and_retries_do_not_train(experime
     results = experiment.results[trial.trial_id]
     assert trial.status == Trial.ERROR
     assert trial.run_metadata.num_failures == 2  # the divergence and the retry
-    assert [r["epoch"] for r in results] == [1, 1]  # epoch 1, then the divergence marker: the retry trained nothing
+    assert [r["epoch"] for r in results] == [0]  # the divergence marker; the retry trained nothing, reported nothing
     assert DIVERGED_KEY in results[-1]
-    assert error_reason(trial).startswith("DivergedError: train_loss is nan at epoch 2")
+    assert error_reason(trial).startswith("DivergedError: train_loss is nan at epoch 1")
