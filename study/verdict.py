@@ -83,7 +83,8 @@ def training_clock(epochs: pd.DataFrame) -> pd.DataFrame:
     """`epochs` (run_id, epoch, val_acc, epoch_time_s) sorted by run and epoch, with `clock_s`: training seconds
     elapsed at the end of each epoch (cumulative epoch_time_s)."""
     ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
-    return ordered.assign(clock_s=ordered.groupby("run_id", sort=False)["epoch_time_s"].cumsum())
+    seconds = pd.to_numeric(ordered["epoch_time_s"])  # an epochs frame of failed runs only holds no numbers
+    return ordered.assign(clock_s=seconds.groupby(ordered["run_id"], sort=False).cumsum())
 
 
 def time_to_target(clock: pd.DataFrame, target: float) -> float:

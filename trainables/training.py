@@ -238,7 +238,7 @@ def _final_metrics(
         "peak_mem_mb": max((h["peak_mem_mb"] for h in history), default=float("nan")),
         "stage_peak_mem_mb": _per_stage_max(history, "peak_mem_mb"),
         "throughput_img_s": images / train_time if train_time > 0 else float("nan"),
-        "params_deployed": count_params(model),  # hook point: the greedy helper's Method.deployed_modules()
+        "params_deployed": sum(count_params(m) for m in method.deployed_modules()),  # auto_depth: the chosen prefix
         "epochs_run": len(history),
         "workers": distributed.world_size(),  # data-parallel workers this trial really trained with
     }

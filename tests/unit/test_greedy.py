@@ -366,6 +366,7 @@ def test_the_chosen_classifier_is_ranked_reported_and_tested(make_config, small_
     method.load_state_dict(saved["state"]["method"])
     deployed = nn.Sequential(*method.deployed_modules()).eval()
     assert len(deployed) == 2 and deployed[1] is method.heads["0"]
+    assert final["params_deployed"] == sum(p.numel() for p in deployed.parameters()) < final["params_trained"]
     batcher = Batcher(small_digits)
     with torch.no_grad():
         for split, key in ((small_digits.val, "val_acc"), (small_digits.test, "test_acc")):
