@@ -27,6 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from study import tracking
 SYSTEM_PREFIX = "system/"  # as MLflow's SystemMetricsMonitor names them: the run's system-metrics tab
 FINAL_PREFIX = "final/"
+EPOCH_SERIES = "train_loss"  # a series every epoch logs: its steps are the epochs a run holds
 FINAL_RESULTS_FILE = "final_results.json"  # fit's results that are no numbers (e.g. layer_to_layer's split schedule)
 WEIGHTS_FILE = "weights.pt"  # {"model": state_dict, "aux": state_dict}; torch.load(..., weights_only=True)
 
@@ -49,9 +50,16 @@ class SplitsDataset(MetaDataset):
 class TrialRun:
     """One trial's MLflow run (see the module docstring for the layout)."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, client: MlflowClient, run_id: str, last_epoch: int = 0):
         self.client, self.run_id = client, run_id
         self._system_step = 0
+        self._last_epoch = last_epoch  # the last epoch logged: a retried trial that redoes epochs logs each once
+
+    @classmethod
+    def existing(cls, client: MlflowClient, run_id: str) -> "TrialRun":
+        """A run found again (a resumed driver): the epochs it already holds are not logged a second time."""
+        steps = [m.step for m in client.get_metric_history(run_id, EPOCH_SERIES)]
+        return cls(client, run_id, last_epoch=max(steps, default=0))
 
     @classmethod
     def create(cls, client: MlflowClient, experiment_id: str, name: str, config: dict[str, Any],
@@ -73,8 +81,14 @@ class TrialRun:
         self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
-        """One epoch's numeric metrics as series points at step = epoch."""
-        tracking.log_metrics(self.client, self.run_id, metrics, step=int(metrics["epoch"]))
+        """One epoch's numeric metrics as series points at step = epoch. A trial retried after a lost node resumes
+        from its last saved checkpoint, which can be older than its last report: the epochs it redoes (the same
+        numbers on CPU, where resuming is bit for bit) are not logged twice."""
+        epoch = int(metrics["epoch"])
+        if epoch <= self._last_epoch:
+            return
+        self._last_epoch = epoch
+        tracking.log_metrics(self.client, self.run_id, metrics, step=epoch)
 
     def log_system(self, samples: list[dict[str, Any]]) -> None:
         """System-metric samples (`timestamp_ms`, `metrics`) as `system/<key>` series, one step per sample."""

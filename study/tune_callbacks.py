@@ -94,7 +94,7 @@ class MlflowTrialCallback(tune.Callback):
         """The trial's run: cached, else found by its trial_id tag, else created."""
         if trial.trial_id not in self._runs:
             found = self._phase_runs(tracking.tag_filter("trial_id", trial.trial_id))
-            self._runs[trial.trial_id] = (TrialRun(self.client, found[0].info.run_id) if found
+            self._runs[trial.trial_id] = (TrialRun.existing(self.client, found[0].info.run_id) if found
                                           else self._create_run(trial))
         return self._runs[trial.trial_id]
 

@@ -104,14 +104,13 @@ def test_unknown_method_has_no_space():
 
 @pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
 def test_what_optuna_records_is_what_trains(method):
-    """Through Ray's OptunaSearch, as the sweep uses it, on a budget that binds (vgg11: 8 blocks, 3 epochs):
-    the TrainConfig a trial trains with holds exactly the values Optuna recorded, and it fits the budget."""
-    from ray.tune.search.optuna import OptunaSearch
-
+    """Through the sweep's searcher (Ray's OptunaSearch less the search internals), on a budget that binds (vgg11:
+    8 blocks, 3 epochs): the TrainConfig a trial trains with holds exactly the values Optuna recorded, and it fits."""
+    from study.tune_arm import TrialConfigSearch
     from trainables.trainable import flat_config
 
     model, epochs = "vgg11", 3
-    searcher = OptunaSearch(get_search_space(method, model, epochs), metric="val_acc", mode="max",
+    searcher = TrialConfigSearch(get_search_space(method, model, epochs), metric="val_acc", mode="max",
                             points_to_evaluate=[default_point(method, model, epochs)],
                             sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
     for i in range(12):

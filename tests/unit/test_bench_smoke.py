@@ -39,7 +39,8 @@ def test_tiny_bench_writes_ratios_for_every_method(tmp_path, capsys):
             value = model["ratios"][method][kind]
             assert math.isfinite(value) and value > 0, (method, kind, value)
     assert model["ratios"]["layer_to_layer"]["flops"] >= 1.0  # student + teacher + aux head: all of standard's work
-    assert model["ratios"]["greedy"]["flops"] < 1.0  # one block trained at a time, earlier ones forward only
+    # greedy's default is the paper's head (k=3 convs at the block's resolution): it may cost more than standard
+    assert math.isfinite(model["ratios"]["greedy"]["flops"]) and model["ratios"]["greedy"]["flops"] > 0
     greedy = model["methods"]["greedy"]
     assert len(greedy["stages"]) == len(greedy["stage_mem_mb"]) == 5  # seed_cnn: one greedy stage per block
     assert greedy["mem_mb"] == max(greedy["stage_mem_mb"])  # the honest number: the worst block
