@@ -113,6 +113,9 @@ def init_ray(address: str | None, state_api: bool = False) -> None:
 
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    # Tune's default TensorBoard logger cannot write the system-metric samples a result carries (MLflow gets
+    # them) and would print the whole list once per sweep as a warning
+    logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")

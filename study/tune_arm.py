@@ -133,7 +133,7 @@ class TuneRunner:
             auto = " (auto)" if self.spec.budget.max_concurrent == "auto" else ""
             print(f"{label}: {total} trials, up to {tune_config.max_concurrent_trials} at a time{auto}", flush=True)
             callbacks = [MlflowTrialCallback(self.tracking_uri, self.experiment_id, parents, self.spec.name, phase),
-                         ProgressCallback(label, total, name_trials=phase == "seeds")]
+                         ProgressCallback(label, total, seeds_phase=phase == "seeds")]
             run_config = tune.RunConfig(
                 name=name, storage_path=self.storage, callbacks=callbacks, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.spec.budget.max_failures),

@@ -137,15 +137,18 @@ def _read(path: str) -> str:
 class ProgressCallback(tune.Callback):
     """One console line per finished trial: the experiment, how many trials are done, the outcome."""
 
-    def __init__(self, label: str, total: int, name_trials: bool = False):
+    def __init__(self, label: str, total: int, seeds_phase: bool = False):
         self.label, self.total = label, total
-        self.name_trials = name_trials  # say each trial's arm and seed (the seeds phase mixes arms)
+        # the seeds phase mixes arms: its lines name each trial's arm and seed, and show test accuracy; a search
+        # trial's line shows validation only (the test set is for the final score, not for watching a search)
+        self.seeds_phase = seeds_phase
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         result = trial.last_result or {}
         final = result.get(FINAL_KEY)
         val = f"val_acc {result.get('val_acc', float('nan')):.4f}"
-        outcome = (f"{val}, test_acc {final['test_acc']:.4f}, {final['train_time_s']:.1f} s training" if final
+        test = f", test_acc {final['test_acc']:.4f}" if final and self.seeds_phase else ""
+        outcome = (f"{val}{test}, {final['train_time_s']:.1f} s training" if final
                    else f"stopped early at epoch {result.get('epoch')}, {val}")
         self._print(trials, trial, outcome)
 
@@ -155,5 +158,5 @@ class ProgressCallback(tune.Callback):
     def _print(self, trials: list[Trial], trial: Trial, outcome: str) -> None:
         done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials if t is not trial) + 1
         config = flat_config(trial.config)
-        who = f" {config['model']}/{config['method']} seed {config['seed']}" if self.name_trials else ""
+        who = f" {config['model']}/{config['method']} seed {config['seed']}" if self.seeds_phase else ""
         print(f"{self.label}: {done}/{self.total}{who} trial {trial.trial_id}: {outcome}", flush=True)
