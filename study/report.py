@@ -18,7 +18,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
-from mlflow.entities import Experiment
+from mlflow.entities import Experiment, Run
 from mlflow.tracking import MlflowClient
 from study import verdict
 from study.spec import Report
@@ -118,9 +118,10 @@ def write_report(study_dir: Path, tracking_uri: str | None = None, experiment: s
     trials.to_parquet(trials_path, index=False)
     epochs.to_parquet(epochs_path, index=False)
 
-    arms, settings = select_arms(trials), report_settings(client, exp.experiment_id)
+    parents = find_runs(client, exp.experiment_id, tag_filter("role", "arm"))  # read once: settings, spend, plots
+    arms, settings = select_arms(trials), report_settings(parents)
     equal = equal_time(arms, epochs, settings)
-    markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(client, exp.experiment_id))
+    markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(parents))
     report_md = out / "report.md"
     report_md.write_text(markdown)
     shared = [scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
@@ -128,7 +129,7 @@ def write_report(study_dir: Path, tracking_uri: str | None = None, experiment: s
               profile_plot(equal, out / PROFILE_PLOT)]
     curves = {arm: curve_plot(epochs[epochs["arm"] == arm], arm, out / f"val_curves_{arm.replace('/', '_')}.png")
               for arm in epochs["arm"].unique()}
-    logged = log_to_parents(client, exp.experiment_id, [report_md, *shared], curves)
+    logged = log_to_parents(client, parents, exp.experiment_id, [report_md, *shared], curves)
     log.info("report of %s (%d trials) written to %s", exp.name, len(trials), out)
     return ReportResult(out, markdown, trials_path, epochs_path, [*shared, *curves.values()], logged)
 
@@ -188,20 +189,20 @@ def arm_order(trials: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(((m, k) for m, k in pairs), key=lambda p: (p[0], rank.get(p[1], len(rank)), p[1]))
 
 
-def search_spent(client: MlflowClient, experiment_id: str) -> dict[str, tuple[int, int]]:
+def search_spent(parents: list[Run]) -> dict[str, tuple[int, int]]:
     """arm -> (trial-epochs, trials) its search spent: the `search/*` metrics on its parent run (study/tune_arm.py)."""
     spent = {}
-    for parent in find_runs(client, experiment_id, tag_filter("role", "arm")):
+    for parent in parents:
         metrics = parent.data.metrics
         if "search/epochs_spent" in metrics:
             spent[parent.data.tags["arm"]] = (int(metrics["search/epochs_spent"]), int(metrics["search/trials"]))
     return spent
 
 
-def report_settings(client: MlflowClient, experiment_id: str) -> Report:
+def report_settings(parents: list[Run]) -> Report:
     """The spec's [report] section, from the `report.*` params the sweep logged on the arm runs (else defaults)."""
     fields = set(Report.__dataclass_fields__)
-    for parent in find_runs(client, experiment_id, tag_filter("role", "arm")):
+    for parent in parents:
         values = {key.removeprefix("report."): json.loads(value) for key, value in parent.data.params.items()
                   if key.removeprefix("report.") in fields and key.startswith("report.")}
         if values:
@@ -502,9 +503,9 @@ def _method_colours(methods: list[str]) -> dict[str, tuple[float, ...]]:
     return {method: palette(i % 10) for i, method in enumerate(dict.fromkeys(methods))}
 
 
-def log_to_parents(client: MlflowClient, experiment_id: str, shared: list[Path], curves: dict[str, Path]) -> int:
+def log_to_parents(client: MlflowClient, parents: list[Run], experiment_id: str, shared: list[Path],
+                   curves: dict[str, Path]) -> int:
     """Log `shared` files and the arm's own curve plot under `report/` to every `role=arm` run; return how many."""
-    parents = find_runs(client, experiment_id, tag_filter("role", "arm"))
     for parent in parents:
         tags = parent.data.tags
         arm = tags.get("arm") or f"{tags.get('model')}/{tags.get('method')}"
