@@ -10,7 +10,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test trial sweep report ui bench clean
+.PHONY: help setup lint format test trial sweep report ui bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project (reruns only when pyproject.toml changes)
+
+lint: $(STAMP) ## ruff: the formatter's check and the linter (CI runs it before the tests)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP) ## ruff: format the tree and apply the linter's safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test: $(STAMP) ## run the test suite (fails when no test ran)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -5,11 +5,12 @@ The process RSS high-water mark counts whole pages, the allocator's cache and li
 allocation, so two methods' peaks compare exactly. Blocks allocated before `__enter__` are not
 counted (their frees are not reported either), so enter before building the model to count it.
 """
+
 from __future__ import annotations
 
 import bisect
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -28,7 +29,7 @@ class AllocatorTrace:
         self._levels: list[int] = []
         self._windows: dict[str, tuple[int, int]] = {}
 
-    def __enter__(self) -> "AllocatorTrace":
+    def __enter__(self) -> AllocatorTrace:
         self._profiler.__enter__()
         return self
 
@@ -46,8 +47,11 @@ class AllocatorTrace:
     def _parse(self) -> None:
         events = self._profiler.profiler.kineto_results.events()
         cpu = torch.autograd.DeviceType.CPU
-        changes = sorted((e.start_ns(), e.nbytes()) for e in events
-                         if e.name() == _MEMORY_EVENT and e.device_type() == cpu)
+        changes = sorted(
+            (e.start_ns(), e.nbytes())
+            for e in events
+            if e.name() == _MEMORY_EVENT and e.device_type() == cpu
+        )
         level = 0
         for time_ns, nbytes in changes:
             level += nbytes
@@ -55,14 +59,19 @@ class AllocatorTrace:
             self._levels.append(level)
         for e in events:
             if e.name().startswith(_MARK_PREFIX):
-                self._windows[e.name()[len(_MARK_PREFIX):]] = (e.start_ns(), e.start_ns() + e.duration_ns())
+                self._windows[e.name()[len(_MARK_PREFIX) :]] = (
+                    e.start_ns(),
+                    e.start_ns() + e.duration_ns(),
+                )
 
     def peak_mb(self, name: str | None = None) -> float:
         """Peak bytes in use (MB) since `__enter__`, over the whole trace or within the window `name`."""
         if name is None:
             return max(self._levels, default=0) / MB
         if name not in self._windows:
-            raise KeyError(f"no window {name!r} in this trace; windows: {', '.join(self._windows) or '(none)'}")
+            raise KeyError(
+                f"no window {name!r} in this trace; windows: {', '.join(self._windows) or '(none)'}"
+            )
         start, end = self._windows[name]
         first, last = bisect.bisect_left(self._times, start), bisect.bisect_right(self._times, end)
         level_at_start = self._levels[first - 1] if first > 0 else 0

@@ -8,6 +8,7 @@ mostly idle, so trials share it). After every finished trial `fashion.json` (all
 training time) are rewritten, so a run cut short still leaves what it finished. Not the study's
 verdict: no search, each method's defaults.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,46 +35,72 @@ def run_one(flat: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     start = time.perf_counter()
     final = fit(TrainConfig.from_flat(flat))
-    return {"method": flat["method"], "seed": flat["seed"], **{k: final.get(k) for k in KEPT},
-            "wall_s": time.perf_counter() - start}
+    return {
+        "method": flat["method"],
+        "seed": flat["seed"],
+        **{k: final.get(k) for k in KEPT},
+        "wall_s": time.perf_counter() - start,
+    }
 
 
 def table(trials: list[dict[str, Any]], header: str) -> str:
     """Markdown: per method, test accuracy mean and sd over seeds, mean training and wall time."""
-    lines = [header, "", "| method | seeds | test_acc mean | sd | train s | wall s | img/s | peak MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| method | seeds | test_acc mean | sd | train s | wall s | img/s | peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for method in METHODS:
         rows = [t for t in trials if t["method"] == method]
         if not rows:
             continue
         acc = [t["test_acc"] for t in rows]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
-        mean = lambda key: statistics.fmean(t[key] for t in rows)  # noqa: E731
-        lines.append(f"| {method} | {len(rows)} | {statistics.fmean(acc):.4f} | {sd:.4f} | {mean('train_time_s'):.1f} "
-                     f"| {mean('wall_s'):.1f} | {mean('throughput_img_s'):.0f} | {mean('peak_mem_mb'):.0f} |")
+        mean = lambda key: statistics.fmean(t[key] for t in rows)  # noqa: E731, B023 (used at once)
+        lines.append(
+            f"| {method} | {len(rows)} | {statistics.fmean(acc):.4f} | {sd:.4f} | {mean('train_time_s'):.1f} "
+            f"| {mean('wall_s'):.1f} | {mean('throughput_img_s'):.0f} | {mean('peak_mem_mb'):.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--data-dir", default=None, help="folder holding the four official files (default: Debian's)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the four official files (default: Debian's)",
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=3, help="trials at once")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="TrainConfig overrides for every trial (smoke runs: width, max_train_samples, epochs)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig overrides for every trial (smoke runs: width, max_train_samples, epochs)",
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
-    base: dict[str, Any] = {"model": "seed_cnn", "dataset": "fashion_mnist", "data_dir": args.data_dir,
-                            "device": args.device}
+    base: dict[str, Any] = {
+        "model": "seed_cnn",
+        "dataset": "fashion_mnist",
+        "data_dir": args.data_dir,
+        "device": args.device,
+    }
     base.update({k: parse_value(v) for k, _, v in (item.partition("=") for item in args.overrides)})
     configs = [{**base, "method": m, "seed": s} for m in METHODS for s in range(1, args.seeds + 1)]
     for flat in configs:
         TrainConfig.from_flat(flat)  # a bad override fails here, not in nine workers
     args.out.mkdir(parents=True, exist_ok=True)
-    header = (f"seed_cnn, full Fashion-MNIST (test: 10,000 images), each method at its defaults, device "
-              f"{args.device}, {args.jobs} trials at once; overrides: {base}")
+    header = (
+        f"seed_cnn, full Fashion-MNIST (test: 10,000 images), each method at its defaults, device "
+        f"{args.device}, {args.jobs} trials at once; overrides: {base}"
+    )
     trials: list[dict[str, Any]] = []
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -83,11 +110,19 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 trials.append(future.result())
             except Exception as err:  # one failed trial must not lose the others' results
-                print(f"{flat['method']} seed {flat['seed']} failed: {type(err).__name__}: {err}", flush=True)
+                print(
+                    f"{flat['method']} seed {flat['seed']} failed: {type(err).__name__}: {err}",
+                    flush=True,
+                )
                 continue
-            print(f"{flat['method']} seed {flat['seed']}: test_acc {trials[-1]['test_acc']:.4f} "
-                  f"in {trials[-1]['wall_s']:.1f}s", flush=True)
-            (args.out / "fashion.json").write_text(json.dumps({"header": header, "trials": trials}, indent=1) + "\n")
+            print(
+                f"{flat['method']} seed {flat['seed']}: test_acc {trials[-1]['test_acc']:.4f} "
+                f"in {trials[-1]['wall_s']:.1f}s",
+                flush=True,
+            )
+            (args.out / "fashion.json").write_text(
+                json.dumps({"header": header, "trials": trials}, indent=1) + "\n"
+            )
             (args.out / "fashion.md").write_text(table(trials, header))
     print(table(trials, header) + f"\ntotal {time.perf_counter() - start:.0f}s")
     return 0 if len(trials) == len(configs) else 1

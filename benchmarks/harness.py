@@ -11,6 +11,7 @@ study's. Measured:
 Ratio `time` = warm_trial_s / plain_s; `time_cold` = (ray_init_s + cold_trial_s) / plain_s.
 Ray, MLflow and Optuna are imported only here, and only when this runs.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,13 +26,19 @@ import torch
 from trainables.training import fit
 
 
-def measure_harness(epochs: int = 3, trials: int = 4, width: float = 0.5, cpus: int = 2) -> dict[str, Any]:
+def measure_harness(
+    epochs: int = 3, trials: int = 4, width: float = 0.5, cpus: int = 2
+) -> dict[str, Any]:
     """Plain fit vs Tune trials of seed_cnn on digits; a note instead when Ray/MLflow/Optuna are not installed."""
-    missing = [name for name in ("ray", "mlflow", "optuna") if importlib.util.find_spec(name) is None]
+    missing = [
+        name for name in ("ray", "mlflow", "optuna") if importlib.util.find_spec(name) is None
+    ]
     if missing:
         return {"note": f"harness overhead not measured: {', '.join(missing)} not installed"}
     if trials < 2:
-        raise ValueError(f"harness trials={trials} is too few; valid: >= 2 (one trial is the cold reference)")
+        raise ValueError(
+            f"harness trials={trials} is too few; valid: >= 2 (one trial is the cold reference)"
+        )
     import ray
     from mlflow.tracking import MlflowClient
 
@@ -41,14 +48,22 @@ def measure_harness(epochs: int = 3, trials: int = 4, width: float = 0.5, cpus: 
     from study.tune_arm import TuneRunner
 
     def spec(seeds: int) -> StudySpec:
-        return StudySpec(name="bench-harness", models=["seed_cnn"], methods=["standard"],
-                         budget=Budget(epochs=epochs, seeds=seeds, max_concurrent=1, grace_period=1),
-                         resources=Resources(cpu=cpus), fixed={"width": width})
+        return StudySpec(
+            name="bench-harness",
+            models=["seed_cnn"],
+            methods=["standard"],
+            budget=Budget(epochs=epochs, seeds=seeds, max_concurrent=1, grace_period=1),
+            resources=Resources(cpu=cpus),
+            fixed={"width": width},
+        )
 
     arm = Arm("seed_cnn", "standard")
     seeds = list(range(1, trials + 1))
     torch.set_num_threads(cpus)  # what the trainable sets from the trial's CPU reservation
-    plain = [_timed(fit, spec(trials).train_config(arm.model, arm.method, seed=s))[1] for s in seeds[: trials // 2]]
+    plain = [
+        _timed(fit, spec(trials).train_config(arm.model, arm.method, seed=s))[1]
+        for s in seeds[: trials // 2]
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
         uri = tracking.default_tracking_uri(tmp)
         client = MlflowClient(uri)
@@ -57,25 +72,49 @@ def measure_harness(epochs: int = 3, trials: int = 4, width: float = 0.5, cpus: 
             tuner_s = {}
             for n in (1, trials):
                 study = spec(n)
-                experiment_id = tracking.get_or_create_experiment(client, f"bench-harness-{n}")  # runs kept apart
+                experiment_id = tracking.get_or_create_experiment(
+                    client, f"bench-harness-{n}"
+                )  # runs kept apart
                 parent = parent_run(client, experiment_id, study, arm)
                 runner = TuneRunner(study, str(Path(tmp) / f"tune-{n}"), uri, experiment_id)
                 config = study.train_config(arm.model, arm.method).to_flat()
                 result, tuner_s[n] = _timed(runner.seeds, {arm: config}, {arm.name: parent})
                 if result["errored"]:
-                    raise RuntimeError(f"{result['errored']} of {n} harness trial(s) errored; see {tmp}")
-            plain += [_timed(fit, spec(trials).train_config(arm.model, arm.method, seed=s))[1]
-                      for s in seeds[trials // 2:]]
+                    raise RuntimeError(
+                        f"{result['errored']} of {n} harness trial(s) errored; see {tmp}"
+                    )
+            plain += [
+                _timed(fit, spec(trials).train_config(arm.model, arm.method, seed=s))[1]
+                for s in seeds[trials // 2 :]
+            ]
         finally:
             ray.shutdown()
     plain_s = statistics.median(plain)
     warm_trial_s = (tuner_s[trials] - tuner_s[1]) / (trials - 1)
     return {
-        "ratios": {"harness": {"time": warm_trial_s / plain_s, "time_cold": (ray_init_s + tuner_s[1]) / plain_s}},
-        "raw": {"plain_s": plain_s, "plain_runs_s": plain, "ray_init_s": ray_init_s, "cold_trial_s": tuner_s[1],
-                f"tuner_{trials}_trials_s": tuner_s[trials], "warm_trial_s": warm_trial_s},
-        "workload": {"model": arm.model, "method": arm.method, "dataset": "digits", "epochs": epochs, "width": width,
-                     "trials": trials, "cpus_per_trial": cpus},
+        "ratios": {
+            "harness": {
+                "time": warm_trial_s / plain_s,
+                "time_cold": (ray_init_s + tuner_s[1]) / plain_s,
+            }
+        },
+        "raw": {
+            "plain_s": plain_s,
+            "plain_runs_s": plain,
+            "ray_init_s": ray_init_s,
+            "cold_trial_s": tuner_s[1],
+            f"tuner_{trials}_trials_s": tuner_s[trials],
+            "warm_trial_s": warm_trial_s,
+        },
+        "workload": {
+            "model": arm.model,
+            "method": arm.method,
+            "dataset": "digits",
+            "epochs": epochs,
+            "width": width,
+            "trials": trials,
+            "cpus_per_trial": cpus,
+        },
     }
 
 

@@ -12,6 +12,7 @@ Two measures come back:
 - `flops_per_img`: floating-point operations per image and stage (torch's FlopCounterMode), a time measure that
   other load on a shared machine cannot disturb.
 """
+
 from __future__ import annotations
 
 import gc
@@ -35,7 +36,10 @@ def measure_memory(work: Workload, exact: bool = True) -> dict[str, Any]:
     if exact:
         gc.collect()
         alloc_runs = run_workload(work, trace=True)
-        result.update(alloc_mb=max(r.alloc_mb for r in alloc_runs), alloc_stage_mb=[r.alloc_mb for r in alloc_runs])
+        result.update(
+            alloc_mb=max(r.alloc_mb for r in alloc_runs),
+            alloc_stage_mb=[r.alloc_mb for r in alloc_runs],
+        )
         result["flops_per_img"] = [r.flops / r.images for r in run_workload(work, count_flops=True)]
     return result
 
@@ -48,11 +52,16 @@ class IsolatedMemory:
         self.timeout_s = timeout_s
         self._pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> "IsolatedMemory":
+    def __enter__(self) -> IsolatedMemory:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["benchmarks.memory_probe"])
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1,
-                                         initializer=torch.set_num_threads, initargs=(self.threads,))
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=context,
+            max_tasks_per_child=1,
+            initializer=torch.set_num_threads,
+            initargs=(self.threads,),
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,6 +4,7 @@ For a missed target: prints the profiler's table of the workload's ops (sorted b
 and writes a Chrome trace beside it, e.g.
     python -m benchmarks.profile vgg16 layer_to_layer --width 0.25 --out /tmp/prof
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,11 @@ from trainables.measure import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model")
     p.add_argument("method", choices=list(METHOD_SETUPS))
     p.add_argument("--width", type=float, default=0.25)
@@ -26,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--rows", type=int, default=25)
-    p.add_argument("--out", type=Path, default=None, help="folder for the Chrome trace (trace.json)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="folder for the Chrome trace (trace.json)"
+    )
     args = p.parse_args(argv)
     device = resolve_device(args.device)
-    work = Workload(args.model, args.method, args.width, args.batch_size, args.batches, device=device.type)
+    work = Workload(
+        args.model, args.method, args.width, args.batch_size, args.batches, device=device.type
+    )
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities, record_shapes=True) as prof:
         runs = run_workload(work)

@@ -1,4 +1,5 @@
 """Turn raw benchmark measurements into ratios against `standard`, target checks, JSON and a Markdown table."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,11 @@ def median(values: list[float]) -> float:
 
 
 def summarise_model(
-    work: dict[str, Workload], timings: dict[str, list[list[StageRun]]], memory: dict[str, list[dict[str, Any]]],
-    flops: dict[str, list[float]], cuda: bool,
+    work: dict[str, Workload],
+    timings: dict[str, list[list[StageRun]]],
+    memory: dict[str, list[dict[str, Any]]],
+    flops: dict[str, list[float]],
+    cuda: bool,
 ) -> dict[str, Any]:
     """One model's entry: per-method numbers, ratios to standard (paired per repeat, then the median), raw data.
 
@@ -59,8 +63,11 @@ def summarise_model(
         times = [epoch_time(runs) for runs in repeats]
         cpu_times = [epoch_time(runs, "cpu_seconds") for runs in repeats]
         probes = memory.get(method, [])
-        mem_runs = [max(r.peak_mem_mb for r in runs) for runs in repeats] if cuda else \
-            [p["alloc_mb"] for p in probes if "alloc_mb" in p]
+        mem_runs = (
+            [max(r.peak_mem_mb for r in runs) for runs in repeats]
+            if cuda
+            else [p["alloc_mb"] for p in probes if "alloc_mb" in p]
+        )
         w = work[method]
         t = median(times)
         methods[method] = {
@@ -72,15 +79,29 @@ def summarise_model(
             "mem_source": "cuda_max_memory_allocated" if cuda else "cpu_allocator_trace",
             "rss_mb": median([p["rss_mb"] for p in probes]) if probes else float("nan"),
             "stages": [{"index": r.index, "epochs": r.epochs, **r.info} for r in repeats[0]],
-            "stage_time_s": [median([runs[i].seconds for runs in repeats]) for i in range(len(repeats[0]))],
+            "stage_time_s": [
+                median([runs[i].seconds for runs in repeats]) for i in range(len(repeats[0]))
+            ],
             "stage_mem_mb": _stage_mem(repeats, probes, cuda),
             "stage_gflop_per_img": [f / 1e9 for f in flops[method]],
         }
-        raw[method] = {"epoch_time_s": times, "epoch_cpu_s": cpu_times, "mem_mb": mem_runs,
-                       "rss_mb": [p["rss_mb"] for p in probes]}
-    ratios = {m: _ratios(m, methods, raw) for m in methods if m != BASELINE} if BASELINE in methods else {}
+        raw[method] = {
+            "epoch_time_s": times,
+            "epoch_cpu_s": cpu_times,
+            "mem_mb": mem_runs,
+            "rss_mb": [p["rss_mb"] for p in probes],
+        }
+    ratios = (
+        {m: _ratios(m, methods, raw) for m in methods if m != BASELINE}
+        if BASELINE in methods
+        else {}
+    )
     return {
-        "workload": {k: v for k, v in next(iter(work.values())).to_dict().items() if k not in ("model", "method")},
+        "workload": {
+            k: v
+            for k, v in next(iter(work.values())).to_dict().items()
+            if k not in ("model", "method")
+        },
         "methods": methods,
         "ratios": ratios,
         "img_s": {m: v["img_s"] for m, v in methods.items()},
@@ -90,10 +111,14 @@ def summarise_model(
 
 def _epoch_mean(per_stage: list[float], runs: list[StageRun]) -> float:
     """A per-stage quantity averaged over the stages, weighted by their planned epochs."""
-    return sum(v * r.epochs for v, r in zip(per_stage, runs, strict=True)) / sum(r.epochs for r in runs)
+    return sum(v * r.epochs for v, r in zip(per_stage, runs, strict=True)) / sum(
+        r.epochs for r in runs
+    )
 
 
-def _stage_mem(repeats: list[list[StageRun]], probes: list[dict[str, Any]], cuda: bool) -> list[float]:
+def _stage_mem(
+    repeats: list[list[StageRun]], probes: list[dict[str, Any]], cuda: bool
+) -> list[float]:
     if cuda:
         return [median([runs[i].peak_mem_mb for runs in repeats]) for i in range(len(repeats[0]))]
     traced = [p for p in probes if "alloc_stage_mb" in p]
@@ -122,8 +147,11 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if target.key == "harness":
             entries = {"(harness)": results.get("harness", {}).get("ratios", {})}
         else:
-            entries = {name: model.get("ratios", {}) for name, model in results["models"].items()
-                       if target.models is None or name in target.models}
+            entries = {
+                name: model.get("ratios", {})
+                for name, model in results["models"].items()
+                if target.models is None or name in target.models
+            }
         for name, ratios in entries.items():
             value = ratios.get(target.key, {}).get(target.kind, float("nan"))
             limit, label = target.limit, f"ratios.{target.key}.{target.kind}"
@@ -131,7 +159,15 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 limit += ratios.get(target.key, {}).get(target.over, float("nan"))
                 label += f" <= {target.over} + {target.limit}"
             met = None if math.isnan(value) or math.isnan(limit) else value <= limit
-            checks.append({"target": label, "model": name, "value": value, "limit": round(limit, 4), "met": met})
+            checks.append(
+                {
+                    "target": label,
+                    "model": name,
+                    "value": value,
+                    "limit": round(limit, 4),
+                    "met": met,
+                }
+            )
     return checks
 
 
@@ -139,24 +175,29 @@ def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown: per-model method table, harness overhead, target checks."""
     machine = results["machine"]
     lines = [
-        f"# make bench: {machine['name']} ({results['date']})", "",
+        f"# make bench: {machine['name']} ({results['date']})",
+        "",
         f"{machine['device']}, torch {machine['torch']}, {machine['threads']} threads; load average "
         f"{machine['loadavg_start']} at start, {machine['loadavg_end']} at end. Ratios are to `standard`, "
         f"paired per repeat and the median of {results['repeats']} repeats. CPU time: this process's CPU seconds "
         f"(all threads) in the timed epochs, less sensitive than wall time to other load on shared cores. "
         f"GFLOP/img: training FLOPs per image (torch FlopCounterMode, forward + backward), load-independent.",
-        f"Memory: {results['memory_note']}", "",
+        f"Memory: {results['memory_note']}",
+        "",
         "| model | width | method | epoch time (s) | img/s | time x std | CPU time x std | GFLOP/img | "
         "FLOPs x std | peak mem (MB) | mem x std | peak RSS (MB) | RSS x std |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, model in results["models"].items():
         for method, m in model["methods"].items():
-            r = model["ratios"].get(method, {"time": 1.0, "cpu_time": 1.0, "flops": 1.0, "mem": 1.0, "rss": 1.0})
+            r = model["ratios"].get(
+                method, {"time": 1.0, "cpu_time": 1.0, "flops": 1.0, "mem": 1.0, "rss": 1.0}
+            )
             lines.append(
                 f"| {name} | {model['workload']['width']} | {method} | {m['epoch_time_s']:.3f} | {m['img_s']:.0f} | "
                 f"{r['time']:.2f} | {r['cpu_time']:.2f} | {m['gflop_per_img']:.4g} | {r['flops']:.2f} | "
-                f"{m['mem_mb']:.1f} | {r['mem']:.2f} | {m['rss_mb']:.1f} | {r['rss']:.2f} |")
+                f"{m['mem_mb']:.1f} | {r['mem']:.2f} | {m['rss_mb']:.1f} | {r['rss']:.2f} |"
+            )
     harness = results.get("harness", {})
     lines += ["", "## Harness overhead (Ray Tune trial + MLflow callback vs plain `fit`)", ""]
     if "note" in harness:
@@ -172,7 +213,13 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     if results.get("trials"):
         lines += _trials_markdown(results["trials"])
-    lines += ["", "## Targets", "", "| target | model | value | limit | met |", "|---|---|---:|---:|---|"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | model | value | limit | met |",
+        "|---|---|---:|---:|---|",
+    ]
     for c in results["targets"]:
         met = "not measured" if c["met"] is None else ("yes" if c["met"] else "**no**")
         lines.append(f"| {c['target']} | {c['model']} | {c['value']:.3f} | {c['limit']} | {met} |")
@@ -181,15 +228,21 @@ def markdown(results: dict[str, Any]) -> str:
 
 def _trials_markdown(trials: list[dict[str, Any]]) -> list[str]:
     """Whole `study trial` runs against the benchmark (benchmarks.trial_efficiency)."""
-    lines = ["", "## Whole trials (`python -m study trial`) vs the benchmark's step speed", "",
-             "Training img/s over all epochs; share = training s / fit wall s, both without the first epoch's "
-             "one-time excess; start-up = command wall - fit wall (interpreter, imports).", "",
-             "| trial | batch | epochs | train img/s | bench img/s | img/s x bench | train s | fit wall s | "
-             "train share | one-time s | start-up s | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "",
+        "## Whole trials (`python -m study trial`) vs the benchmark's step speed",
+        "",
+        "Training img/s over all epochs; share = training s / fit wall s, both without the first epoch's "
+        "one-time excess; start-up = command wall - fit wall (interpreter, imports).",
+        "",
+        "| trial | batch | epochs | train img/s | bench img/s | img/s x bench | train s | fit wall s | "
+        "train share | one-time s | start-up s | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for t in trials:
         lines.append(
             f"| {t['model']}/{t['method']}/{t['dataset']} | {t['batch_size']} | {t['epochs']} | {t['train_img_s']:.0f} | "
             f"{t['bench_img_s']:.0f} | {t['throughput_ratio']:.3f} | {t['train_time_s']:.2f} | {t['fit_wall_s']:.2f} | "
-            f"{t['train_share']:.3f} | {t['one_time_s']:.2f} | {t['startup_s']:.2f} | {t['note']} |")
+            f"{t['train_share']:.3f} | {t['one_time_s']:.2f} | {t['startup_s']:.2f} | {t['note']} |"
+        )
     return lines

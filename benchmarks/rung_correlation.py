@@ -5,6 +5,7 @@ and prints, per arm, the Spearman rank correlation between val_acc at each rung 
 val_acc, over the trials that ran to the end:
     python -m benchmarks.rung_correlation runs/rankcorr
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,20 @@ def arm_correlations(experiment: Path, rungs: list[int], budget: Budget) -> tupl
     from ray.tune import ExperimentAnalysis
 
     frames = ExperimentAnalysis(str(experiment)).trial_dataframes.values()
-    full = [f.drop_duplicates("epoch", keep="last").set_index("epoch")["val_acc"] for f in frames
-            if len(f) and f["epoch"].max() == budget.epochs]
+    full = [
+        f.drop_duplicates("epoch", keep="last").set_index("epoch")["val_acc"]
+        for f in frames
+        if len(f) and f["epoch"].max() == budget.epochs
+    ]
     finals = [series[budget.epochs] for series in full]
     best = max(range(len(full)), key=finals.__getitem__)
     cells = []
     for rung in rungs:
         at_rung = [series[rung] for series in full]
         kept = sum(value > at_rung[best] for value in at_rung) < len(full) / budget.reduction_factor
-        cells.append(f"{stats.spearmanr(at_rung, finals).statistic:.2f} ({'kept' if kept else 'stopped'})")
+        cells.append(
+            f"{stats.spearmanr(at_rung, finals).statistic:.2f} ({'kept' if kept else 'stopped'})"
+        )
     return len(full), cells
 
 
@@ -54,7 +60,9 @@ def main() -> None:
     print("|---|---|" + "---|" * len(rungs))
     for model in spec["models"]:
         for method in spec["methods"]:
-            n, cells = arm_correlations(args.study_dir / "tune" / f"{model}-{method}-search", rungs, budget)
+            n, cells = arm_correlations(
+                args.study_dir / "tune" / f"{model}-{method}-search", rungs, budget
+            )
             print(f"| {model}/{method} | {n} | " + " | ".join(cells) + " |")
 
 

@@ -5,6 +5,7 @@ It is the training code path of `trainables.training.fit` (same model/method con
 only: per stage, one untimed warm-up epoch of `warmup` batches, then one timed epoch of
 `batches` batches. Augmentation is off so the time is the method's, not the data pipeline's.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,14 +19,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.allocator import AllocatorTrace
+from benchmarks.synthetic import synthetic_splits
 from trainables.config import TrainConfig, check_choice
 from trainables.data import Batcher, ImageSet
 from trainables.measure import PeakMemory, Timer, resolve_device
 from trainables.methods import Method, Stage
 from trainables.training import build_method, uses_channels_last
-
-from benchmarks.allocator import AllocatorTrace
-from benchmarks.synthetic import synthetic_splits
 
 # Epoch budget given to every method: it only sets schedule lengths and the epochs per stage
 # (the weights of greedy's per-block times); it must allow one epoch per stage of any model.
@@ -70,8 +70,15 @@ class Workload:
 
     def config(self) -> TrainConfig:
         return TrainConfig(
-            model=self.model, method=self.method, epochs=PLAN_EPOCHS, batch_size=self.batch_size, width=self.width,
-            seed=self.seed, augment=False, device=self.device, params=dict(self.setup().params),
+            model=self.model,
+            method=self.method,
+            epochs=PLAN_EPOCHS,
+            batch_size=self.batch_size,
+            width=self.width,
+            seed=self.seed,
+            augment=False,
+            device=self.device,
+            params=dict(self.setup().params),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +109,9 @@ def run_workload(work: Workload, trace: bool = False, count_flops: bool = False)
     config = work.config()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    data = synthetic_splits((work.warmup + work.batches) * work.batch_size, seed=work.seed).to(device)
+    data = synthetic_splits((work.warmup + work.batches) * work.batch_size, seed=work.seed).to(
+        device
+    )
     n_warm = work.warmup * work.batch_size
     warm = ImageSet(data.train.x[:n_warm], data.train.y[:n_warm])
     splits = dataclasses.replace(data, train=ImageSet(data.train.x[n_warm:], data.train.y[n_warm:]))
@@ -112,22 +121,36 @@ def run_workload(work: Workload, trace: bool = False, count_flops: bool = False)
     with allocator if allocator is not None else contextlib.nullcontext():
         method = build_method(config, splits, device)
         compiled: weakref.WeakSet[nn.Module] | None = weakref.WeakSet() if work.compile else None
-        runs = [_run_stage(method, stage, warm, splits.train, batcher, memory, allocator, count_flops, compiled)
-                for stage in select_stages(method.plan(), work.setup().stages)]
+        runs = [
+            _run_stage(
+                method, stage, warm, splits.train, batcher, memory, allocator, count_flops, compiled
+            )
+            for stage in select_stages(method.plan(), work.setup().stages)
+        ]
     if allocator is not None:
         for run in runs:
             run.alloc_mb = allocator.peak_mb(f"stage{run.index}")
     return runs
 
 
-def _run_stage(method: Method, stage: Stage, warm: ImageSet, timed: ImageSet, batcher: Batcher, memory: PeakMemory,
-               allocator: AllocatorTrace | None, count_flops: bool,
-               compiled: weakref.WeakSet[nn.Module] | None) -> StageRun:
+def _run_stage(
+    method: Method,
+    stage: Stage,
+    warm: ImageSet,
+    timed: ImageSet,
+    batcher: Batcher,
+    memory: PeakMemory,
+    allocator: AllocatorTrace | None,
+    count_flops: bool,
+    compiled: weakref.WeakSet[nn.Module] | None,
+) -> StageRun:
     generator = torch.Generator().manual_seed(method.config.seed + stage.index)
     timer = Timer(method.device)
     flop_counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
     memory.reset()
-    with allocator.mark(f"stage{stage.index}") if allocator is not None else contextlib.nullcontext():
+    with (
+        allocator.mark(f"stage{stage.index}") if allocator is not None else contextlib.nullcontext()
+    ):
         method.start_stage(stage)
         if compiled is not None:
             compile_blocks(method, compiled)
@@ -140,8 +163,16 @@ def _run_stage(method: Method, stage: Stage, warm: ImageSet, timed: ImageSet, ba
             seconds = timer.stop()
             cpu_seconds = time.process_time() - cpu_start
     flops = float(flop_counter.get_total_flops()) if count_flops else float("nan")
-    return StageRun(stage.index, stage.epochs, dict(stage.info), seconds, cpu_seconds, images, memory.peak_mb(),
-                    flops=flops)
+    return StageRun(
+        stage.index,
+        stage.epochs,
+        dict(stage.info),
+        seconds,
+        cpu_seconds,
+        images,
+        memory.peak_mb(),
+        flops=flops,
+    )
 
 
 def _epoch(method: Method, data: ImageSet, batcher: Batcher, generator: torch.Generator) -> int:

@@ -6,11 +6,13 @@ ranges for every arm; a method adds only its own knobs on top.
 Values a space samples only to derive a knob (e.g. per-stage weights that become `stage_fracs`)
 are named with `INTERNAL_PREFIX`; `to_flat_config` drops them before a `TrainConfig` is built.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from trainables.config import TrainConfig
 
@@ -22,11 +24,21 @@ BATCH_SIZES = (32, 64, 128)
 LR_RANGES = {"adamw": (1e-4, 1e-2), "sgd": (1e-3, 0.3)}
 WEIGHT_DECAY_RANGE = (1e-6, 1e-2)
 WARMUP_FRAC_RANGE = (0.0, 0.2)
-ANNEAL_FRAC_RANGE = (0.1, 1.0)  # 1: the schedule spans the steps after warm-up; lower holds lr longer first
+ANNEAL_FRAC_RANGE = (
+    0.1,
+    1.0,
+)  # 1: the schedule spans the steps after warm-up; lower holds lr longer first
 LABEL_SMOOTHING_RANGE = (0.0, 0.2)
 SHARED_KNOBS = ("lr", "weight_decay", "batch_size", "warmup_frac", "anneal_frac", "label_smoothing")
-ARM_WIDE = (*SHARED_KNOBS, "optimizer", "schedule")  # a spec pins these for all arms or none: they shape the space
-WEIGHT_RANGE = (0.2, 1.0)  # per-stage weights before normalisation: no stage gets < 1/5 of another's share
+ARM_WIDE = (
+    *SHARED_KNOBS,
+    "optimizer",
+    "schedule",
+)  # a spec pins these for all arms or none: they shape the space
+WEIGHT_RANGE = (
+    0.2,
+    1.0,
+)  # per-stage weights before normalisation: no stage gets < 1/5 of another's share
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ Space = Callable[["optuna.Trial", ArmContext], dict[str, Any]]
 SGD_DEFAULT_LR = 0.05  # TrainConfig's lr default is AdamW's; SGD's first trial starts here instead
 
 
-def shared_space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
+def shared_space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
     """The nuisance knobs every arm searches alike: lr (log, range per optimiser), weight_decay (log),
     batch_size, warm-up and annealed shares of the schedule (none under a pinned onecycle), label smoothing."""
     low, high = LR_RANGES[ctx.optimizer]
@@ -65,15 +77,25 @@ def shared_defaults(ctx: ArmContext, default_anneal_frac: float = 1.0) -> dict[s
     with the method's own `default_anneal_frac` (what its training uses when anneal_frac is unset)."""
     base = TrainConfig()
     lr = SGD_DEFAULT_LR if ctx.optimizer == "sgd" else base.lr
-    shape = {} if ctx.pinned.get("schedule") == "onecycle" else \
-        {"warmup_frac": base.warmup_frac, "anneal_frac": default_anneal_frac}
-    return {"lr": lr, "weight_decay": base.weight_decay, "batch_size": base.batch_size, **shape,
-            "label_smoothing": base.label_smoothing}
+    shape = (
+        {}
+        if ctx.pinned.get("schedule") == "onecycle"
+        else {"warmup_frac": base.warmup_frac, "anneal_frac": default_anneal_frac}
+    )
+    return {
+        "lr": lr,
+        "weight_decay": base.weight_decay,
+        "batch_size": base.batch_size,
+        **shape,
+        "label_smoothing": base.label_smoothing,
+    }
 
 
-def normalised_weights(trial: "optuna.Trial", name: str, count: int) -> list[float]:
+def normalised_weights(trial: optuna.Trial, name: str, count: int) -> list[float]:
     """`count` uniform weights in WEIGHT_RANGE (internal params `_<name>_<i>`), normalised to sum to 1."""
-    weights = [trial.suggest_float(f"{INTERNAL_PREFIX}{name}_{i}", *WEIGHT_RANGE) for i in range(count)]
+    weights = [
+        trial.suggest_float(f"{INTERNAL_PREFIX}{name}_{i}", *WEIGHT_RANGE) for i in range(count)
+    ]
     total = sum(weights)
     return [round(w / total, 4) for w in weights]
 
@@ -81,7 +103,7 @@ def normalised_weights(trial: "optuna.Trial", name: str, count: int) -> list[flo
 class PinnedTrial:
     """An Optuna trial whose `suggest_*` calls return the pinned value for pinned names (spec `fixed`)."""
 
-    def __init__(self, trial: "optuna.Trial", pinned: Mapping[str, Any]):
+    def __init__(self, trial: optuna.Trial, pinned: Mapping[str, Any]):
         self._trial = trial
         self._pinned = dict(pinned)
 
@@ -97,12 +119,12 @@ class PinnedTrial:
         return suggest
 
 
-def bound_space(space: Space, ctx: ArmContext) -> Callable[["optuna.Trial"], dict[str, Any]]:
+def bound_space(space: Space, ctx: ArmContext) -> Callable[[optuna.Trial], dict[str, Any]]:
     """`space` as the one-argument define-by-run function OptunaSearch takes, honouring `ctx.pinned`."""
     return functools.partial(_run_pinned, space, ctx)
 
 
-def _run_pinned(space: Space, ctx: ArmContext, trial: "optuna.Trial") -> dict[str, Any]:
+def _run_pinned(space: Space, ctx: ArmContext, trial: optuna.Trial) -> dict[str, Any]:
     derived = space(PinnedTrial(trial, ctx.pinned), ctx)
     return {key: value for key, value in derived.items() if key not in ctx.pinned}
 

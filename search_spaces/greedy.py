@@ -12,22 +12,31 @@ auto_depth (seed 003) changes what is trained, and aux_head/width_aux change wha
 spec choices (`[fixed.greedy]`), not searched;
 pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
 """
+
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.common import INTERNAL_PREFIX, ArmContext, normalised_weights, shared_defaults, shared_space
+from search_spaces.common import (
+    INTERNAL_PREFIX,
+    ArmContext,
+    normalised_weights,
+    shared_defaults,
+    shared_space,
+)
 
 if TYPE_CHECKING:
     import optuna
 
 SEQUENTIAL_ONLY = ("auto_depth", "cache_features", "epochs_per_block")
-NOTE = ("every greedy stage restarts the schedule, so the shared shape (warmup_frac, hold, anneal_frac) "
-        "applies per stage; anneal_frac unset (first trial) is greedy's 0.25")
+NOTE = (
+    "every greedy stage restarts the schedule, so the shared shape (warmup_frac, hold, anneal_frac) "
+    "applies per stage; anneal_frac unset (first trial) is greedy's 0.25"
+)
 
 
-def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
+def space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
     """Shared knobs plus the aux head's k, decoupling, block grouping and the epoch share per stage."""
     shared_space(trial, ctx)
     L = ctx.num_blocks
@@ -47,5 +56,10 @@ def defaults(ctx: ArmContext) -> dict[str, Any]:
 
     p = GreedyParams()
     equal_stages = {f"{INTERNAL_PREFIX}block_w_{i}": 1.0 for i in range(ctx.num_blocks)}
-    return {**shared_defaults(ctx, ANNEAL_FRAC), "aux_k": p.aux_k, "decoupled": p.decoupled,
-            "blocks_per_stage": max(p.blocks_per_stage, math.ceil(ctx.num_blocks / ctx.epochs)), **equal_stages}
+    return {
+        **shared_defaults(ctx, ANNEAL_FRAC),
+        "aux_k": p.aux_k,
+        "decoupled": p.decoupled,
+        "blocks_per_stage": max(p.blocks_per_stage, math.ceil(ctx.num_blocks / ctx.epochs)),
+        **equal_stages,
+    }

@@ -14,11 +14,18 @@
 Every range is conditioned on the samples before it, so every sample fits the budget as sampled:
 what Optuna records is what trains (nothing is raised or dropped afterwards).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.common import INTERNAL_PREFIX, ArmContext, normalised_weights, shared_defaults, shared_space
+from search_spaces.common import (
+    INTERNAL_PREFIX,
+    ArmContext,
+    normalised_weights,
+    shared_defaults,
+    shared_space,
+)
 from trainables.errors import UserError
 from trainables.methods.layer_to_layer import split_schedule
 
@@ -26,15 +33,17 @@ if TYPE_CHECKING:
     import optuna
 
 
-def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
+def space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
     """Shared knobs plus the split schedule, distillation and finetune knobs (table above)."""
     shared_space(trial, ctx)
     L = ctx.num_blocks
     ratio = trial.suggest_float("split_ratio", 0.1, 0.9)
     fewest_stages = len(split_schedule(L, ratio, L))  # the largest step: 1 or 2 stages
     if fewest_stages > ctx.epochs:
-        raise UserError(f"epochs={ctx.epochs} is too small for layer_to_layer's search on {L} blocks: a split "
-                         f"schedule has up to {fewest_stages} stages of >= 1 epoch each; raise epochs")
+        raise UserError(
+            f"epochs={ctx.epochs} is too small for layer_to_layer's search on {L} blocks: a split "
+            f"schedule has up to {fewest_stages} stages of >= 1 epoch each; raise epochs"
+        )
     finetune = 0.0
     if fewest_stages + 1 <= ctx.epochs:
         finetune = trial.suggest_float("finetune_frac", 0.0, 0.5, step=0.05)
@@ -44,7 +53,9 @@ def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
     trial.suggest_float("kd_temperature", 1.0, 10.0, log=True)
     trial.suggest_float("teacher_grad", 0.0, 1.0)
     trial.suggest_categorical("aux", ("linear", "conv"))
-    return {"stage_fracs": normalised_weights(trial, "stage_w", len(split_schedule(L, ratio, step)))}
+    return {
+        "stage_fracs": normalised_weights(trial, "stage_w", len(split_schedule(L, ratio, step)))
+    }
 
 
 def defaults(ctx: ArmContext) -> dict[str, Any]:
@@ -54,13 +65,28 @@ def defaults(ctx: ArmContext) -> dict[str, Any]:
 
     p = LayerToLayerParams()
     equal_stages = {f"{INTERNAL_PREFIX}stage_w_{i}": 1.0 for i in range(ctx.num_blocks)}
-    step = max(p.split_step, fewest_step(ctx.num_blocks, p.split_ratio, ctx.epochs - (1 if p.finetune_frac else 0)))
-    return {**shared_defaults(ctx), "split_ratio": p.split_ratio, "split_step": step,
-            "finetune_frac": p.finetune_frac, "kd_alpha": p.kd_alpha, "kd_temperature": p.kd_temperature,
-            "teacher_grad": p.teacher_grad, "aux": p.aux, **equal_stages}
+    step = max(
+        p.split_step,
+        fewest_step(ctx.num_blocks, p.split_ratio, ctx.epochs - (1 if p.finetune_frac else 0)),
+    )
+    return {
+        **shared_defaults(ctx),
+        "split_ratio": p.split_ratio,
+        "split_step": step,
+        "finetune_frac": p.finetune_frac,
+        "kd_alpha": p.kd_alpha,
+        "kd_temperature": p.kd_temperature,
+        "teacher_grad": p.teacher_grad,
+        "aux": p.aux,
+        **equal_stages,
+    }
 
 
 def fewest_step(num_blocks: int, ratio: float, stages: int) -> int:
     """The smallest split_step whose schedule from `ratio` has at most `stages` stages (the caller made sure
     that the largest step, with its 1 or 2 stages, does)."""
-    return next(step for step in range(1, num_blocks + 1) if len(split_schedule(num_blocks, ratio, step)) <= stages)
+    return next(
+        step
+        for step in range(1, num_blocks + 1)
+        if len(split_schedule(num_blocks, ratio, step)) <= stages
+    )

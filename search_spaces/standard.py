@@ -1,4 +1,5 @@
 """Search space of `standard`: only the shared optimiser knobs."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ if TYPE_CHECKING:
     import optuna
 
 
-def space(trial: "optuna.Trial", ctx: ArmContext) -> dict[str, Any]:
+def space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
     """lr, weight_decay, batch_size (see `search_spaces.common.shared_space`)."""
     return shared_space(trial, ctx)
 

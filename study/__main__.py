@@ -1,4 +1,5 @@
 """`python -m study ...` entry point."""
+
 from study.cli import main
 
 if __name__ == "__main__":

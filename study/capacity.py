@@ -6,6 +6,7 @@ spread over nodes) plus the small bundle of the Tune trial that drives it. "Can 
 is judged against the nodes alive when the sweep starts (docs/cluster.md: on an autoscaling
 cluster keep at least one node of every type the study needs running, `min_workers >= 1`).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ class TrialRequest:
     workers: int = 1
 
     @classmethod
-    def of(cls, spec: StudySpec) -> "TrialRequest":
+    def of(cls, spec: StudySpec) -> TrialRequest:
         return cls(spec.resources.cpu, spec.resources.gpu, spec.resources.workers)
 
     @property
@@ -45,7 +46,11 @@ class TrialRequest:
         return {"CPU": self.cpu + driver, "GPU": self.gpu}
 
     def describe(self) -> str:
-        each = "" if self.workers == 1 else f" ({self.workers} workers of {_amounts(self.worker_bundle)})"
+        each = (
+            ""
+            if self.workers == 1
+            else f" ({self.workers} workers of {_amounts(self.worker_bundle)})"
+        )
         return f"{_amounts({'CPU': self.cpu, 'GPU': self.gpu})} per trial{each}"
 
 
@@ -53,8 +58,11 @@ def alive_nodes() -> list[dict[str, float]]:
     """CPU and GPU totals of every alive node of the connected Ray cluster."""
     import ray
 
-    return [{kind: float(node["Resources"].get(kind, 0.0)) for kind in KINDS}
-            for node in ray.nodes() if node.get("Alive")]
+    return [
+        {kind: float(node["Resources"].get(kind, 0.0)) for kind in KINDS}
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
 
 
 def check_placeable(request: TrialRequest, nodes: list[dict[str, float]]) -> None:
@@ -64,12 +72,26 @@ def check_placeable(request: TrialRequest, nodes: list[dict[str, float]]) -> Non
     fits_cluster = _fits(request.total, _sum(nodes))
     if fits_a_node and fits_cluster:
         return
-    have = "; ".join(f"node {i}: {_amounts(node)}" for i, node in enumerate(nodes, 1)) or "no alive node"
-    missing = [kind for kind in KINDS if bundle[kind] > 0 and not any(node[kind] >= bundle[kind] for node in nodes)]
-    why = (f"no node has {' or '.join(missing)}" if missing and not any(_sum(nodes)[k] for k in missing)
-           else "no node is large enough" if not fits_a_node else "the whole cluster is too small")
-    raise UserError(f"resources: {request.describe()} can never be placed on this Ray cluster ({why}; it has "
-                     f"{have}); lower resources.cpu/resources.gpu/resources.workers with --set, or add nodes")
+    have = (
+        "; ".join(f"node {i}: {_amounts(node)}" for i, node in enumerate(nodes, 1))
+        or "no alive node"
+    )
+    missing = [
+        kind
+        for kind in KINDS
+        if bundle[kind] > 0 and not any(node[kind] >= bundle[kind] for node in nodes)
+    ]
+    why = (
+        f"no node has {' or '.join(missing)}"
+        if missing and not any(_sum(nodes)[k] for k in missing)
+        else "no node is large enough"
+        if not fits_a_node
+        else "the whole cluster is too small"
+    )
+    raise UserError(
+        f"resources: {request.describe()} can never be placed on this Ray cluster ({why}; it has "
+        f"{have}); lower resources.cpu/resources.gpu/resources.workers with --set, or add nodes"
+    )
 
 
 def auto_concurrency(request: TrialRequest, nodes: list[dict[str, float]]) -> int:
@@ -82,7 +104,10 @@ def auto_concurrency(request: TrialRequest, nodes: list[dict[str, float]]) -> in
 def search_limit(spec: StudySpec) -> int:
     """The most search trials worth running at once: TPE only learns from finished trials, so at least
     half of an arm's trials (and all after the random start-up ones) should see some results."""
-    return min(spec.budget.max_trials, max(spec.search.startup_trials, math.ceil(spec.budget.max_trials / 2)))
+    return min(
+        spec.budget.max_trials,
+        max(spec.search.startup_trials, math.ceil(spec.budget.max_trials / 2)),
+    )
 
 
 def check_data_on_driver(spec: StudySpec) -> None:
@@ -93,14 +118,18 @@ def check_data_on_driver(spec: StudySpec) -> None:
         return
     data_dir = spec.fixed.get("data_dir")
     if not data_dir:
-        raise UserError(f"dataset {spec.dataset!r} needs fixed.data_dir (a folder holding "
-                         f"{CIFAR_FOLDERS[spec.dataset]}/); set it with --set fixed.data_dir=/path")
+        raise UserError(
+            f"dataset {spec.dataset!r} needs fixed.data_dir (a folder holding "
+            f"{CIFAR_FOLDERS[spec.dataset]}/); set it with --set fixed.data_dir=/path"
+        )
     folder = Path(data_dir).expanduser() / CIFAR_FOLDERS[spec.dataset]
     if not folder.is_dir():
-        raise UserError(f"dataset {spec.dataset!r}: the folder {folder} does not exist on this machine "
-                         f"(fixed.data_dir={data_dir!r}); every node needs it there (docs/cluster.md says how "
-                         f"to fetch it), or point --set fixed.data_dir=/path at a folder holding "
-                         f"{CIFAR_FOLDERS[spec.dataset]}/")
+        raise UserError(
+            f"dataset {spec.dataset!r}: the folder {folder} does not exist on this machine "
+            f"(fixed.data_dir={data_dir!r}); every node needs it there (docs/cluster.md says how "
+            f"to fetch it), or point --set fixed.data_dir=/path at a folder holding "
+            f"{CIFAR_FOLDERS[spec.dataset]}/"
+        )
 
 
 def total_resources(nodes: list[dict[str, float]]) -> str:

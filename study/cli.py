@@ -5,6 +5,7 @@ so `ui` and `report` start without loading torch or Ray. A user's mistake (`User
 ValueError raised by this project's own checks) is one line on stderr and exit status 2; every
 other error, including those raised inside libraries, keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,17 @@ from trainables.errors import UserError
 
 COMMANDS = ("trial", "sweep", "report", "ui", "spaces")
 USER_ERROR_EXIT = 2
-PROJECT_PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("study", "trainables",
-                                                                                       "search_spaces"))
+PROJECT_PACKAGES = tuple(
+    str(Path(__file__).resolve().parents[1] / name)
+    for name in ("study", "trainables", "search_spaces")
+)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser with every subcommand, or with just `only` (faster start-up)."""
-    parser = argparse.ArgumentParser(prog="python -m study", description="l2l-study: trial, sweep, report, ui")
+    parser = argparse.ArgumentParser(
+        prog="python -m study", description="l2l-study: trial, sweep, report, ui"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
@@ -48,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except ValueError as err:

@@ -9,6 +9,7 @@ never cuts a trial short, and an arm spends at most `search_epochs`; it spends m
 ends the search first. Built like Tune's own ConcurrencyLimiter; its counts travel with the
 experiment state, so a resumed search keeps its budget.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,16 +21,28 @@ from ray.tune.search.util import _set_search_properties_backwards_compatible
 class EpochBudget(Searcher):
     """Suggest trials from `searcher` only while a whole trial still fits in `search_epochs`."""
 
-    def __init__(self, searcher: Searcher, search_epochs: int, epochs_per_trial: int, time_attr: str = "epoch"):
+    def __init__(
+        self,
+        searcher: Searcher,
+        search_epochs: int,
+        epochs_per_trial: int,
+        time_attr: str = "epoch",
+    ):
         self.searcher = searcher  # the attribute name Tune's save/restore follows through wrappers
-        self.search_epochs, self.epochs_per_trial, self.time_attr = search_epochs, epochs_per_trial, time_attr
+        self.search_epochs, self.epochs_per_trial, self.time_attr = (
+            search_epochs,
+            epochs_per_trial,
+            time_attr,
+        )
         self.used: dict[str, int] = {}  # trial id -> epochs it reported
         self.running: set[str] = set()
         super().__init__(metric=searcher.metric, mode=searcher.mode)
 
     def committed(self) -> int:
         """Epochs ended trials used plus the whole budget of the running ones."""
-        ended = sum(epochs for trial_id, epochs in self.used.items() if trial_id not in self.running)
+        ended = sum(
+            epochs for trial_id, epochs in self.used.items() if trial_id not in self.running
+        )
         return ended + self.epochs_per_trial * len(self.running)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -45,7 +58,9 @@ class EpochBudget(Searcher):
         self._count(trial_id, result)
         self.searcher.on_trial_result(trial_id, result)
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         self._count(trial_id, result)
         self.running.discard(trial_id)
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
@@ -54,9 +69,12 @@ class EpochBudget(Searcher):
         if result and self.time_attr in result:
             self.used[trial_id] = max(self.used.get(trial_id, 0), int(result[self.time_attr]))
 
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return _set_search_properties_backwards_compatible(self.searcher.set_search_properties, metric, mode,
-                                                           config, **spec)
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        return _set_search_properties_backwards_compatible(
+            self.searcher.set_search_properties, metric, mode, config, **spec
+        )
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return self.searcher.set_max_concurrency(max_concurrent)

@@ -4,6 +4,7 @@ The ranges are the Optuna distributions each arm's define-by-run space really sa
 run for SAMPLES random trials (no training), and a knob whose range depends on earlier samples is
 shown with the union of its ranges and marked so. Shared nuisance knobs are marked `shared`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,12 @@ import re
 from collections import defaultdict
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from search_spaces import NOTES, get_search_space
 from search_spaces.common import INTERNAL_PREFIX, SHARED_KNOBS
@@ -22,10 +28,20 @@ _PER_STAGE = re.compile(rf"^{re.escape(INTERNAL_PREFIX)}(.+)_(\d+)$")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("spaces", help="list every arm's searched knobs with their ranges, and the budget")
-    p.add_argument("--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a spec entry, as for sweep")
+    p = subparsers.add_parser(
+        "spaces", help="list every arm's searched knobs with their ranges, and the budget"
+    )
+    p.add_argument(
+        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a spec entry, as for sweep",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,10 +52,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def arm_distributions(spec: StudySpec, arm: Arm, samples: int = SAMPLES) -> dict[str, list[BaseDistribution]]:
+def arm_distributions(
+    spec: StudySpec, arm: Arm, samples: int = SAMPLES
+) -> dict[str, list[BaseDistribution]]:
     """Every distinct distribution each knob of the arm's space was sampled from, over `samples` random trials."""
     optimizer = spec.train_config(arm.model, arm.method).optimizer
-    space = get_search_space(arm.method, arm.model, spec.budget.epochs, optimizer, spec.pinned(arm.method))
+    space = get_search_space(
+        arm.method, arm.model, spec.budget.epochs, optimizer, spec.pinned(arm.method)
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen: dict[str, list[BaseDistribution]] = defaultdict(list)
     for _ in range(samples):
@@ -56,14 +76,17 @@ def describe(spec: StudySpec) -> str:
     """The listing `spaces` prints: the budget, then per arm its knobs (shared first) and fixed values."""
     b = spec.budget
     stopped = [m for m in spec.methods if spec.stops_early(m)]
-    lines = [f"study {spec.name!r}: {spec.dataset}, {len(spec.models)} models x {len(spec.methods)} methods = "
-             f"{len(spec.arms)} arms",
-             f"budget per arm: {b.search_epochs} trial-epochs of search (budget.search_epochs, the same for every "
-             f"arm), at most {b.max_trials} trials (budget.max_trials) of {b.epochs} epochs; then the best config "
-             f"rerun with {b.seeds} seeds",
-             "early stopping (ASHA on val_acc, grace_period {}, reduction_factor {}): {}".format(
-                 b.grace_period, b.reduction_factor, ", ".join(stopped) or "none")
-             + "".join(f"; {m}: every trial runs to the end" for m in spec.methods if m not in stopped)]
+    lines = [
+        f"study {spec.name!r}: {spec.dataset}, {len(spec.models)} models x {len(spec.methods)} methods = "
+        f"{len(spec.arms)} arms",
+        f"budget per arm: {b.search_epochs} trial-epochs of search (budget.search_epochs, the same for every "
+        f"arm), at most {b.max_trials} trials (budget.max_trials) of {b.epochs} epochs; then the best config "
+        f"rerun with {b.seeds} seeds",
+        "early stopping (ASHA on val_acc, grace_period {}, reduction_factor {}): {}".format(
+            b.grace_period, b.reduction_factor, ", ".join(stopped) or "none"
+        )
+        + "".join(f"; {m}: every trial runs to the end" for m in spec.methods if m not in stopped),
+    ]
     for arm in spec.arms:
         knobs = arm_distributions(spec, arm)
         lines += ["", f"{arm.name}"]
@@ -84,11 +107,15 @@ def _own_lines(names: list[str], knobs: dict[str, list[BaseDistribution]]) -> li
     groups: dict[str, list[str]] = {}
     for name in names:
         match = _PER_STAGE.match(name)
-        groups.setdefault(f"{INTERNAL_PREFIX}{match.group(1)}_<i>" if match else name, []).append(name)
+        groups.setdefault(f"{INTERNAL_PREFIX}{match.group(1)}_<i>" if match else name, []).append(
+            name
+        )
     lines = []
     for label, members in groups.items():
         distributions = [d for member in members for d in knobs[member]]
-        text = describe_range([d for i, d in enumerate(distributions) if d not in distributions[:i]])
+        text = describe_range(
+            [d for i, d in enumerate(distributions) if d not in distributions[:i]]
+        )
         if label != members[0]:
             text += f", one per stage (up to {len(members)}), normalised to sum to 1"
         lines.append(f"  own     {label:<18} {text}")

@@ -4,6 +4,7 @@ Specs are TOML files; `quick` and `paper` name the files in study/specs/, any ot
 path. `--set section.key=value` overrides any entry. Every name and range is checked here, before
 Ray starts, and unknown keys are errors that list the valid ones.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,14 @@ from trainables.config import TrainConfig, check_choice, check_range, parse_valu
 from trainables.errors import UserError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
-CONTROLLED = ("model", "method", "dataset", "epochs", "seed", "params")  # set by the spec/sweep, not by `fixed`
+CONTROLLED = (
+    "model",
+    "method",
+    "dataset",
+    "epochs",
+    "seed",
+    "params",
+)  # set by the spec/sweep, not by `fixed`
 # Methods whose per-epoch val_acc, at ASHA's rungs, is comparable across an arm's trials: the same
 # classifier (the whole network) at every epoch, measured to rank trials as the final val_acc does
 # (docs/search.md). greedy's per-epoch val_acc is the current prefix with its aux head, so trials
@@ -49,12 +57,18 @@ class Budget:
 
     epochs: int = 10
     max_trials: int = 8  # cap on search trials per arm
-    search_epochs: int | None = None  # trial-epochs of search per arm, equal for every arm; unset: epochs x max_trials
-    early_stopping: bool = True  # ASHA, for the methods it is valid for (study/tune_arm.py); false: no arm stops
+    search_epochs: int | None = (
+        None  # trial-epochs of search per arm, equal for every arm; unset: epochs x max_trials
+    )
+    early_stopping: bool = (
+        True  # ASHA, for the methods it is valid for (study/tune_arm.py); false: no arm stops
+    )
     seeds: int = 3
     grace_period: int = 1
     reduction_factor: int = 2
-    max_concurrent: int | str = "auto"  # trials at once; "auto": what the cluster holds (study/capacity.py)
+    max_concurrent: int | str = (
+        "auto"  # trials at once; "auto": what the cluster holds (study/capacity.py)
+    )
     max_failures: int = 1
 
     def __post_init__(self) -> None:
@@ -62,14 +76,18 @@ class Budget:
         check_range("budget.max_trials", self.max_trials, 1, None)
         if self.search_epochs is None:
             self.search_epochs = self.epochs * self.max_trials
-        check_range("budget.search_epochs", self.search_epochs, self.epochs, None)  # at least one whole trial
+        check_range(
+            "budget.search_epochs", self.search_epochs, self.epochs, None
+        )  # at least one whole trial
         check_range("budget.seeds", self.seeds, 0, None)
         check_range("budget.grace_period", self.grace_period, 1, self.epochs)
         check_range("budget.reduction_factor", self.reduction_factor, 2, None)
         if self.max_concurrent != "auto":
             if not isinstance(self.max_concurrent, int) or isinstance(self.max_concurrent, bool):
-                raise ValueError(f"budget.max_concurrent={self.max_concurrent!r} is not valid; give \"auto\" "
-                                 "or a whole number >= 1")
+                raise ValueError(
+                    f'budget.max_concurrent={self.max_concurrent!r} is not valid; give "auto" '
+                    "or a whole number >= 1"
+                )
             check_range("budget.max_concurrent", self.max_concurrent, 1, None)
         check_range("budget.max_failures", self.max_failures, 0, None)
 
@@ -87,7 +105,9 @@ class Resources:
         check_range("resources.cpu", self.cpu, 0.0, None, low_open=True)
         check_range("resources.gpu", self.gpu, 0.0, None)
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
-            raise ValueError(f"resources.workers={self.workers!r} is not valid; give a whole number >= 1")
+            raise ValueError(
+                f"resources.workers={self.workers!r} is not valid; give a whole number >= 1"
+            )
 
 
 @dataclass
@@ -96,7 +116,9 @@ class Search:
 
     sampler_seed: int = 0
     startup_trials: int = 10
-    trial_seed: int = 0  # the training seed of every search trial; the seeds phase uses 1..budget.seeds
+    trial_seed: int = (
+        0  # the training seed of every search trial; the seeds phase uses 1..budget.seeds
+    )
 
     def __post_init__(self) -> None:
         check_range("search.startup_trials", self.startup_trials, 1, None)
@@ -106,16 +128,31 @@ class Search:
 class Report:
     """Equal-time scoring (DESIGN §5a): the validation target of time-to-target and the verdict's test level."""
 
-    target_val_acc: float | dict[str, float] | None = None  # all models, or a table per model; unset: the default
-    target_tolerance: float = 0.01  # default target = standard's median final val_acc minus this (per model)
-    alpha: float = 0.05  # family-wise error rate of the verdict (Holm's correction over all comparisons)
+    target_val_acc: float | dict[str, float] | None = (
+        None  # all models, or a table per model; unset: the default
+    )
+    target_tolerance: float = (
+        0.01  # default target = standard's median final val_acc minus this (per model)
+    )
+    alpha: float = (
+        0.05  # family-wise error rate of the verdict (Holm's correction over all comparisons)
+    )
 
     def __post_init__(self) -> None:
-        targets = self.target_val_acc if isinstance(self.target_val_acc, dict) else {"": self.target_val_acc}
+        targets = (
+            self.target_val_acc
+            if isinstance(self.target_val_acc, dict)
+            else {"": self.target_val_acc}
+        )
         for model, value in targets.items():
             if value is not None:
-                check_range("report.target_val_acc" + (f".{model}" if model else ""), value, 0.0, 1.0,
-                            low_open=True)
+                check_range(
+                    "report.target_val_acc" + (f".{model}" if model else ""),
+                    value,
+                    0.0,
+                    1.0,
+                    low_open=True,
+                )
         check_range("report.target_tolerance", self.target_tolerance, 0.0, 1.0, high_open=True)
         check_range("report.alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
 
@@ -123,7 +160,9 @@ class Report:
         """The targets the spec sets, per model (models without one get the default in the report)."""
         if isinstance(self.target_val_acc, dict):
             return {m: float(v) for m, v in self.target_val_acc.items() if m in models}
-        return {} if self.target_val_acc is None else {m: float(self.target_val_acc) for m in models}
+        return (
+            {} if self.target_val_acc is None else {m: float(self.target_val_acc) for m in models}
+        )
 
 
 @dataclass
@@ -138,7 +177,9 @@ class StudySpec:
     resources: Resources = field(default_factory=Resources)
     search: Search = field(default_factory=Search)
     report: Report = field(default_factory=Report)
-    fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields; a table per method for its params
+    fixed: dict[str, Any] = field(
+        default_factory=dict
+    )  # TrainConfig fields; a table per method for its params
     source: str = ""  # the spec file's text (logged with the study)
 
     def __post_init__(self) -> None:
@@ -147,22 +188,33 @@ class StudySpec:
         from trainables.models import MODELS
 
         if not self.name or not isinstance(self.name, str):
-            raise ValueError(f"name={self.name!r} must be a non-empty string (it names the MLflow experiment)")
+            raise ValueError(
+                f"name={self.name!r} must be a non-empty string (it names the MLflow experiment)"
+            )
         check_choice("dataset", self.dataset, DATASETS)
-        for key, values, valid in (("models", self.models, sorted(MODELS)), ("methods", self.methods, METHOD_NAMES)):
+        for key, values, valid in (
+            ("models", self.models, sorted(MODELS)),
+            ("methods", self.methods, METHOD_NAMES),
+        ):
             if not isinstance(values, list) or not values:
-                raise ValueError(f"{key}={values!r} must be a non-empty list; valid entries: {', '.join(valid)}")
+                raise ValueError(
+                    f"{key}={values!r} must be a non-empty list; valid entries: {', '.join(valid)}"
+                )
             for value in values:
                 check_choice(key, value, valid)
         for key, value in self.fixed.items():
             if key in METHOD_NAMES:
                 if not isinstance(value, dict):
-                    raise ValueError(f"fixed.{key} must be a table of {key}'s parameters, got {value!r}")
+                    raise ValueError(
+                        f"fixed.{key} must be a table of {key}'s parameters, got {value!r}"
+                    )
                 shared = [knob for knob in ARM_WIDE if knob in value]
                 if shared:
-                    raise UserError(f"fixed.{key}.{shared[0]} pins a shared knob for one arm only; every arm "
-                                     f"searches it alike: pin it for all arms as fixed.{shared[0]} "
-                                     f"(shared: {', '.join(ARM_WIDE)})")
+                    raise UserError(
+                        f"fixed.{key}.{shared[0]} pins a shared knob for one arm only; every arm "
+                        f"searches it alike: pin it for all arms as fixed.{shared[0]} "
+                        f"(shared: {', '.join(ARM_WIDE)})"
+                    )
             elif key not in TrainConfig.field_names() or key in CONTROLLED:
                 valid = sorted((TrainConfig.field_names() - set(CONTROLLED)) | set(METHOD_NAMES))
                 raise ValueError(f"unknown key fixed.{key}; valid keys: {', '.join(valid)}")
@@ -193,8 +245,14 @@ class StudySpec:
         """The arm's base config (before search): checked like a trial's config would be."""
         from trainables.training import validate
 
-        flat = {**self.pinned(method), "model": model, "method": method, "dataset": self.dataset,
-                "epochs": self.budget.epochs, "seed": self.search.trial_seed if seed is None else seed}
+        flat = {
+            **self.pinned(method),
+            "model": model,
+            "method": method,
+            "dataset": self.dataset,
+            "epochs": self.budget.epochs,
+            "seed": self.search.trial_seed if seed is None else seed,
+        }
         config = TrainConfig.from_flat(flat)
         validate(config)
         return config
@@ -219,7 +277,9 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
         return SPEC_DIR / f"{text}.toml"
     path = Path(text).expanduser()
     if path.suffix != ".toml" or not path.is_file():
-        raise ValueError(f"spec {text!r} is neither a named spec ({', '.join(spec_names())}) nor a .toml file")
+        raise ValueError(
+            f"spec {text!r} is neither a named spec ({', '.join(spec_names())}) nor a .toml file"
+        )
     return path
 
 
@@ -229,7 +289,9 @@ def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> S
     try:
         source = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"spec {path} cannot be read ({err}); give a UTF-8 TOML file you can read") from None
+        raise UserError(
+            f"spec {path} cannot be read ({err}); give a UTF-8 TOML file you can read"
+        ) from None
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as err:
@@ -272,5 +334,7 @@ def spec_from_dict(data: dict[str, Any], source: str = "") -> StudySpec:
 def _reject_unknown(prefix: str, values: dict[str, Any], valid: set[str]) -> None:
     unknown = sorted(set(values) - valid)
     if unknown:
-        raise ValueError(f"unknown spec key(s) {', '.join(prefix + k for k in unknown)}; "
-                         f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(valid))}")
+        raise ValueError(
+            f"unknown spec key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(valid))}"
+        )

@@ -6,6 +6,7 @@ its trials pack the workers evenly. Rerunning the same command resumes an interr
 (Tuner.restore) and skips the ones recorded as done in `<study-dir>/state/`. MLflow is written
 from this driver process only (study.tune_callbacks). At the end the report is built and printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,21 +35,48 @@ TUNE_ENV = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sweep", help="run (or resume) a study: search every arm, then rerun the best with seeds")
-    p.add_argument("--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path")
-    p.add_argument("--study-dir", type=Path, default=None, help="where results live (default: runs/<spec name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db; on a cluster an `mlflow server` URL)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--storage-path", default=None,
-                   help="Tune results and checkpoints (default: <study-dir>/tune; on a cluster a shared path or s3://)")
+    p = subparsers.add_parser(
+        "sweep", help="run (or resume) a study: search every arm, then rerun the best with seeds"
+    )
+    p.add_argument(
+        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
+    )
+    p.add_argument(
+        "--study-dir",
+        type=Path,
+        default=None,
+        help="where results live (default: runs/<spec name>)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db; on a cluster an `mlflow server` URL)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
+    )
+    p.add_argument(
+        "--storage-path",
+        default=None,
+        help="Tune results and checkpoints (default: <study-dir>/tune; on a cluster a shared path or s3://)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, args.overrides)  # every spec error is raised here, before Ray starts
+    spec = load_spec(
+        args.spec, args.overrides
+    )  # every spec error is raised here, before Ray starts
     study_dir = args.study_dir or Path("runs") / spec.name
     report = run_sweep(spec, study_dir, args.tracking_uri, args.address, args.storage_path)
     print(report.markdown)
@@ -56,12 +84,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None, address: str | None = None,
-              storage_path: str | None = None) -> "ReportResult":
+def run_sweep(
+    spec: StudySpec,
+    study_dir: Path,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    storage_path: str | None = None,
+) -> ReportResult:
     """Run or resume every arm and phase of `spec`, then build the report."""
     study_dir = Path(study_dir).expanduser().resolve()
     init_ray(address, state_api=spec.resources.workers > 1)
-    slots = preflight(spec)  # before anything is written or waits (and before the slow imports below)
+    slots = preflight(
+        spec
+    )  # before anything is written or waits (and before the slow imports below)
     from mlflow.tracking import MlflowClient
 
     from study import tracking
@@ -72,8 +107,12 @@ def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None,
     state.check_spec(spec)
     uri = tracking_uri or tracking.default_tracking_uri(study_dir)
     client = MlflowClient(uri)
-    local_store = uri.startswith(("sqlite:", "file:"))  # keep its artifacts with the study, not in ./mlruns
-    artifacts = (study_dir / "mlartifacts").as_uri() if local_store else None  # a server decides for itself
+    local_store = uri.startswith(
+        ("sqlite:", "file:")
+    )  # keep its artifacts with the study, not in ./mlruns
+    artifacts = (
+        (study_dir / "mlartifacts").as_uri() if local_store else None
+    )  # a server decides for itself
     experiment_id = tracking.get_or_create_experiment(client, spec.name, artifacts)
     storage = storage_path or str(study_dir / "tune")
     runner = TuneRunner(spec, storage, uri, experiment_id, slots)
@@ -87,13 +126,19 @@ def run_sweep(spec: StudySpec, study_dir: Path, tracking_uri: str | None = None,
             best = runner.search(arm, parents[arm.name], label)
             state.put(f"{arm.slug}-search", best or {"failed": True})
         elif "config" in best:
-            print(f"{label} {arm.name}: searched before, best val_acc {best['val_acc']:.4f}", flush=True)
+            print(
+                f"{label} {arm.name}: searched before, best val_acc {best['val_acc']:.4f}",
+                flush=True,
+            )
         if best and "config" in best:
             best_configs[arm] = best["config"]
         else:
             tracking.fail_run(client, parents[arm.name], "no search trial finished")
     if spec.budget.seeds and best_configs and state.get("seeds") is None:
-        state.put("seeds", runner.seeds(best_configs, {arm.name: parents[arm.name] for arm in best_configs}))
+        state.put(
+            "seeds",
+            runner.seeds(best_configs, {arm.name: parents[arm.name] for arm in best_configs}),
+        )
     for arm, config in best_configs.items():
         tracking.log_arm_summary(client, experiment_id, parents[arm.name], config)
         client.set_terminated(parents[arm.name], status="FINISHED")
@@ -126,8 +171,12 @@ def init_ray(address: str | None, state_api: bool = False) -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        ray.init(logging_level=logging.WARNING, include_dashboard=True, dashboard_host="127.0.0.1",
-                 dashboard_port=port)
+        ray.init(
+            logging_level=logging.WARNING,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=port,
+        )
     else:
         ray.init(logging_level=logging.WARNING, include_dashboard=False)
 
@@ -141,7 +190,10 @@ def preflight(spec: StudySpec) -> int:
     nodes = capacity.alive_nodes()
     request = capacity.TrialRequest.of(spec)
     problems = []
-    for check in (lambda: capacity.check_placeable(request, nodes), lambda: capacity.check_data_on_driver(spec)):
+    for check in (
+        lambda: capacity.check_placeable(request, nodes),
+        lambda: capacity.check_data_on_driver(spec),
+    ):
         try:
             check()
         except UserError as err:
@@ -150,7 +202,10 @@ def preflight(spec: StudySpec) -> int:
         raise UserError("; and ".join(problems))
     slots = capacity.auto_concurrency(request, nodes)
     total = capacity.total_resources(nodes)
-    print(f"cluster: {len(nodes)} node(s), {total}; {request.describe()}: {slots} trial(s) at once", flush=True)
+    print(
+        f"cluster: {len(nodes)} node(s), {total}; {request.describe()}: {slots} trial(s) at once",
+        flush=True,
+    )
     return slots
 
 
@@ -158,14 +213,27 @@ def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: A
     """The arm's parent run (found by its tags, else created with the spec as artifacts)."""
     from study import tracking
 
-    filters = " and ".join([tracking.tag_filter("role", "arm"), tracking.tag_filter("arm", arm.name)])
+    filters = " and ".join(
+        [tracking.tag_filter("role", "arm"), tracking.tag_filter("arm", arm.name)]
+    )
     found = tracking.find_runs(client, experiment_id, filters)
     if found:
         return found[0].info.run_id
-    tags = {"role": "arm", "arm": arm.name, "model": arm.model, "method": arm.method, "study": spec.name}
-    params = {"dataset": spec.dataset, **{f"budget.{k}": v for k, v in vars(spec.budget).items()},
-              **{f"report.{k}": v for k, v in vars(spec.report).items() if v is not None}}  # the report reads these
-    run_id = tracking.start_run(client, experiment_id, arm.name, params, tags=tags, source="python -m study sweep")
+    tags = {
+        "role": "arm",
+        "arm": arm.name,
+        "model": arm.model,
+        "method": arm.method,
+        "study": spec.name,
+    }
+    params = {
+        "dataset": spec.dataset,
+        **{f"budget.{k}": v for k, v in vars(spec.budget).items()},
+        **{f"report.{k}": v for k, v in vars(spec.report).items() if v is not None},
+    }  # the report reads these
+    run_id = tracking.start_run(
+        client, experiment_id, arm.name, params, tags=tags, source="python -m study sweep"
+    )
     client.log_text(run_id, spec.source, "spec.toml")
     client.log_dict(run_id, spec.to_dict(), "spec_resolved.json")
     return run_id
@@ -186,10 +254,14 @@ class StudyState:
             path.write_text(json.dumps(current, indent=2))
             return
         previous = json.loads(path.read_text())
-        changed = sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
+        changed = sorted(
+            k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k)
+        )
         if changed:
-            raise ValueError(f"{self.folder.parent} holds a study run with a different spec (changed: "
-                             f"{', '.join(changed)}); use another --study-dir or the original spec and --set values")
+            raise ValueError(
+                f"{self.folder.parent} holds a study run with a different spec (changed: "
+                f"{', '.join(changed)}); use another --study-dir or the original spec and --set values"
+            )
 
     def get(self, name: str) -> dict[str, Any] | None:
         """What a finished phase recorded (`<model>-<method>-search`, `seeds`), or None."""

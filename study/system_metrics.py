@@ -5,6 +5,7 @@ the trial's process. The driver logs them under `system/` like MLflow's SystemMe
 so they fill the run's system-metrics tab, while the trial never writes to the store itself
 (several processes writing one sqlite store can fail with "database is locked").
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,12 @@ from mlflow.system_metrics.metrics.network_monitor import NetworkMonitor
 log = logging.getLogger(__name__)
 
 SYSTEM_SAMPLES_KEY = "system_samples"  # result key: the samples taken since the previous report
-DEFAULT_INTERVAL_S = 5.0  # between background samples; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
-FIRST_SAMPLE_S = 0.2  # the first sample, early in the trial (CPU use is averaged since the sampler started)
+DEFAULT_INTERVAL_S = (
+    5.0  # between background samples; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
+)
+FIRST_SAMPLE_S = (
+    0.2  # the first sample, early in the trial (CPU use is averaged since the sampler started)
+)
 
 
 class ProcessMonitor(BaseMetricsMonitor):
@@ -47,19 +52,29 @@ class SystemSampler:
     """Samples at FIRST_SAMPLE_S, then every interval in a thread, and once more at every `drain()`."""
 
     def __init__(self, interval_s: float | None = None):
-        self.interval_s = interval_s or MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() or DEFAULT_INTERVAL_S
+        self.interval_s = (
+            interval_s or MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() or DEFAULT_INTERVAL_S
+        )
         psutil.cpu_percent()  # start psutil's system-wide CPU interval, as ProcessMonitor does for the process
-        self.monitors: list[BaseMetricsMonitor] = [CPUMonitor(), DiskMonitor(), NetworkMonitor(), ProcessMonitor()]
+        self.monitors: list[BaseMetricsMonitor] = [
+            CPUMonitor(),
+            DiskMonitor(),
+            NetworkMonitor(),
+            ProcessMonitor(),
+        ]
         try:
             self.monitors.append(GPUMonitor())
-        except (ImportError, RuntimeError) as err:  # no nvidia-ml-py or no NVIDIA GPU: CPU metrics only
+        except (
+            ImportError,
+            RuntimeError,
+        ) as err:  # no nvidia-ml-py or no NVIDIA GPU: CPU metrics only
             log.debug("no GPU system metrics: %s", err)
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="SystemSampler", daemon=True)
 
-    def __enter__(self) -> "SystemSampler":
+    def __enter__(self) -> SystemSampler:
         self._thread.start()
         return self
 
@@ -94,7 +109,9 @@ class SystemSampler:
 
 def sampled_trial(config: dict[str, Any]) -> None:
     """The sweep's Tune trainable: `train_trial` with system metrics sampled in the trial's process."""
-    from trainables.trainable import train_trial  # Ray: imported in trial processes, not by `study trial`
+    from trainables.trainable import (
+        train_trial,
+    )  # Ray: imported in trial processes, not by `study trial`
 
     with SystemSampler() as sampler:
         train_trial(config, extra_results=sampler.drain)

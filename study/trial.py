@@ -1,12 +1,14 @@
 """`python -m study trial`: one config, in-process, no Ray (debuggable with pdb)."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,27 +23,50 @@ if TYPE_CHECKING:
     from study.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
-SUMMARY_KEYS = ("test_acc", "val_acc", "best_val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s", "params_trained",
-                "params_deployed")
+SUMMARY_KEYS = (
+    "test_acc",
+    "val_acc",
+    "best_val_acc",
+    "train_time_s",
+    "peak_mem_mb",
+    "throughput_img_s",
+    "params_trained",
+    "params_deployed",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("trial", help="train one config in-process (no Ray) and print its metrics")
+    p = subparsers.add_parser(
+        "trial", help="train one config in-process (no Ray) and print its metrics"
+    )
     p.add_argument("--model", default="seed_cnn")
     p.add_argument("--method", default="standard")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None,
-                   help="fashion_mnist: folder of its four files (default: Debian's "
-                   "/usr/share/datasets/fashion-mnist); cifar10/cifar100: folder holding cifar-10-batches-py/ "
-                   "or cifar-100-python/")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="fashion_mnist: folder of its four files (default: Debian's "
+        "/usr/share/datasets/fashion-mnist); cifar10/cifar100: folder holding cifar-10-batches-py/ "
+        "or cifar-100-python/",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any TrainConfig field or method parameter, e.g. --set lr=0.01 --set split_ratio=0.4")
-    p.add_argument("--probes", action="store_true", help="linear probe per block after training (seed 003/004)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any TrainConfig field or method parameter, e.g. --set lr=0.01 --set split_ratio=0.4",
+    )
+    p.add_argument(
+        "--probes", action="store_true", help="linear probe per block after training (seed 003/004)"
+    )
     p.add_argument("--out", type=Path, default=None, help="write final metrics + history as JSON")
-    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite:///./mlflow.db)")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default: sqlite:///./mlflow.db)"
+    )
     p.add_argument("--experiment", default="trials", help="MLflow experiment name")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(func=run)
@@ -49,8 +74,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     flat: dict[str, Any] = dict(
-        model=args.model, method=args.method, dataset=args.dataset, epochs=args.epochs, seed=args.seed,
-        data_dir=args.data_dir, device=args.device, probes=args.probes,
+        model=args.model,
+        method=args.method,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        device=args.device,
+        probes=args.probes,
     )
     for item in args.overrides:
         key, sep, value = item.partition("=")
@@ -64,14 +95,22 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     validate(config)  # bad names and ranges fail here, before data or MLflow
     check_plan(config)  # and a budget too small for the method's stages
-    splits = load_splits(config)  # then missing or corrupted data, before MLflow and the progress bar
+    splits = load_splits(
+        config
+    )  # then missing or corrupted data, before MLflow and the progress bar
     console = Console(stderr=True)
     tracker = None if args.no_mlflow else open_run(args, config)
     if tracker:
         tracker.log_dataset(describe_splits(splits, config.data_dir))
     last_state: dict[str, Any] = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[status]}"), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+    ) as progress:
         task = progress.add_task(f"{config.model}/{config.method}", total=config.epochs, status="")
 
         def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
@@ -79,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
             if tracker:
                 tracker.log_epoch(metrics)
                 tracker.log_system(sampler.drain()[SYSTEM_SAMPLES_KEY])
-                last_state.update(checkpoint())  # the state dicts hold the live tensors: no copy per epoch
+                last_state.update(
+                    checkpoint()
+                )  # the state dicts hold the live tensors: no copy per epoch
 
         try:
             with SystemSampler() as sampler:
@@ -96,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     Console().print(_summary_table(config, final))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"config": config.to_flat(), **final}, indent=2, default=str))
+        args.out.write_text(
+            json.dumps({"config": config.to_flat(), **final}, indent=2, default=str)
+        )
         print(f"metrics written to {args.out}")
     return 0
 
@@ -120,7 +163,7 @@ def _summary_table(config: TrainConfig, final: dict[str, Any]) -> Table:
     return table
 
 
-def open_run(args: argparse.Namespace, config: TrainConfig) -> "TrialRun":
+def open_run(args: argparse.Namespace, config: TrainConfig) -> TrialRun:
     """The trial's MLflow run, laid out like a sweep trial's run (same writer)."""
     from mlflow.tracking import MlflowClient
 
@@ -132,6 +175,8 @@ def open_run(args: argparse.Namespace, config: TrainConfig) -> "TrialRun":
     experiment_id = tracking.get_or_create_experiment(client, args.experiment)
     name = f"{config.model}-{config.method}-s{config.seed}"
     tags = {"role": "cli-trial", "model": config.model, "method": config.method}
-    run = TrialRun.create(client, experiment_id, name, config.to_flat(), tags, source="python -m study trial")
+    run = TrialRun.create(
+        client, experiment_id, name, config.to_flat(), tags, source="python -m study trial"
+    )
     print(f"MLflow run {run.run_id} in {uri} (experiment {args.experiment!r})", file=sys.stderr)
     return run

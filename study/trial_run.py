@@ -6,6 +6,7 @@ name, digest, split sizes, source); per-epoch metrics as series at step = epoch;
 `system/`; fit's final metrics once, as `final/<key>`, and its other results in `final_results.json`;
 text results (device, mem_source) as tags; seeds-phase and `study trial` runs get `weights.pt`. Status FINISHED, or FAILED with tag `error`.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,17 +26,26 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from study import tracking
-SYSTEM_PREFIX = "system/"  # as MLflow's SystemMetricsMonitor names them: the run's system-metrics tab
+
+SYSTEM_PREFIX = (
+    "system/"  # as MLflow's SystemMetricsMonitor names them: the run's system-metrics tab
+)
 FINAL_PREFIX = "final/"
 EPOCH_SERIES = "train_loss"  # a series every epoch logs: its steps are the epochs a run holds
-FINAL_RESULTS_FILE = "final_results.json"  # fit's results that are no numbers (e.g. layer_to_layer's split schedule)
-WEIGHTS_FILE = "weights.pt"  # {"model": state_dict, "aux": state_dict}; torch.load(..., weights_only=True)
+FINAL_RESULTS_FILE = (
+    "final_results.json"  # fit's results that are no numbers (e.g. layer_to_layer's split schedule)
+)
+WEIGHTS_FILE = (
+    "weights.pt"  # {"model": state_dict, "aux": state_dict}; torch.load(..., weights_only=True)
+)
 
 
 class SplitsDataset(MetaDataset):
     """MLflow's metadata-only data set with a profile: the train/val/test sizes and the class count."""
 
-    def __init__(self, source: DatasetSource, name: str, digest: str, schema: Schema, profile: dict[str, int]):
+    def __init__(
+        self, source: DatasetSource, name: str, digest: str, schema: Schema, profile: dict[str, int]
+    ):
         self._profile = profile
         super().__init__(source, name=name, digest=digest, schema=schema)
 
@@ -53,30 +63,51 @@ class TrialRun:
     def __init__(self, client: MlflowClient, run_id: str, last_epoch: int = 0):
         self.client, self.run_id = client, run_id
         self._system_step = 0
-        self._last_epoch = last_epoch  # the last epoch logged: a retried trial that redoes epochs logs each once
+        self._last_epoch = (
+            last_epoch  # the last epoch logged: a retried trial that redoes epochs logs each once
+        )
 
     @classmethod
-    def existing(cls, client: MlflowClient, run_id: str) -> "TrialRun":
+    def existing(cls, client: MlflowClient, run_id: str) -> TrialRun:
         """A run found again (a resumed driver): the epochs it already holds are not logged a second time."""
         steps = [m.step for m in client.get_metric_history(run_id, EPOCH_SERIES)]
         return cls(client, run_id, last_epoch=max(steps, default=0))
 
     @classmethod
-    def create(cls, client: MlflowClient, experiment_id: str, name: str, config: dict[str, Any],
-               tags: dict[str, str], parent_run_id: str | None = None, source: str = "python -m study") -> "TrialRun":
-        run_id = tracking.start_run(client, experiment_id, name, config, tags=tags, parent_run_id=parent_run_id,
-                                    source=source)
+    def create(
+        cls,
+        client: MlflowClient,
+        experiment_id: str,
+        name: str,
+        config: dict[str, Any],
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        source: str = "python -m study",
+    ) -> TrialRun:
+        run_id = tracking.start_run(
+            client,
+            experiment_id,
+            name,
+            config,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            source=source,
+        )
         return cls(client, run_id)
 
     def log_dataset(self, description: dict[str, Any]) -> None:
         """The data set as a training input (what `mlflow.log_input` logs, for a run other than the active one)."""
         source = description["source"]
-        dataset_source = (resolve_dataset_source(source) if Path(source).is_dir()
-                          else CodeDatasetSource({"loader": source}))
-        schema = Schema([TensorSpec(np.dtype("uint8"),
-                                    (-1, *description["image_shape"]), "image")])
+        dataset_source = (
+            resolve_dataset_source(source)
+            if Path(source).is_dir()
+            else CodeDatasetSource({"loader": source})
+        )
+        schema = Schema([TensorSpec(np.dtype("uint8"), (-1, *description["image_shape"]), "image")])
         profile = {**description["sizes"], "num_classes": description["num_classes"]}
-        dataset = SplitsDataset(dataset_source, description["name"], description["digest"], schema, profile)
+        dataset = SplitsDataset(
+            dataset_source, description["name"], description["digest"], schema, profile
+        )
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
         self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
 
@@ -94,8 +125,10 @@ class TrialRun:
         """System-metric samples (`timestamp_ms`, `metrics`) as `system/<key>` series, one step per sample."""
         batch = []
         for sample in samples:
-            batch += [Metric(SYSTEM_PREFIX + key, float(value), sample["timestamp_ms"], self._system_step)
-                      for key, value in sample["metrics"].items()]
+            batch += [
+                Metric(SYSTEM_PREFIX + key, float(value), sample["timestamp_ms"], self._system_step)
+                for key, value in sample["metrics"].items()
+            ]
             self._system_step += 1
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
@@ -111,12 +144,20 @@ class TrialRun:
         """fit's final metrics once, as `final/<key>` (never colliding with a series), then close the run."""
         summary = {k: v for k, v in final.items() if k != "history"}
         numeric = tracking.scalar_metrics(summary)
-        tracking.log_metrics(self.client, self.run_id, {FINAL_PREFIX + k: v for k, v in numeric.items()},
-                             step=int(final.get("epochs_run", 0)))
+        tracking.log_metrics(
+            self.client,
+            self.run_id,
+            {FINAL_PREFIX + k: v for k, v in numeric.items()},
+            step=int(final.get("epochs_run", 0)),
+        )
         for key, value in summary.items():
-            if isinstance(value, str):  # text results (device, mem_source) as tags: columns of the runs table
+            if isinstance(
+                value, str
+            ):  # text results (device, mem_source) as tags: columns of the runs table
                 self.client.set_tag(self.run_id, key, value)
-        structured = {k: v for k, v in summary.items() if isinstance(v, (list, dict)) and not _numbers(v)}
+        structured = {
+            k: v for k, v in summary.items() if isinstance(v, (list, dict)) and not _numbers(v)
+        }
         if structured:
             self.client.log_dict(self.run_id, structured, FINAL_RESULTS_FILE)
         self.client.set_terminated(self.run_id, status="FINISHED")
@@ -132,4 +173,6 @@ class TrialRun:
 
 def _numbers(value: list | dict) -> bool:
     """A non-empty list of numbers (logged as `final/<key>/<i>` metrics)."""
-    return isinstance(value, list) and bool(value) and all(isinstance(v, (int, float)) for v in value)
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(v, (int, float)) for v in value)
+    )

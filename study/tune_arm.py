@@ -7,6 +7,7 @@ with `budget.max_trials` as a cap. ASHA stops trials early only in the arms whos
 Each experiment lives in `<storage>/<name>`; one that was interrupted is resumed with
 Tuner.restore (finished trials stay finished, running ones continue from their checkpoints).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,14 @@ CHECKPOINTS_KEPT = 2
 class TuneRunner:
     """Builds, runs and resumes the Tune experiments of one study."""
 
-    def __init__(self, spec: StudySpec, storage: str, tracking_uri: str, experiment_id: str,
-                 cluster_slots: int = 1):
+    def __init__(
+        self,
+        spec: StudySpec,
+        storage: str,
+        tracking_uri: str,
+        experiment_id: str,
+        cluster_slots: int = 1,
+    ):
         self.spec, self.storage = spec, storage.rstrip("/")
         self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
         self.cluster_slots = cluster_slots  # trials the cluster holds at once (study/capacity.py)
@@ -64,54 +71,118 @@ class TuneRunner:
         spec, budget = self.spec, self.spec.budget
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = self._base_config(arm)
-        space_args = (arm.method, arm.model, budget.epochs, base["optimizer"], spec.pinned(arm.method))
+        space_args = (
+            arm.method,
+            arm.model,
+            budget.epochs,
+            base["optimizer"],
+            spec.pinned(arm.method),
+        )
         concurrent = self.concurrency(search_limit(spec))
         searcher = TrialConfigSearch(
-            get_search_space(*space_args), metric="val_acc", mode="max",
+            get_search_space(*space_args),
+            metric="val_acc",
+            mode="max",
             points_to_evaluate=[default_point(*space_args)],
-            sampler=TPESampler(seed=spec.search.sampler_seed, n_startup_trials=spec.search.startup_trials,
-                               constant_liar=concurrent > 1))  # running trials count as bad: no duplicate picks
+            sampler=TPESampler(
+                seed=spec.search.sampler_seed,
+                n_startup_trials=spec.search.startup_trials,
+                constant_liar=concurrent > 1,
+            ),
+        )  # running trials count as bad: no duplicate picks
         scheduler = None
         if spec.stops_early(arm.method):
-            scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=budget.epochs,
-                                      grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
-        tune_config = tune.TuneConfig(search_alg=EpochBudget(searcher, budget.search_epochs, budget.epochs),
-                                      scheduler=scheduler, num_samples=budget.max_trials,
-                                      max_concurrent_trials=concurrent, reuse_actors=self.reuse_actors,
-                                      trial_dirname_creator=trial_dirname)
-        results = self._fit(f"{arm.slug}-search", f"{label} {arm.name} search", base, tune_config,
-                            budget.max_trials, {arm.name: parent_run_id}, "search",
-                            (spec.resources.cpu, spec.resources.gpu))
+            scheduler = ASHAScheduler(
+                time_attr="epoch",
+                metric="val_acc",
+                mode="max",
+                max_t=budget.epochs,
+                grace_period=budget.grace_period,
+                reduction_factor=budget.reduction_factor,
+            )
+        tune_config = tune.TuneConfig(
+            search_alg=EpochBudget(searcher, budget.search_epochs, budget.epochs),
+            scheduler=scheduler,
+            num_samples=budget.max_trials,
+            max_concurrent_trials=concurrent,
+            reuse_actors=self.reuse_actors,
+            trial_dirname_creator=trial_dirname,
+        )
+        results = self._fit(
+            f"{arm.slug}-search",
+            f"{label} {arm.name} search",
+            base,
+            tune_config,
+            budget.max_trials,
+            {arm.name: parent_run_id},
+            "search",
+            (spec.resources.cpu, spec.resources.gpu),
+        )
         spent = search_spent(results)
         client = MlflowClient(self.tracking_uri)
         for key, value in spent.items():
             client.log_metric(parent_run_id, f"search/{key}", value)
-        print(f"{label} {arm.name}: search spent {spent['epochs_spent']} of {budget.search_epochs} trial-epochs "
-              f"in {spent['trials']} trials", flush=True)
+        print(
+            f"{label} {arm.name}: search spent {spent['epochs_spent']} of {budget.search_epochs} trial-epochs "
+            f"in {spent['trials']} trials",
+            flush=True,
+        )
         best = best_result(results)
         if best is None:
-            print(f"{label} {arm.name}: no search trial finished; the arm has no seeds phase", flush=True)
+            print(
+                f"{label} {arm.name}: no search trial finished; the arm has no seeds phase",
+                flush=True,
+            )
             return None
         config = TrainConfig.from_flat(flat_config(best.config)).to_flat()
         searched = {k: _short(v) for k, v in config.items() if base.get(k) != v} or "the defaults"
-        print(f"{label} {arm.name}: best val_acc {best.metrics['val_acc']:.4f} with {searched}", flush=True)
-        return {"config": config, "val_acc": best.metrics["val_acc"], "trial_id": best.metrics["trial_id"],
-                "search": spent}
+        print(
+            f"{label} {arm.name}: best val_acc {best.metrics['val_acc']:.4f} with {searched}",
+            flush=True,
+        )
+        return {
+            "config": config,
+            "val_acc": best.metrics["val_acc"],
+            "trial_id": best.metrics["trial_id"],
+            "search": spent,
+        }
 
-    def seeds(self, best_configs: dict[Arm, dict[str, Any]], parents: dict[str, str]) -> dict[str, Any]:
+    def seeds(
+        self, best_configs: dict[Arm, dict[str, Any]], parents: dict[str, str]
+    ) -> dict[str, Any]:
         """Every arm's best config rerun with seeds 1..budget.seeds at the full budget, in one experiment."""
         seeds = list(range(1, self.spec.budget.seeds + 1))
-        param_space = {ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())), "seed": tune.grid_search(seeds)}
+        param_space = {
+            ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())),
+            "seed": tune.grid_search(seeds),
+        }
         total = len(seeds) * len(best_configs)
-        tune_config = tune.TuneConfig(max_concurrent_trials=self.concurrency(total),
-                                      reuse_actors=self.reuse_actors, trial_dirname_creator=trial_dirname)
+        tune_config = tune.TuneConfig(
+            max_concurrent_trials=self.concurrency(total),
+            reuse_actors=self.reuse_actors,
+            trial_dirname_creator=trial_dirname,
+        )
         cpu, gpu = seeds_resources(self.spec.resources.cpu, self.spec.resources.gpu, node_cpus())
-        print(f"[seeds]: time and memory are reported from these trials, so each has its device alone: "
-              f"{cpu:g} CPU(s), {gpu:g} GPU(s) per trial", flush=True)
-        results = self._fit(SEEDS_EXPERIMENT, "[seeds]", param_space, tune_config, total, parents, "seeds",
-                            (cpu, gpu))
-        return {"seeds": seeds, "arms": [arm.name for arm in best_configs],
-                "errored": sum(r.error is not None for r in results)}
+        print(
+            f"[seeds]: time and memory are reported from these trials, so each has its device alone: "
+            f"{cpu:g} CPU(s), {gpu:g} GPU(s) per trial",
+            flush=True,
+        )
+        results = self._fit(
+            SEEDS_EXPERIMENT,
+            "[seeds]",
+            param_space,
+            tune_config,
+            total,
+            parents,
+            "seeds",
+            (cpu, gpu),
+        )
+        return {
+            "seeds": seeds,
+            "arms": [arm.name for arm in best_configs],
+            "errored": sum(r.error is not None for r in results),
+        }
 
     def _base_config(self, arm: Arm) -> dict[str, Any]:
         """The arm's fixed part of every trial config; data_dir made absolute (trials run in their own dirs)."""
@@ -120,25 +191,48 @@ class TuneRunner:
             flat["data_dir"] = str(Path(flat["data_dir"]).expanduser().resolve())
         return flat
 
-    def _fit(self, name: str, label: str, param_space: dict[str, Any], tune_config: tune.TuneConfig, total: int,
-             parents: dict[str, str], phase: str, resources: tuple[float, float]) -> ResultGrid:
+    def _fit(
+        self,
+        name: str,
+        label: str,
+        param_space: dict[str, Any],
+        tune_config: tune.TuneConfig,
+        total: int,
+        parents: dict[str, str],
+        phase: str,
+        resources: tuple[float, float],
+    ) -> ResultGrid:
         trainable = with_resources(*resources, self.spec.resources.workers, sampled_trial)
         path = f"{self.storage}/{name}"
         start = time.perf_counter()
         if tune.Tuner.can_restore(path):
             print(f"{label}: resuming the interrupted experiment {path}", flush=True)
-            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
-                                       restart_errored=False)
+            tuner = tune.Tuner.restore(
+                path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            )
         else:
             auto = " (auto)" if self.spec.budget.max_concurrent == "auto" else ""
-            print(f"{label}: {total} trials, up to {tune_config.max_concurrent_trials} at a time{auto}", flush=True)
-            callbacks = [MlflowTrialCallback(self.tracking_uri, self.experiment_id, parents, self.spec.name, phase),
-                         ProgressCallback(label, total, seeds_phase=phase == "seeds")]
+            print(
+                f"{label}: {total} trials, up to {tune_config.max_concurrent_trials} at a time{auto}",
+                flush=True,
+            )
+            callbacks = [
+                MlflowTrialCallback(
+                    self.tracking_uri, self.experiment_id, parents, self.spec.name, phase
+                ),
+                ProgressCallback(label, total, seeds_phase=phase == "seeds"),
+            ]
             run_config = tune.RunConfig(
-                name=name, storage_path=self.storage, callbacks=callbacks, verbose=0,
+                name=name,
+                storage_path=self.storage,
+                callbacks=callbacks,
+                verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.spec.budget.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT))
-            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            )
+            tuner = tune.Tuner(
+                trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+            )
         results = tuner.fit()
         print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
         return results
@@ -181,8 +275,11 @@ def node_cpus() -> list[float]:
     """The CPU count of every live Ray node that has CPUs."""
     import ray
 
-    return [float(node["Resources"]["CPU"]) for node in ray.nodes()
-            if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
+    return [
+        float(node["Resources"]["CPU"])
+        for node in ray.nodes()
+        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0
+    ]
 
 
 def trial_dirname(trial: Trial) -> str:

@@ -8,6 +8,7 @@ weights from the trial's last checkpoint. Runs are found again by their `trial_i
 sweep never duplicates one; runs of trials that Tune lost in an interruption are deleted at the end.
 Modeled on ray.air.integrations.mlflow.MLflowLoggerCallback, with one MlflowClient in the driver.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,14 @@ from study.spec import Arm
 from study.system_metrics import SYSTEM_SAMPLES_KEY
 from study.trial_run import TrialRun
 from trainables.config import TrainConfig
-from trainables.trainable import DATASET_KEY, DIVERGED_KEY, FINAL_KEY, flat_config, load_state, numbers
+from trainables.trainable import (
+    DATASET_KEY,
+    DIVERGED_KEY,
+    FINAL_KEY,
+    flat_config,
+    load_state,
+    numbers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +42,9 @@ WEIGHTS_PHASE = "seeds"  # the runs whose trained weights are kept as an artifac
 class MlflowTrialCallback(tune.Callback):
     """MLflow child runs for the trials of one Tuner (one phase; each trial's arm comes from its config)."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parents: dict[str, str], study: str, phase: str):
+    def __init__(
+        self, tracking_uri: str, experiment_id: str, parents: dict[str, str], study: str, phase: str
+    ):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parents = dict(parents)  # arm name -> parent run id
@@ -53,10 +63,14 @@ class MlflowTrialCallback(tune.Callback):
         return self._client
 
     # --- Tune hooks ---------------------------------------------------------------------
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.run(trial)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
         run = self.run(trial)
         if DATASET_KEY in result:
             run.log_dataset(result[DATASET_KEY])
@@ -67,7 +81,9 @@ class MlflowTrialCallback(tune.Callback):
         if "node_id" in result and result.get(DATASET_KEY):  # once per (re)started trial process
             self.client.set_tag(run.run_id, "node_id", result["node_id"])
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         run = self.run(trial)
         final = (trial.last_result or {}).get(FINAL_KEY)
         if final is None:  # stopped early by the scheduler
@@ -77,7 +93,9 @@ class MlflowTrialCallback(tune.Callback):
             run.log_weights(load_state(trial.checkpoint))
         run.finish(final)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.run(trial).fail(error_reason(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
@@ -85,8 +103,11 @@ class MlflowTrialCallback(tune.Callback):
         known = {trial.trial_id for trial in trials}
         for run in self._phase_runs():
             if run.data.tags.get("trial_id") not in known:
-                log.warning("deleting MLflow run %s: trial %s was lost in an interruption and rerun under a new id",
-                            run.info.run_id, run.data.tags.get("trial_id"))
+                log.warning(
+                    "deleting MLflow run %s: trial %s was lost in an interruption and rerun under a new id",
+                    run.info.run_id,
+                    run.data.tags.get("trial_id"),
+                )
                 self.client.delete_run(run.info.run_id)
 
     # --- runs ----------------------------------------------------------------------------
@@ -94,18 +115,35 @@ class MlflowTrialCallback(tune.Callback):
         """The trial's run: cached, else found by its trial_id tag, else created."""
         if trial.trial_id not in self._runs:
             found = self._phase_runs(tracking.tag_filter("trial_id", trial.trial_id))
-            self._runs[trial.trial_id] = (TrialRun.existing(self.client, found[0].info.run_id) if found
-                                          else self._create_run(trial))
+            self._runs[trial.trial_id] = (
+                TrialRun.existing(self.client, found[0].info.run_id)
+                if found
+                else self._create_run(trial)
+            )
         return self._runs[trial.trial_id]
 
     def _create_run(self, trial: Trial) -> TrialRun:
         config = TrainConfig.from_flat(flat_config(trial.config))
         arm = Arm(config.model, config.method)
         label = f"seed {config.seed}" if self.phase == "seeds" else trial.trial_id
-        tags = {"role": "trial", "study": self.study, "arm": arm.name, "model": arm.model, "method": arm.method,
-                "phase": self.phase, "trial_id": trial.trial_id}
-        return TrialRun.create(self.client, self.experiment_id, f"{arm.name} {self.phase} {label}", config.to_flat(),
-                               tags, parent_run_id=self.parents[arm.name], source="python -m study sweep")
+        tags = {
+            "role": "trial",
+            "study": self.study,
+            "arm": arm.name,
+            "model": arm.model,
+            "method": arm.method,
+            "phase": self.phase,
+            "trial_id": trial.trial_id,
+        }
+        return TrialRun.create(
+            self.client,
+            self.experiment_id,
+            f"{arm.name} {self.phase} {label}",
+            config.to_flat(),
+            tags,
+            parent_run_id=self.parents[arm.name],
+            source="python -m study sweep",
+        )
 
     def _phase_runs(self, extra_filter: str = "") -> list:
         """This Tuner's runs: trial runs of this phase under one of its parents."""
@@ -143,20 +181,35 @@ class ProgressCallback(tune.Callback):
         # trial's line shows validation only (the test set is for the final score, not for watching a search)
         self.seeds_phase = seeds_phase
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         result = trial.last_result or {}
         final = result.get(FINAL_KEY)
         val = f"val_acc {result.get('val_acc', float('nan')):.4f}"
         test = f", test_acc {final['test_acc']:.4f}" if final and self.seeds_phase else ""
-        outcome = (f"{val}{test}, {final['train_time_s']:.1f} s training" if final
-                   else f"stopped early at epoch {result.get('epoch')}, {val}")
+        outcome = (
+            f"{val}{test}, {final['train_time_s']:.1f} s training"
+            if final
+            else f"stopped early at epoch {result.get('epoch')}, {val}"
+        )
         self._print(trials, trial, outcome)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._print(trials, trial, f"errored: {error_reason(trial)}")
 
     def _print(self, trials: list[Trial], trial: Trial, outcome: str) -> None:
-        done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials if t is not trial) + 1
+        done = (
+            sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials if t is not trial) + 1
+        )
         config = flat_config(trial.config)
-        who = f" {config['model']}/{config['method']} seed {config['seed']}" if self.seeds_phase else ""
-        print(f"{self.label}: {done}/{self.total}{who} trial {trial.trial_id}: {outcome}", flush=True)
+        who = (
+            f" {config['model']}/{config['method']} seed {config['seed']}"
+            if self.seeds_phase
+            else ""
+        )
+        print(
+            f"{self.label}: {done}/{self.total}{who} trial {trial.trial_id}: {outcome}", flush=True
+        )

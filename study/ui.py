@@ -3,6 +3,7 @@
 It prints the link to the study's runs table: MLflow 3's UI opens an experiment on its GenAI
 overview, so the link names the experiment, the runs view and the model-training mode.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over a study's store")
     p.add_argument("--study-dir", type=Path, required=True, help="the sweep's study directory")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)")
-    p.add_argument("--experiment", default=None,
-                   help="default: the only experiment with runs, else the one named after the study directory")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)"
+    )
+    p.add_argument(
+        "--experiment",
+        default=None,
+        help="default: the only experiment with runs, else the one named after the study directory",
+    )
     p.set_defaults(func=run)
 
 
 def ui_command(uri: str, port: int) -> list[str]:
     """`mlflow ui` with this interpreter's MLflow; one worker: a local UI has one user and sqlite one writer."""
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", HOST, "--port", str(port),
-            "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,10 +57,15 @@ def run(args: argparse.Namespace) -> int:
     uri = existing_store_uri(args.study_dir, args.tracking_uri)
     experiment = pick_experiment(MlflowClient(uri), uri, args.study_dir, args.experiment)
     if uri.startswith(("http://", "https://")):
-        print(f"{uri} is a tracking server with its own UI; the study's runs: "
-              f"{runs_table_url(uri, experiment.experiment_id)}")
+        print(
+            f"{uri} is a tracking server with its own UI; the study's runs: "
+            f"{runs_table_url(uri, experiment.experiment_id)}"
+        )
         return 0
     url = runs_table_url(f"http://{HOST}:{args.port}", experiment.experiment_id)
-    print(f"MLflow UI over {uri}; the runs of {experiment.name!r}: {url} (Ctrl-C stops it)", flush=True)
+    print(
+        f"MLflow UI over {uri}; the runs of {experiment.name!r}: {url} (Ctrl-C stops it)",
+        flush=True,
+    )
     command = ui_command(uri, args.port)
     os.execv(command[0], command)  # mlflow gets this process: its signals and exit status

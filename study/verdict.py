@@ -9,6 +9,7 @@ Conventions (AlgoPerf's, adapted to a study's seeds phase):
 - A workload is a (model, dataset) pair; the performance profile of a method is the share of workloads whose
   time-to-target is within tau x the best method's, for tau in [1, TAU_MAX].
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ class Comparison:
     p_holm: float = math.nan
 
     def verdict(self, alpha: float) -> str:
-        """"beats" / "loses" when the Holm-adjusted p is below `alpha`, else "matches (...)"."""
+        """ "beats" / "loses" when the Holm-adjusted p is below `alpha`, else "matches (...)"."""
         if math.isfinite(self.p_holm) and self.p_holm < alpha and self.test.mean != 0:
             return "beats" if self.test.mean > 0 else "loses"
         seeds = f"{self.test.n} seed{'s' if self.test.n != 1 else ''}"
@@ -83,7 +84,9 @@ def training_clock(epochs: pd.DataFrame) -> pd.DataFrame:
     """`epochs` (run_id, epoch, val_acc, epoch_time_s) sorted by run and epoch, with `clock_s`: training seconds
     elapsed at the end of each epoch (cumulative epoch_time_s)."""
     ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
-    seconds = pd.to_numeric(ordered["epoch_time_s"])  # an epochs frame of failed runs only holds no numbers
+    seconds = pd.to_numeric(
+        ordered["epoch_time_s"]
+    )  # an epochs frame of failed runs only holds no numbers
     return ordered.assign(clock_s=seconds.groupby(ordered["run_id"], sort=False).cumsum())
 
 
@@ -112,7 +115,9 @@ def arm_time(times: Iterable[float]) -> float:
     return float(x[mid]) if len(x) % 2 else float((x[mid - 1] + x[mid]) / 2)
 
 
-def workload_targets(finals: pd.DataFrame, spec_targets: Mapping[str, float], tolerance: float) -> dict[str, Target]:
+def workload_targets(
+    finals: pd.DataFrame, spec_targets: Mapping[str, float], tolerance: float
+) -> dict[str, Target]:
     """Per model: the spec's target, else the baseline's median final val_acc minus `tolerance`.
 
     `finals`: the runs whose final val_acc set the default (columns model, method, val_acc).
@@ -124,12 +129,16 @@ def workload_targets(finals: pd.DataFrame, spec_targets: Mapping[str, float], to
         if model in targets or values.empty:
             continue
         median = float(values.median())
-        targets[model] = Target(median - tolerance, f"{BASELINE}'s median final val_acc {100 * median:.2f}% "
-                                                    f"− {100 * tolerance:.2f} points")
+        targets[model] = Target(
+            median - tolerance,
+            f"{BASELINE}'s median final val_acc {100 * median:.2f}% − {100 * tolerance:.2f} points",
+        )
     return targets
 
 
-def time_to_target_table(runs: pd.DataFrame, epochs: pd.DataFrame, targets: Mapping[str, Target]) -> pd.DataFrame:
+def time_to_target_table(
+    runs: pd.DataFrame, epochs: pd.DataFrame, targets: Mapping[str, Target]
+) -> pd.DataFrame:
     """Per arm (model, method): target, runs that reached it, arm time-to-target and its ratio to the best arm.
 
     `runs`: one row per run that counts (run_id, model, method); `epochs`: their per-epoch rows.
@@ -141,9 +150,19 @@ def time_to_target_table(runs: pd.DataFrame, epochs: pd.DataFrame, targets: Mapp
         if model not in targets:
             continue
         target = targets[model].val_acc
-        times = [time_to_target(per_run.get(run_id, clock.iloc[:0]), target) for run_id in arm["run_id"]]
-        rows.append({"model": model, "method": method, "target": target, "n": len(times),
-                     "reached": sum(math.isfinite(t) for t in times), "time_s": arm_time(times)})
+        times = [
+            time_to_target(per_run.get(run_id, clock.iloc[:0]), target) for run_id in arm["run_id"]
+        ]
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "target": target,
+                "n": len(times),
+                "reached": sum(math.isfinite(t) for t in times),
+                "time_s": arm_time(times),
+            }
+        )
     table = pd.DataFrame(rows, columns=["model", "method", "target", "n", "reached", "time_s"])
     best = table.groupby("model")["time_s"].transform("min")
     return table.assign(ratio=[ratio(t, b) for t, b in zip(table["time_s"], best)])
@@ -162,8 +181,10 @@ def performance_profile(table: pd.DataFrame, taus: Sequence[float]) -> pd.DataFr
     A workload that a method did not run counts as unsolved for it; one no arm solved counts for nobody.
     """
     workloads = table["model"].nunique()
-    rows = {method: [float((arm["ratio"] <= tau).sum()) / workloads for tau in taus]
-            for method, arm in table.groupby("method", sort=False)}
+    rows = {
+        method: [float((arm["ratio"] <= tau).sum()) / workloads for tau in taus]
+        for method, arm in table.groupby("method", sort=False)
+    }
     return pd.DataFrame(rows, index=pd.Index(list(taus), name="tau"))
 
 
@@ -172,7 +193,9 @@ def profile_score(profile: pd.Series, tau_max: float = TAU_MAX) -> float:
     taus, rho = profile.index.to_numpy(dtype=float), profile.to_numpy(dtype=float)
     keep = (taus >= 1) & (taus <= tau_max)
     taus, rho = taus[keep], rho[keep]
-    return float(np.sum(rho[:-1] * np.diff(taus)) / (tau_max - 1))  # step function, right-continuous
+    return float(
+        np.sum(rho[:-1] * np.diff(taus)) / (tau_max - 1)
+    )  # step function, right-continuous
 
 
 # --- significance ----------------------------------------------------------------------------------
@@ -226,4 +249,7 @@ def compare(runs: pd.DataFrame, value: str, budget: str, quantity: str) -> list[
 def with_holm(comparisons: list[Comparison]) -> list[Comparison]:
     """The comparisons with `p_holm` set by Holm's correction across all of them."""
     adjusted = holm([c.test.p for c in comparisons])
-    return [Comparison(c.model, c.method, c.budget, c.quantity, c.test, p) for c, p in zip(comparisons, adjusted)]
+    return [
+        Comparison(c.model, c.method, c.budget, c.quantity, c.test, p)
+        for c, p in zip(comparisons, adjusted)
+    ]

@@ -1,9 +1,11 @@
 """Shared fixtures: tiny data sets in the real CIFAR pickle layout, digits splits, small configs."""
+
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest

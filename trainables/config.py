@@ -1,4 +1,5 @@
 """TrainConfig: the one flat configuration every method, the CLI and Ray trials share."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,12 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     schedule: str = "cosine"
-    warmup_frac: float = 0.0  # share of each schedule's steps with a linear warm-up to lr (trainables.methods.optim)
-    anneal_frac: float | None = None  # share of the steps after warm-up that `schedule` runs over, lr held before
+    warmup_frac: float = (
+        0.0  # share of each schedule's steps with a linear warm-up to lr (trainables.methods.optim)
+    )
+    anneal_frac: float | None = (
+        None  # share of the steps after warm-up that `schedule` runs over, lr held before
+    )
     #   it; None: the method's default (greedy 0.25 of each stage, other methods 1; 1 with onecycle)
     label_smoothing: float = 0.0
     width: float = 1.0
@@ -59,11 +64,19 @@ class TrainConfig:
         if self.anneal_frac is not None:
             check_range("anneal_frac", self.anneal_frac, 0.0, 1.0, low_open=True)
         if self.schedule == "onecycle":
-            shaped = [f"{k}={v}" for k, v, plain in (("warmup_frac", self.warmup_frac, 0.0),
-                                                     ("anneal_frac", self.anneal_frac, 1.0)) if v not in (None, plain)]
+            shaped = [
+                f"{k}={v}"
+                for k, v, plain in (
+                    ("warmup_frac", self.warmup_frac, 0.0),
+                    ("anneal_frac", self.anneal_frac, 1.0),
+                )
+                if v not in (None, plain)
+            ]
             if shaped:
-                raise UserError(f"{', '.join(shaped)} needs schedule=cosine or constant; onecycle warms up and "
-                                 "anneals over all its steps (use warmup_frac=0 and anneal_frac=1 with it)")
+                raise UserError(
+                    f"{', '.join(shaped)} needs schedule=cosine or constant; onecycle warms up and "
+                    "anneals over all its steps (use warmup_frac=0 and anneal_frac=1 with it)"
+                )
         check_range("width", self.width, 0.0, None, low_open=True)
         check_range("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         if self.max_train_samples is not None:
@@ -74,11 +87,13 @@ class TrainConfig:
         return {f.name for f in dataclasses.fields(cls)} - {"params"}
 
     @classmethod
-    def from_flat(cls, flat: dict[str, Any]) -> "TrainConfig":
+    def from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
         """Split a flat dict (CLI `--set`, Optuna samples) into shared fields and method params."""
         shared = {k: v for k, v in flat.items() if k in cls.field_names()}
         params = dict(flat.get("params", {}))
-        params.update({k: v for k, v in flat.items() if k not in cls.field_names() and k != "params"})
+        params.update(
+            {k: v for k, v in flat.items() if k not in cls.field_names() and k != "params"}
+        )
         return cls(**shared, params=params)
 
     def to_flat(self) -> dict[str, Any]:
@@ -111,7 +126,9 @@ def _has_type(value: Any, kind: type) -> bool:
 def check_choice(key: str, value: Any, valid: tuple[Any, ...] | list[Any]) -> None:
     """Raise a UserError naming the key, the bad value and the valid choices."""
     if value not in valid:
-        raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
+        raise UserError(
+            f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}"
+        )
 
 
 def check_range(

@@ -6,13 +6,15 @@ trainables/fashion_mnist.py) and pads them to 3x32x32. `cifar10`/`cifar100` load
 torchvision from a local directory. Nothing is ever downloaded; a missing file is an error that
 says how to get it. `synthetic` is seeded random CIFAR-size data for throughput runs.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +31,9 @@ DIGITS_TEST_FRACTION = 0.2
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-FASHION_MEAN = (0.2860,) * 3  # the published constants of the 28x28 images (measured here: 0.286, 0.353)
+FASHION_MEAN = (
+    0.2860,
+) * 3  # the published constants of the 28x28 images (measured here: 0.286, 0.353)
 FASHION_STD = (0.3530,) * 3
 FASHION_PAD = 2  # 28 + 2 + 2 = 32, the models' input size
 SYNTHETIC_SEED = 4321  # fixed: every trial sees the same synthetic images
@@ -48,7 +52,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device: torch.device) -> "ImageSet":
+    def to(self, device: torch.device) -> ImageSet:
         return ImageSet(self.x.to(device), self.y.to(device))
 
 
@@ -65,10 +69,16 @@ class DataSplits:
     std: tuple[float, float, float]
     flip: bool  # horizontal flips make sense for natural images, not for digits
 
-    def to(self, device: torch.device) -> "DataSplits":
+    def to(self, device: torch.device) -> DataSplits:
         return DataSplits(
-            self.name, self.train.to(device), self.val.to(device), self.test.to(device),
-            self.num_classes, self.mean, self.std, self.flip,
+            self.name,
+            self.train.to(device),
+            self.val.to(device),
+            self.test.to(device),
+            self.num_classes,
+            self.mean,
+            self.std,
+            self.flip,
         )
 
 
@@ -100,7 +110,9 @@ def load_dataset(
     train, val = _split(train, val_fraction)
     if max_train_samples is not None:
         train = ImageSet(train.x[:max_train_samples], train.y[:max_train_samples])
-    if name == "fashion_mnist":  # after the subset: only the images kept are padded and copied to 3 channels
+    if (
+        name == "fashion_mnist"
+    ):  # after the subset: only the images kept are padded and copied to 3 channels
         train, val, test = (_pad_to_rgb32(s) for s in (train, val, test))
     return DataSplits(name, train, val, test, num_classes, mean, std, flip)
 
@@ -111,10 +123,19 @@ def describe_splits(splits: DataSplits, data_dir: str | Path | None) -> dict[str
     for part in (splits.train, splits.val, splits.test):
         for tensor in (part.x, part.y):
             digest.update(tensor.cpu().contiguous().numpy().tobytes())
-    source = str(Path(data_dir).expanduser().resolve()) if data_dir else f"built-in loader of {splits.name!r}"
-    return {"name": splits.name, "digest": digest.hexdigest(), "source": source,
-            "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
-            "image_shape": list(splits.train.x.shape[1:]), "num_classes": splits.num_classes}
+    source = (
+        str(Path(data_dir).expanduser().resolve())
+        if data_dir
+        else f"built-in loader of {splits.name!r}"
+    )
+    return {
+        "name": splits.name,
+        "digest": digest.hexdigest(),
+        "source": source,
+        "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "image_shape": list(splits.train.x.shape[1:]),
+        "num_classes": splits.num_classes,
+    }
 
 
 def _load_digits() -> tuple[ImageSet, ImageSet, int]:
@@ -154,7 +175,9 @@ def _synthetic(val_fraction: float, max_train_samples: int | None) -> DataSplits
     n_train = SYNTHETIC_TRAIN if max_train_samples is None else max_train_samples
     n_val = max(1, int(round(val_fraction * n_train)))
     generator = torch.Generator().manual_seed(SYNTHETIC_SEED)
-    train, val, test = (synthetic_images(n, 10, generator) for n in (n_train, n_val, min(SYNTHETIC_TEST, n_train)))
+    train, val, test = (
+        synthetic_images(n, 10, generator) for n in (n_train, n_val, min(SYNTHETIC_TEST, n_train))
+    )
     return DataSplits("synthetic", train, val, test, 10, SYNTHETIC_MEAN, SYNTHETIC_STD, flip=True)
 
 
@@ -165,18 +188,22 @@ def synthetic_images(n: int, num_classes: int, generator: torch.Generator) -> Im
     return ImageSet(x, y)
 
 
-def _load_cifar(name: str, data_dir: str | Path | None, verify_checksums: bool) -> tuple[ImageSet, ImageSet, int]:
+def _load_cifar(
+    name: str, data_dir: str | Path | None, verify_checksums: bool
+) -> tuple[ImageSet, ImageSet, int]:
     from torchvision import datasets
 
     if data_dir is None:
-        raise UserError(f"dataset {name!r} needs --data-dir pointing at a folder that holds {CIFAR_FOLDERS[name]}/")
+        raise UserError(
+            f"dataset {name!r} needs --data-dir pointing at a folder that holds {CIFAR_FOLDERS[name]}/"
+        )
     root = Path(data_dir).expanduser()
     folder = root / CIFAR_FOLDERS[name]
     if not folder.is_dir():
         archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
         raise UserError(
             f"{name} not found: expected the folder {folder}. Nothing is downloaded at run time: on a machine "
-            f"with internet run `python -c \"import torchvision; torchvision.datasets.{_cifar_class(name)}"
+            f'with internet run `python -c "import torchvision; torchvision.datasets.{_cifar_class(name)}'
             f"('{root}', download=True)\"` or fetch https://www.cs.toronto.edu/~kriz/{archive} and extract it "
             f"into {root}."
         )
@@ -185,7 +212,10 @@ def _load_cifar(name: str, data_dir: str | Path | None, verify_checksums: bool) 
         log.warning("md5 check of %s files in %s is OFF (verify_checksums=False)", name, folder)
         cls = _without_md5(cls)
     try:
-        train_ds, test_ds = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+        train_ds, test_ds = (
+            cls(str(root), train=True, download=False),
+            cls(str(root), train=False, download=False),
+        )
     except RuntimeError as err:
         raise UserError(
             f"{name} in {folder} failed torchvision's md5 check ({err}); re-extract the official archive"
@@ -201,11 +231,16 @@ def _without_md5(cls: type) -> type:
     """A CIFAR class that checks the files exist but not their md5 (for small files in CIFAR layout)."""
 
     class Unverified(cls):  # type: ignore[misc, valid-type]
-        meta = {**cls.meta, "md5": None}  # torchvision's check_integrity(path, None) only checks existence
+        meta = {
+            **cls.meta,
+            "md5": None,
+        }  # torchvision's check_integrity(path, None) only checks existence
 
         def _check_integrity(self) -> bool:
             folder = Path(self.root) / self.base_folder
-            return all((folder / filename).is_file() for filename, _ in self.train_list + self.test_list)
+            return all(
+                (folder / filename).is_file() for filename, _ in self.train_list + self.test_list
+            )
 
     Unverified.__name__ = f"Unverified{cls.__name__}"
     return Unverified
@@ -220,7 +255,9 @@ def _split(train: ImageSet, val_fraction: float) -> tuple[ImageSet, ImageSet]:
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED + 1))
     n_val = max(1, int(round(val_fraction * len(train))))
     val_idx, train_idx = order[:n_val], order[n_val:]
-    return ImageSet(train.x[train_idx], train.y[train_idx]), ImageSet(train.x[val_idx], train.y[val_idx])
+    return ImageSet(train.x[train_idx], train.y[train_idx]), ImageSet(
+        train.x[val_idx], train.y[val_idx]
+    )
 
 
 def _channel_stats(x: torch.Tensor, std: bool = False) -> tuple[float, float, float]:
@@ -269,7 +306,9 @@ class Batcher:
         for idx in self.global_batch_indices(len(data), batch_size, generator, data.x.device):
             x = data.x[idx]
             if augment:
-                x = self.augment(x, generator)  # random draws for the global batch: workers stay in step
+                x = self.augment(
+                    x, generator
+                )  # random draws for the global batch: workers stay in step
             part = shard_slice(len(idx))
             yield self.normalise(x[part]), data.y[idx[part]]
 
@@ -291,6 +330,11 @@ class Batcher:
         for i in range(max(1, n // batch_size)):
             yield order[i * batch_size : (i + 1) * batch_size]
 
-    def eval_batches(self, data: ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def eval_batches(
+        self, data: ImageSet, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(data), batch_size):
-            yield self.normalise(data.x[start : start + batch_size]), data.y[start : start + batch_size]
+            yield (
+                self.normalise(data.x[start : start + batch_size]),
+                data.y[start : start + batch_size],
+            )

@@ -10,6 +10,7 @@ same seed everywhere, then a broadcast from rank 0) every worker then applies th
 so the weights stay identical across workers. Pure torch.distributed: works with any launcher
 (Ray Train's TorchTrainer, torchrun, a test's spawned processes).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,15 +38,19 @@ def shard_slice(global_batch: int) -> slice:
     """This worker's contiguous part of a global batch of `global_batch` samples (equal parts)."""
     n = world_size()
     if global_batch % n:
-        raise UserError(f"batch_size={global_batch} does not split evenly over {n} workers; "
-                         f"use a multiple of {n}")
+        raise UserError(
+            f"batch_size={global_batch} does not split evenly over {n} workers; "
+            f"use a multiple of {n}"
+        )
     size = global_batch // n
     return slice(rank() * size, (rank() + 1) * size)
 
 
 def _average_gradients(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
     """Optimiser pre-step hook: replace every parameter's gradient by its mean over the workers."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    grads = [
+        p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+    ]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -53,7 +58,7 @@ def _average_gradients(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any)
     flat /= world_size()
     offset = 0
     for grad in grads:
-        grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
 
 
@@ -85,14 +90,17 @@ def prepare_model(modules: list[nn.Module], device: torch.device) -> None:
 def _sync_batchnorm(module: nn.Module, device: torch.device) -> None:
     """Turn a BatchNorm layer into torch's SyncBatchNorm (accelerators) or GlobalBatchNorm (CPU/gloo: torch's
     needs a GPU) by swapping its class: same parameters and buffers, so optimisers holding them stay valid."""
-    if not isinstance(module, nn.modules.batchnorm._BatchNorm) or isinstance(module, (nn.SyncBatchNorm,
-                                                                                      GlobalBatchNorm)):
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm) or isinstance(
+        module, (nn.SyncBatchNorm, GlobalBatchNorm)
+    ):
         return
     if device.type == "cpu":
         module.__class__ = GlobalBatchNorm
     else:
         module.__class__ = nn.SyncBatchNorm
-        module.process_group = None  # the default (whole world) group, as SyncBatchNorm's constructor sets
+        module.process_group = (
+            None  # the default (whole world) group, as SyncBatchNorm's constructor sets
+        )
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -133,11 +141,15 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         channels = x.shape[1]
         total = stats[-1]
         mean = stats[:channels] / total
-        var = stats[channels: 2 * channels] / total - mean * mean
+        var = stats[channels : 2 * channels] / total - mean * mean
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                momentum = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
                 unbiased = var * total / (total - 1)
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)

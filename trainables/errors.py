@@ -3,6 +3,7 @@
 The CLI prints a `UserError` as one line and exits 2; any other exception is a bug and keeps its
 traceback. It subclasses ValueError, so `except ValueError` callers and tests keep working.
 """
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ below, written once to a per-user cache in torchvision's `FashionMNIST/raw/` lay
 `os.replace`, so concurrent trials never read a half-written file) and read by torchvision's own
 `FashionMNIST(..., download=False)` reader. Nothing is ever downloaded.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -30,12 +31,15 @@ FILES = {
     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
-FIX = ("install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir a folder holding "
-       f"the four official files ({', '.join(FILES)}; .gz or plain)")
+FIX = (
+    "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir a folder holding "
+    f"the four official files ({', '.join(FILES)}; .gz or plain)"
+)
 
 
-def load_fashion_mnist(data_dir: str | Path | None = None) -> tuple[tuple[torch.Tensor, torch.Tensor],
-                                                                     tuple[torch.Tensor, torch.Tensor]]:
+def load_fashion_mnist(
+    data_dir: str | Path | None = None,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """((train images, labels), (test images, labels)): uint8 N x 28 x 28 and int64, 60,000 and 10,000."""
     from torchvision.datasets import FashionMNIST
 
@@ -60,8 +64,10 @@ def cached_copy(data_dir: Path) -> Path:
             continue
         contents = _decompressed(sources[name])
         if _md5(contents) != md5:
-            raise UserError(f"fashion_mnist: {sources[name]} is not the official {name} (md5 of its contents "
-                             f"{_md5(contents)}, expected {md5}); {FIX}")
+            raise UserError(
+                f"fashion_mnist: {sources[name]} is not the official {name} (md5 of its contents "
+                f"{_md5(contents)}, expected {md5}); {FIX}"
+            )
         _write_atomic(target, contents)
         log.info("cached %s -> %s", sources[name], target)
     return root
@@ -97,7 +103,9 @@ def _decompressed(source: Path) -> bytes:
     try:
         return gzip.decompress(source.read_bytes())
     except (OSError, EOFError, zlib.error) as err:
-        raise UserError(f"fashion_mnist: {source} is not a readable gzip file ({err}); {FIX}") from err
+        raise UserError(
+            f"fashion_mnist: {source} is not a readable gzip file ({err}); {FIX}"
+        ) from err
 
 
 def _write_atomic(target: Path, contents: bytes) -> None:

@@ -13,8 +13,10 @@ data held on the device does not dilute differences between methods.
   above the 5% a trial can spend on measurement; the report labels CPU memory RSS instead.
 `memory_source` and `describe_device` name what was measured where, for the report.
 """
+
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -35,7 +37,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False; use --device cpu or auto")
+        raise ValueError(
+            "device='cuda' requested but torch.cuda.is_available() is False; use --device cpu or auto"
+        )
     return torch.device(name)
 
 
@@ -70,10 +74,8 @@ def _read_status_kb(key: str) -> int:
 def _malloc_trim() -> None:
     libc_name = ctypes.util.find_library("c")
     if libc_name:
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(libc_name).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
 
 
 class PeakMemory:
@@ -133,8 +135,12 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
 def trainable_sizes(modules: dict[str, nn.Module]) -> dict[str, int]:
     """`prefix.name` -> numel of every parameter that requires grad: collected at each stage's start, their union
     is what a run trained (params_trained), heads that a later stage drops included."""
-    return {f"{prefix}.{name}": p.numel() for prefix, module in modules.items()
-            for name, p in module.named_parameters() if p.requires_grad}
+    return {
+        f"{prefix}.{name}": p.numel()
+        for prefix, module in modules.items()
+        for name, p in module.named_parameters()
+        if p.requires_grad
+    }
 
 
 def describe_device(device: torch.device) -> str:

@@ -6,6 +6,7 @@ multinomial logistic regression on standardised features is fitted on (at most `
 training images and scored on (at most `max_samples`) validation images. One forward pass per
 split collects every block's features.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,25 +29,33 @@ PROBE_SEED = 0
 PROBE_MAX_ITER = 1000
 
 
-def probe_accuracies(model: BlockNet, splits: DataSplits, batcher: Batcher, max_samples: int = 5000) -> list[float]:
+def probe_accuracies(
+    model: BlockNet, splits: DataSplits, batcher: Batcher, max_samples: int = 5000
+) -> list[float]:
     """Validation accuracy of a linear probe on every block's pooled output, block 0 first."""
     train_x, train_y = block_features(model, _first(splits.train, max_samples), batcher)
     val_x, val_y = block_features(model, _first(splits.val, max_samples), batcher)
     accuracies = []
     for block, (xt, xv) in enumerate(zip(train_x, val_x, strict=True)):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=PROBE_SEED))
+        probe = make_pipeline(
+            StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=PROBE_SEED)
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             probe.fit(xt, train_y)
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            log.warning("linear probe of block %d did not converge in %d iterations", block, PROBE_MAX_ITER)
+            log.warning(
+                "linear probe of block %d did not converge in %d iterations", block, PROBE_MAX_ITER
+            )
         accuracies.append(float(probe.score(xv, val_y)))
     log.info("probe accuracies per block: %s", [round(a, 4) for a in accuracies])
     return accuracies
 
 
 @torch.no_grad()
-def block_features(model: BlockNet, data: ImageSet, batcher: Batcher) -> tuple[list[np.ndarray], np.ndarray]:
+def block_features(
+    model: BlockNet, data: ImageSet, batcher: Batcher
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Pooled float32 output of every block for `data` (eval mode, one pass), and the labels."""
     was_training = model.training
     model.eval()

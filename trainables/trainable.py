@@ -9,12 +9,14 @@ keeps no state between calls, so Tune can reuse actors. A diverged trial stores 
 checkpoint and raises; a retry of that trial raises the same error at once, so retries (meant for
 lost nodes) cost no training.
 """
+
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ray
 import torch
@@ -27,16 +29,24 @@ from trainables.training import DivergedError, fit, load_splits
 
 STATE_FILE = "state.pt"
 DIVERGED_KEY = "diverged"  # result and checkpoint key holding the divergence reason
-ARM_CONFIG_KEY = "arm_config"  # a nested base config (the seeds phase grids over arms' best configs)
+ARM_CONFIG_KEY = (
+    "arm_config"  # a nested base config (the seeds phase grids over arms' best configs)
+)
 FINAL_KEY = "final"  # only in a trial's last report: fit's final metrics, all but the history
-DATASET_KEY = "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
+DATASET_KEY = (
+    "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
+)
 DRIVER_CPU = 0.01  # the Tune trial that only drives a worker group (Ray refuses an empty bundle)
 
 ExtraResults = Callable[[], dict[str, Any]]
 
 
-def train_trial(config: dict[str, Any], workers: int = 1, worker_resources: dict[str, float] | None = None,
-                extra_results: ExtraResults | None = None) -> None:
+def train_trial(
+    config: dict[str, Any],
+    workers: int = 1,
+    worker_resources: dict[str, float] | None = None,
+    extra_results: ExtraResults | None = None,
+) -> None:
     """Train one Tune trial to the end of its budget (or until Tune stops it); with `workers` > 1 as a Ray
     Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to Tune.
     `extra_results()` is merged into every report of a one-worker trial (the sweep's system metrics)."""
@@ -46,8 +56,13 @@ def train_trial(config: dict[str, Any], workers: int = 1, worker_resources: dict
     _train(flat_config(config), tune.report, tune.get_checkpoint(), trial_cpus(), extra_results)
 
 
-def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, threads: int,
-           extra_results: ExtraResults | None = None) -> None:
+def _train(
+    flat: dict[str, Any],
+    report: Callable[..., None],
+    checkpoint: Any,
+    threads: int,
+    extra_results: ExtraResults | None = None,
+) -> None:
     """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`."""
     train_config = TrainConfig.from_flat(flat)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no console line per saved checkpoint
@@ -68,7 +83,9 @@ def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, t
 
     def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
         last.update(metrics)
-        if metrics["epoch"] == train_config.epochs:  # reported with the final metrics, once test_acc is known
+        if (
+            metrics["epoch"] == train_config.epochs
+        ):  # reported with the final metrics, once test_acc is known
             deferred.update(metrics=metrics, state=checkpoint())
         else:
             send(numbers(metrics), checkpoint())
@@ -77,15 +94,30 @@ def _train(flat: dict[str, Any], report: Callable[..., None], checkpoint: Any, t
         final = fit(train_config, on_epoch, resume=resume, splits=splits)
     except DivergedError as err:
         reason = f"DivergedError: {err}"
-        send({"epoch": int(last.get("epoch", 0)), "val_acc": float(last.get("val_acc", 0.0)), DIVERGED_KEY: reason},
-             {DIVERGED_KEY: reason})
+        send(
+            {
+                "epoch": int(last.get("epoch", 0)),
+                "val_acc": float(last.get("val_acc", 0.0)),
+                DIVERGED_KEY: reason,
+            },
+            {DIVERGED_KEY: reason},
+        )
         raise
     summary = {**{k: v for k, v in final.items() if k != "history"}, **trial_resources()}
-    send({**numbers(deferred.get("metrics", {})), "epoch": int(final["epochs_run"]), "val_acc": final["val_acc"],
-          FINAL_KEY: summary}, deferred.get("state"))
+    send(
+        {
+            **numbers(deferred.get("metrics", {})),
+            "epoch": int(final["epochs_run"]),
+            "val_acc": final["val_acc"],
+            FINAL_KEY: summary,
+        },
+        deferred.get("state"),
+    )
 
 
-def _train_workers(config: dict[str, Any], workers: int, worker_resources: dict[str, float]) -> None:
+def _train_workers(
+    config: dict[str, Any], workers: int, worker_resources: dict[str, float]
+) -> None:
     """The trial as a TorchTrainer (gloo on CPU, NCCL on GPU) whose reports reach Tune through
     TuneReportCallback (Ray Train V2). Its checkpoints live in the trial's own storage folder, so a
     retried trial (a lost node) restarts the worker group from the last one."""
@@ -97,12 +129,23 @@ def _train_workers(config: dict[str, Any], workers: int, worker_resources: dict[
     use_gpu = worker_resources.get("GPU", 0) > 0
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"flat": flat_config(config), "threads": max(1, int(worker_resources.get("CPU", 1)))},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
-                                     resources_per_worker={k: v for k, v in worker_resources.items() if v > 0}),
-        run_config=RunConfig(name="workers", storage_path=storage.trial_fs_path,
-                             storage_filesystem=storage.storage_filesystem, callbacks=[TuneReportCallback()],
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
+        train_loop_config={
+            "flat": flat_config(config),
+            "threads": max(1, int(worker_resources.get("CPU", 1))),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=use_gpu,
+            resources_per_worker={k: v for k, v in worker_resources.items() if v > 0},
+        ),
+        run_config=RunConfig(
+            name="workers",
+            storage_path=storage.trial_fs_path,
+            storage_filesystem=storage.storage_filesystem,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
     trainer.fit()
 
 
@@ -110,12 +153,17 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     """One data-parallel worker (torch.distributed is set up by Ray Train): all report, rank 0's count."""
     import ray.train
 
-    _train(loop_config["flat"], ray.train.report, ray.train.get_checkpoint(), loop_config["threads"])
+    _train(
+        loop_config["flat"], ray.train.report, ray.train.get_checkpoint(), loop_config["threads"]
+    )
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config unnested."""
-    return {**config.get(ARM_CONFIG_KEY, {}), **{k: v for k, v in config.items() if k != ARM_CONFIG_KEY}}
+    return {
+        **config.get(ARM_CONFIG_KEY, {}),
+        **{k: v for k, v in config.items() if k != ARM_CONFIG_KEY},
+    }
 
 
 def trial_cpus() -> int:
@@ -126,7 +174,10 @@ def trial_cpus() -> int:
 def trial_resources() -> dict[str, float]:
     """What Ray reserved for this trial (final metrics `trial_cpus`, `trial_gpus`: the report's conditions)."""
     resources = tune.get_context().get_trial_resources().required_resources
-    return {"trial_cpus": float(resources.get("CPU", 1)), "trial_gpus": float(resources.get("GPU", 0))}
+    return {
+        "trial_cpus": float(resources.get("CPU", 1)),
+        "trial_gpus": float(resources.get("GPU", 0)),
+    }
 
 
 def numbers(metrics: dict[str, Any]) -> dict[str, int | float]:
@@ -134,7 +185,9 @@ def numbers(metrics: dict[str, Any]) -> dict[str, int | float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def _report(report: Callable[..., None], metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+def _report(
+    report: Callable[..., None], metrics: dict[str, Any], state: dict[str, Any] | None
+) -> None:
     """`report(metrics, checkpoint=...)`; only rank 0 of a worker group writes the checkpoint."""
     if state is None or distributed.rank() != 0:
         report(metrics)
@@ -154,15 +207,21 @@ def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
         return torch.load(Path(folder) / STATE_FILE, weights_only=True)
 
 
-def with_resources(cpu: float, gpu: float, workers: int = 1,
-                   trainable: Callable[[dict[str, Any]], None] = train_trial) -> Any:
+def with_resources(
+    cpu: float,
+    gpu: float,
+    workers: int = 1,
+    trainable: Callable[[dict[str, Any]], None] = train_trial,
+) -> Any:
     """A trainable with its resource request, as Tuner and Tuner.restore take it: `trainable` itself
     (workers = 1), or a small driver whose worker group asks for `cpu`/`gpu` split over the workers."""
     if workers == 1:
         return tune.with_resources(trainable, {"cpu": cpu, "gpu": gpu})
     per_worker = {"CPU": cpu / workers, "GPU": gpu / workers}
 
-    def train_trial_workers(config: dict[str, Any]) -> None:  # a plain function: Tune can reuse its actors
+    def train_trial_workers(
+        config: dict[str, Any],
+    ) -> None:  # a plain function: Tune can reuse its actors
         train_trial(config, workers, per_worker)
 
     return tune.with_resources(train_trial_workers, {"cpu": DRIVER_CPU})

@@ -3,12 +3,14 @@
 It owns epochs, evaluation of the network as it stands, time and memory measurement,
 divergence checks, resumable state and the per-epoch callback; the method owns the losses.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,14 @@ import torch.nn.functional as F
 from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
-from trainables.measure import PeakMemory, Timer, count_params, describe_device, resolve_device, trainable_sizes
+from trainables.measure import (
+    PeakMemory,
+    Timer,
+    count_params,
+    describe_device,
+    resolve_device,
+    trainable_sizes,
+)
 from trainables.methods import Method, Stage, get_method
 from trainables.models import build_model
 
@@ -25,7 +34,9 @@ log = logging.getLogger(__name__)
 Checkpoint = dict[str, Any]
 EpochCallback = Callable[[dict[str, Any], Callable[[], Checkpoint]], None]
 EVAL_BATCH = 512
-PLAN_CHECK_CLASSES = 10  # any class count: a method's plan depends on the blocks, not on the classes
+PLAN_CHECK_CLASSES = (
+    10  # any class count: a method's plan depends on the blocks, not on the classes
+)
 
 
 class DivergedError(FloatingPointError):
@@ -38,9 +49,13 @@ def validate(config: TrainConfig) -> None:
     from trainables.models import MODELS
 
     if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; valid models: {', '.join(sorted(MODELS))}")
+        raise ValueError(
+            f"unknown model {config.model!r}; valid models: {', '.join(sorted(MODELS))}"
+        )
     if config.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+        raise ValueError(
+            f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASETS)}"
+        )
     method_cls = get_method(config.method)
     method_cls.Params.from_dict(config.params, config.method)
 
@@ -85,7 +100,9 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
 
     history: list[dict[str, Any]] = []
-    trained: dict[str, int] = {}  # every parameter trained so far, by name (layer_to_layer drops old heads)
+    trained: dict[
+        str, int
+    ] = {}  # every parameter trained so far, by name (layer_to_layer drops old heads)
     done_epochs, stopped = 0, False
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -95,7 +112,9 @@ def fit(
         history, done_epochs, stopped = list(resume["history"]), resume["epoch"], resume["stopped"]
         trained = dict(resume.get("trained_params", {}))
         log.info("resuming %s/%s at epoch %d", config.model, config.method, done_epochs)
-        if stopped:  # training had ended early (auto_depth): no stage runs, so restore the method here
+        if (
+            stopped
+        ):  # training had ended early (auto_depth): no stage runs, so restore the method here
             method.load_state_dict(resume["method"])
 
     epoch = 0
@@ -107,7 +126,9 @@ def fit(
             continue
         method.start_stage(stage)
         trained.update(trainable_sizes({"model": model, "aux": method.aux_modules()}))
-        distributed.prepare_model([model, method.aux_modules()], device)  # no-op unless data-parallel
+        distributed.prepare_model(
+            [model, method.aux_modules()], device
+        )  # no-op unless data-parallel
         if resume is not None and epoch <= done_epochs:
             method.load_state_dict(resume["method"])
         for epoch_in_stage in range(stage.epochs):
@@ -120,15 +141,24 @@ def fit(
             if last_in_stage:
                 stopped = not method.end_stage(stage, metrics)
             history.append(metrics)
-            log.info("epoch %d %s", epoch, {k: v for k, v in metrics.items() if not isinstance(v, list)})
+            log.info(
+                "epoch %d %s", epoch, {k: v for k, v in metrics.items() if not isinstance(v, list)}
+            )
             if callback is not None:
-                callback(metrics, lambda: _checkpoint(model, method, generator, history, epoch, stopped, trained))
+                callback(
+                    metrics,
+                    lambda: _checkpoint(model, method, generator, history, epoch, stopped, trained),  # noqa: B023 (called at once)
+                )
             if stopped:
                 break
 
     final = _final_metrics(config, method, model, splits, batcher, history)
     final["params_trained"] = sum(trained.values())  # aux heads included
-    final.update(device=describe_device(device), mem_source=memory.source, torch_threads=torch.get_num_threads())
+    final.update(
+        device=describe_device(device),
+        mem_source=memory.source,
+        torch_threads=torch.get_num_threads(),
+    )
     if config.probes:
         from trainables.probes import probe_accuracies
 
@@ -139,8 +169,13 @@ def fit(
 
 def load_splits(config: TrainConfig, verify_checksums: bool = True) -> DataSplits:
     """The train/val/test splits `config` trains on (on the CPU)."""
-    return load_dataset(config.dataset, config.data_dir, config.val_fraction, config.max_train_samples,
-                        verify_checksums=verify_checksums)
+    return load_dataset(
+        config.dataset,
+        config.data_dir,
+        config.val_fraction,
+        config.max_train_samples,
+        verify_checksums=verify_checksums,
+    )
 
 
 def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
@@ -160,8 +195,14 @@ def build_method(config: TrainConfig, splits: DataSplits, device: torch.device) 
 
 
 def _train_epoch(
-    config: TrainConfig, method: Method, stage: Stage, splits: DataSplits, batcher: Batcher,
-    generator: torch.Generator, memory: PeakMemory, epoch: int,
+    config: TrainConfig,
+    method: Method,
+    stage: Stage,
+    splits: DataSplits,
+    batcher: Batcher,
+    generator: torch.Generator,
+    memory: PeakMemory,
+    epoch: int,
 ) -> dict[str, Any]:
     timer = Timer(method.device)
     memory.reset()
@@ -177,7 +218,9 @@ def _train_epoch(
         images += len(y)
     epoch_time = timer.stop()
     means = {key: float(total) / batches for key, total in sums.items()}
-    if distributed.world_size() > 1:  # the whole batch's losses, all workers' images, the slowest worker
+    if (
+        distributed.world_size() > 1
+    ):  # the whole batch's losses, all workers' images, the slowest worker
         keys = sorted(means)
         *loss_sums, images = distributed.sum_over_workers([means[k] for k in keys] + [images])
         means = {k: v / distributed.world_size() for k, v in zip(keys, loss_sums)}
@@ -186,8 +229,14 @@ def _train_epoch(
         peak_mb = memory.peak_mb()
     train_loss = means.pop("loss")
     if not math.isfinite(train_loss):
-        raise DivergedError(f"train_loss is {train_loss} at epoch {epoch} ({config.model}/{config.method})")
-    metrics: dict[str, Any] = {"epoch": epoch, **method.stage_metrics(stage), "train_loss": train_loss}
+        raise DivergedError(
+            f"train_loss is {train_loss} at epoch {epoch} ({config.model}/{config.method})"
+        )
+    metrics: dict[str, Any] = {
+        "epoch": epoch,
+        **method.stage_metrics(stage),
+        "train_loss": train_loss,
+    }
     metrics.update(means)
     metrics.update(
         epoch_time_s=epoch_time,
@@ -222,13 +271,19 @@ def evaluate(method: Method, data: ImageSet, batcher: Batcher, prefix: str) -> d
 
 
 def _final_metrics(
-    config: TrainConfig, method: Method, model: torch.nn.Module, splits: DataSplits, batcher: Batcher,
+    config: TrainConfig,
+    method: Method,
+    model: torch.nn.Module,
+    splits: DataSplits,
+    batcher: Batcher,
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
     test = evaluate(method, splits.test, batcher, prefix="test")
     train_time = sum(h["epoch_time_s"] for h in history)
     images = sum(h["throughput_img_s"] * h["epoch_time_s"] for h in history)
-    deployed = method.deployed_history(history)  # the epochs that scored the classifier `test` scores
+    deployed = method.deployed_history(
+        history
+    )  # the epochs that scored the classifier `test` scores
     final: dict[str, Any] = {
         "test_acc": test["test_acc"],
         "test_loss": test["test_loss"],
@@ -238,7 +293,9 @@ def _final_metrics(
         "peak_mem_mb": max((h["peak_mem_mb"] for h in history), default=float("nan")),
         "stage_peak_mem_mb": _per_stage_max(history, "peak_mem_mb"),
         "throughput_img_s": images / train_time if train_time > 0 else float("nan"),
-        "params_deployed": sum(count_params(m) for m in method.deployed_modules()),  # auto_depth: the chosen prefix
+        "params_deployed": sum(
+            count_params(m) for m in method.deployed_modules()
+        ),  # auto_depth: the chosen prefix
         "epochs_run": len(history),
         "workers": distributed.world_size(),  # data-parallel workers this trial really trained with
     }
@@ -256,8 +313,13 @@ def _per_stage_max(history: list[dict[str, Any]], key: str) -> list[float]:
 
 
 def _checkpoint(
-    model: torch.nn.Module, method: Method, generator: torch.Generator, history: list[dict[str, Any]],
-    epoch: int, stopped: bool, trained: dict[str, int],
+    model: torch.nn.Module,
+    method: Method,
+    generator: torch.Generator,
+    history: list[dict[str, Any]],
+    epoch: int,
+    stopped: bool,
+    trained: dict[str, int],
 ) -> Checkpoint:
     """Everything needed to continue bit-for-bit (on CPU) after `epoch`; loadable with weights_only=True."""
     return {

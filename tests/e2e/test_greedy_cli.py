@@ -1,4 +1,5 @@
 """`python -m study trial --method greedy` as a user runs it: accuracy on digits, probes, auto_depth."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,27 @@ THRESHOLD = 0.8  # measured 0.864 (seed 0, 2-core CPU VM, 2026-11-26; docs/greed
 
 def trial(tmp_path: Path, *args: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "study", "trial", "--method", "greedy", "--dataset", "digits", "--device", "cpu",
-         "--no-mlflow", "--out", "m.json", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "study",
+            "trial",
+            "--method",
+            "greedy",
+            "--dataset",
+            "digits",
+            "--device",
+            "cpu",
+            "--no-mlflow",
+            "--out",
+            "m.json",
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr
     return json.loads((tmp_path / "m.json").read_text())
@@ -36,17 +55,49 @@ def test_vgg11_greedy_on_digits_with_default_settings(tmp_path: Path):
 
 @pytest.mark.slow
 def test_auto_depth_reports_chosen_depth(tmp_path: Path):
-    out = trial(tmp_path, "--model", "seed_cnn", "--epochs", "5", "--set", "auto_depth=true",
-                "--set", "width=0.25", "--set", "max_train_samples=256", "--set", "patience=2")
+    out = trial(
+        tmp_path,
+        "--model",
+        "seed_cnn",
+        "--epochs",
+        "5",
+        "--set",
+        "auto_depth=true",
+        "--set",
+        "width=0.25",
+        "--set",
+        "max_train_samples=256",
+        "--set",
+        "patience=2",
+    )
     assert 1 <= out["chosen_depth"] <= out["blocks_trained"] <= 5
     assert out["config"]["auto_depth"] is True
 
 
 def test_too_small_budget_fails_naming_the_minimum(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "study", "trial", "--method", "greedy", "--model", "vgg11", "--epochs", "3",
-         "--set", "width=0.25", "--device", "cpu", "--no-mlflow"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "study",
+            "trial",
+            "--method",
+            "greedy",
+            "--model",
+            "vgg11",
+            "--epochs",
+            "3",
+            "--set",
+            "width=0.25",
+            "--device",
+            "cpu",
+            "--no-mlflow",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 2
     assert "epochs >= 8" in result.stderr

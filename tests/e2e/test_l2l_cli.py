@@ -1,4 +1,5 @@
 """End to end: layer_to_layer through `python -m study trial`, and its accuracy against standard on digits."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_trial_cli_writes_l2l_metrics(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
-    cmd = [sys.executable, "-m", "study", "trial", "--method", "layer_to_layer", "--set", "split_ratio=0.4",
-           "--set", "kd_alpha=0.5", "--epochs", "3", "--no-mlflow", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "study",
+        "trial",
+        "--method",
+        "layer_to_layer",
+        "--set",
+        "split_ratio=0.4",
+        "--set",
+        "kd_alpha=0.5",
+        "--epochs",
+        "3",
+        "--no-mlflow",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -38,7 +54,9 @@ def test_l2l_defaults_match_standard_on_digits(digits: DataSplits) -> None:
     """DESIGN §8's protocol (seed CNN, digits, 10 epochs): L2L's defaults within 3 points of standard."""
     accuracy = {}
     for method in ("standard", "layer_to_layer"):
-        config = TrainConfig(model="seed_cnn", method=method, dataset="digits", epochs=10, device="cpu")
+        config = TrainConfig(
+            model="seed_cnn", method=method, dataset="digits", epochs=10, device="cpu"
+        )
         accuracy[method] = fit(config, splits=digits)["test_acc"]
     assert accuracy["layer_to_layer"] >= 0.93, accuracy
     assert accuracy["layer_to_layer"] >= accuracy["standard"] - 0.03, accuracy

@@ -1,4 +1,5 @@
 """`python -m study trial` as a user runs it: exit codes, JSON output, the MLflow run."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "study", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_unknown_model_fails_fast_listing_valid_models(tmp_path: Path):
     result = run_cli("trial", "--model", "nope", "--out", "m.json", cwd=tmp_path)
     assert result.returncode != 0
-    assert "valid models" in result.stderr and "seed_cnn" in result.stderr and "resnet18" in result.stderr
+    assert (
+        "valid models" in result.stderr
+        and "seed_cnn" in result.stderr
+        and "resnet18" in result.stderr
+    )
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "mlflow.db").exists()
 
 
@@ -29,14 +40,35 @@ def test_bad_set_value_names_key(tmp_path: Path):
 
 
 def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
-    result = run_cli("trial", "--epochs", "2", "--set", "width=0.25", "--set", "max_train_samples=256",
-                     "--device", "cpu", "--out", "m.json", cwd=tmp_path)
+    result = run_cli(
+        "trial",
+        "--epochs",
+        "2",
+        "--set",
+        "width=0.25",
+        "--set",
+        "max_train_samples=256",
+        "--device",
+        "cpu",
+        "--out",
+        "m.json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads((tmp_path / "m.json").read_text())
-    for key in ("test_acc", "train_time_s", "params_trained", "params_deployed", "peak_mem_mb", "history"):
+    for key in (
+        "test_acc",
+        "train_time_s",
+        "params_trained",
+        "params_deployed",
+        "peak_mem_mb",
+        "history",
+    ):
         assert key in out
     assert [h["epoch"] for h in out["history"]] == [1, 2]
-    assert {"train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb"} <= set(out["history"][0])
+    assert {"train_loss", "val_loss", "val_acc", "epoch_time_s", "peak_mem_mb"} <= set(
+        out["history"][0]
+    )
     assert "test_acc" in result.stdout  # the summary table
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -45,7 +77,12 @@ def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
     assert run.info.status == "FINISHED"
     assert run.data.metrics["final/test_acc"] == out["test_acc"]
     assert run.data.params["model"] == "seed_cnn" and run.data.tags["mlflow.source.git.commit"]
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]  # a series, no final
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [
+        1,
+        2,
+    ]  # a series, no final
     assert run.inputs.dataset_inputs[0].dataset.name == "digits"
-    assert len(client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")) >= 2
+    assert (
+        len(client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")) >= 2
+    )
     assert "weights.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}

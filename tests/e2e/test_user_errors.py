@@ -1,4 +1,5 @@
 """A user's mistake ends in one line on stderr and exit 2; a library's error keeps its traceback."""
+
 from __future__ import annotations
 
 import os
@@ -15,13 +16,26 @@ from trainables.errors import UserError
 from trainables.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
-CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
-                 "batches.meta")
+CIFAR10_FILES = (
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+    "batches.meta",
+)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "study", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def assert_one_line_exit_2(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -43,15 +57,29 @@ def corrupted_cifar10(root: Path) -> Path:
 
 
 def test_trial_split_ratio_not_a_number(tmp_path: Path):
-    result = run_cli("trial", "--model", "seed_cnn", "--method", "layer_to_layer", "--dataset", "digits",
-                     "--epochs", "5", "--set", "split_ratio=abc", cwd=tmp_path)
+    result = run_cli(
+        "trial",
+        "--model",
+        "seed_cnn",
+        "--method",
+        "layer_to_layer",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "5",
+        "--set",
+        "split_ratio=abc",
+        cwd=tmp_path,
+    )
     assert_one_line_exit_2(result, "split_ratio='abc'", "number")
     assert not (tmp_path / "mlflow.db").exists()  # checked before any MLflow run is made
 
 
 def test_trial_on_corrupted_cifar_names_the_folder(tmp_path: Path):
     root = corrupted_cifar10(tmp_path / "data")
-    result = run_cli("trial", "--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1", cwd=tmp_path)
+    result = run_cli(
+        "trial", "--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1", cwd=tmp_path
+    )
     assert_one_line_exit_2(result, str(root / "cifar-10-batches-py"), "md5")
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -64,12 +92,20 @@ def in_process(capsys: pytest.CaptureFixture, *argv: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (("--set", "seed=abc"), ("seed='abc'", "expected int")),
-    (("--set", "lr=2,3"), ("lr=[2, 3]", "expected float")),
-    (("--method", "layer_to_layer", "--set", "split_ratio=1.5"), ("split_ratio=1.5", "(0.0, 1.0)")),
-])
-def test_trial_bad_values(tmp_path: Path, monkeypatch, capsys, args: tuple[str, ...], fragments: tuple[str, ...]):
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (("--set", "seed=abc"), ("seed='abc'", "expected int")),
+        (("--set", "lr=2,3"), ("lr=[2, 3]", "expected float")),
+        (
+            ("--method", "layer_to_layer", "--set", "split_ratio=1.5"),
+            ("split_ratio=1.5", "(0.0, 1.0)"),
+        ),
+    ],
+)
+def test_trial_bad_values(
+    tmp_path: Path, monkeypatch, capsys, args: tuple[str, ...], fragments: tuple[str, ...]
+):
     monkeypatch.chdir(tmp_path)
     line = in_process(capsys, "trial", *args)
     assert all(fragment in line for fragment in fragments), line
@@ -83,8 +119,16 @@ def test_trial_on_missing_cifar_says_how_to_get_it(tmp_path: Path, monkeypatch, 
 
 
 def test_sweep_bad_fixed_value_names_the_key(tmp_path: Path, capsys):
-    line = in_process(capsys, "sweep", "--spec", "quick", "--study-dir", str(tmp_path / "q"), "--set",
-                      "fixed.width=abc")
+    line = in_process(
+        capsys,
+        "sweep",
+        "--spec",
+        "quick",
+        "--study-dir",
+        str(tmp_path / "q"),
+        "--set",
+        "fixed.width=abc",
+    )
     assert "width='abc'" in line and "float" in line
     assert not (tmp_path / "q").exists()
 
@@ -112,6 +156,12 @@ def raised(action) -> BaseException:
 
 def test_only_user_errors_are_shown_as_such(tmp_path: Path):
     assert is_user_error(UserError("x"))
-    assert is_user_error(raised(lambda: build_model("nope", num_classes=10)))  # a ValueError of our own checks
-    assert not is_user_error(raised(lambda: datetime.strptime("x", "%Y")))  # a ValueError inside the stdlib
-    assert not is_user_error(raised(lambda: open(tmp_path / "missing")))  # FileNotFoundError: a bug, not the user
+    assert is_user_error(
+        raised(lambda: build_model("nope", num_classes=10))
+    )  # a ValueError of our own checks
+    assert not is_user_error(
+        raised(lambda: datetime.strptime("x", "%Y"))
+    )  # a ValueError inside the stdlib
+    assert not is_user_error(
+        raised(lambda: (tmp_path / "missing").read_text())
+    )  # FileNotFoundError: a bug, not the user

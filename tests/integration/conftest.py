@@ -1,13 +1,14 @@
 """Integration fixtures: a real local Ray per test module and tiny study specs."""
+
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from study_helpers import spec_data
 
 from study.spec import StudySpec, spec_from_dict
-from study_helpers import spec_data
 
 
 @pytest.fixture(scope="module")

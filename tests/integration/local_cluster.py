@@ -7,8 +7,10 @@ started in a new session, so a node is exactly the processes of that session, an
 kills those PIDs only: never `ray stop`, never by name. Token authentication as docs/cluster.md
 sets it up, with a token of our own in the environment (not ~/.ray/auth_token).
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,8 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-NODE_PORT_KEYS = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-                  "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
+NODE_PORT_KEYS = (
+    "node-manager-port",
+    "object-manager-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+)
 HEAD_PORT_KEYS = ("port", "dashboard-port", "ray-client-server-port")
 WORKER_PORTS = 40  # worker processes per node: a range of their own
 
@@ -70,7 +78,7 @@ def session_pids(sid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session
                 pids.append(int(entry.name))
     return pids
@@ -83,10 +91,8 @@ def kill_session(sid: int) -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.1)
 
 
@@ -111,15 +117,22 @@ class Process:
 class LocalCluster:
     """Head + workers from `ray start`, each with its own temp dir and ports; token auth on."""
 
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rc", dir="/tmp")))  # short: socket paths
+    root: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+    )  # short: socket paths
     env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
     gcs_port: int = 0
     dashboard_port: int = 0
 
     def __post_init__(self) -> None:
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-                    "OMP_NUM_THREADS": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(16),
+            "OMP_NUM_THREADS": "1",
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        }
         self.env.pop("RAY_ADDRESS", None)
 
     @property
@@ -132,8 +145,14 @@ class LocalCluster:
 
     def _start(self, name: str, args: list[str]) -> Process:
         log = self.root / f"{name}.log"
-        popen = subprocess.Popen(args, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                 start_new_session=True, cwd=self.root)
+        popen = subprocess.Popen(
+            args,
+            env=self.env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.root,
+        )
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
@@ -141,19 +160,36 @@ class LocalCluster:
     def _node_args(self, name: str, cpus: int) -> list[str]:
         ports = free_ports(len(NODE_PORT_KEYS))
         first = free_port_range(WORKER_PORTS)
-        args = [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
-                "--num-gpus=0", f"--temp-dir={self.root / name}", "--disable-usage-stats",
-                f"--min-worker-port={first}", f"--max-worker-port={first + WORKER_PORTS - 1}"]
+        args = [
+            str(BIN / "ray"),
+            "start",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--num-gpus=0",
+            f"--temp-dir={self.root / name}",
+            "--disable-usage-stats",
+            f"--min-worker-port={first}",
+            f"--max-worker-port={first + WORKER_PORTS - 1}",
+        ]
         return args + [f"--{key}={port}" for key, port in zip(NODE_PORT_KEYS, ports)]
 
     def start_head(self, cpus: int) -> Process:
         self.gcs_port, self.dashboard_port, client_port = free_ports(len(HEAD_PORT_KEYS))
-        args = self._node_args("head", cpus) + ["--head", f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
-                                                f"--dashboard-port={self.dashboard_port}",
-                                                f"--ray-client-server-port={client_port}"]
+        args = self._node_args("head", cpus) + [
+            "--head",
+            f"--port={self.gcs_port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={client_port}",
+        ]
         head = self._start("head", args)
         token = {"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"}
-        wait_for(lambda: _http_ok(f"{self.dashboard}/api/version", token), 180, f"the head's dashboard ({head.log})")
+        wait_for(
+            lambda: _http_ok(f"{self.dashboard}/api/version", token),
+            180,
+            f"the head's dashboard ({head.log})",
+        )
         return head
 
     def add_worker(self, name: str, cpus: int) -> Process:
@@ -161,30 +197,67 @@ class LocalCluster:
 
     def nodes(self) -> list[dict]:
         """`ray.nodes()` of the cluster, read by a client process (the test process stays off the cluster)."""
-        code = (f"import json, ray; ray.init(address='{self.address}', logging_level=40); "
-                "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], "
-                "'head': 'node:__internal_head__' in n['Resources']} for n in ray.nodes()]))")
-        out = subprocess.run([str(BIN / "python"), "-c", code], env=self.env, capture_output=True, text=True,
-                             timeout=120, cwd=self.root)
+        code = (
+            f"import json, ray; ray.init(address='{self.address}', logging_level=40); "
+            "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], "
+            "'head': 'node:__internal_head__' in n['Resources']} for n in ray.nodes()]))"
+        )
+        out = subprocess.run(
+            [str(BIN / "python"), "-c", code],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.root,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else []
 
     def start_mlflow(self) -> tuple[Process, str]:
         (port,) = free_ports(1)
         store = self.root / "mlflow"
         store.mkdir()
-        server = self._start("mlflow", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                                        "--workers", "1", "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
-                                        "--artifacts-destination", str(store / "artifacts")])
+        server = self._start(
+            "mlflow",
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{store}/mlflow.db",
+                "--artifacts-destination",
+                str(store / "artifacts"),
+            ],
+        )
         uri = f"http://127.0.0.1:{port}"
         wait_for(lambda: _http_ok(f"{uri}/health"), 180, f"the MLflow server ({server.log})")
         return server, uri
 
     def submit(self, working_dir: Path, command: list[str], log: Path) -> subprocess.Popen:
         """`ray job submit --working-dir` and follow the job's output into `log` (ends with the job)."""
-        args = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir", str(working_dir),
-                "--", *command]
-        return subprocess.Popen(args, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                cwd=working_dir, start_new_session=True)
+        args = [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            self.dashboard,
+            "--working-dir",
+            str(working_dir),
+            "--",
+            *command,
+        ]
+        return subprocess.Popen(
+            args,
+            env=self.env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            cwd=working_dir,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         """Kill every process we started (by session), then remove the temp dirs."""
@@ -204,7 +277,9 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 
 def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=5
+        ) as response:
             return response.status == 200
     except OSError:
         return False

@@ -1,4 +1,5 @@
 """What the integration tests share: a tiny study spec, and readers of a study's MLflow runs and Tune state."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,14 @@ TINY_SPEC: dict[str, Any] = {
     "dataset": "digits",
     "models": ["seed_cnn"],
     "methods": ["standard", "layer_to_layer"],
-    "budget": {"epochs": 2, "max_trials": 3, "seeds": 2, "grace_period": 1, "max_concurrent": 2, "max_failures": 1},
+    "budget": {
+        "epochs": 2,
+        "max_trials": 3,
+        "seeds": 2,
+        "grace_period": 1,
+        "max_concurrent": 2,
+        "max_failures": 1,
+    },
     "resources": {"cpu": 1},
     "search": {"startup_trials": 2},
     "fixed": {"width": 0.125, "max_train_samples": 200},
@@ -23,9 +31,15 @@ TINY_SPEC: dict[str, Any] = {
 
 def spec_data(**overrides: Any) -> dict[str, Any]:
     """A copy of TINY_SPEC with top-level values replaced and section tables updated key by key."""
-    out = {key: (dict(value) if isinstance(value, dict) else value) for key, value in TINY_SPEC.items()}
+    out = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in TINY_SPEC.items()
+    }
     for key, value in overrides.items():
-        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            {**out[key], **value}
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
@@ -46,4 +60,6 @@ def tune_trial_ids(study_dir: Path, name: str) -> dict[str, str]:
     """trial id -> status of the Tune experiment `name`, as its saved state knows them."""
     from ray import tune
 
-    return {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(study_dir / "tune" / name)).trials}
+    return {
+        t.trial_id: t.status for t in tune.ExperimentAnalysis(str(study_dir / "tune" / name)).trials
+    }

@@ -3,16 +3,17 @@ ports and auth token), an `mlflow server` on 127.0.0.1, and the sweep submitted 
 `ray job submit --working-dir .`. Mid-search the worker node's processes are killed: the trials it
 was running must be retried from their checkpoints on the head and end FINISHED, with no MLflow
 run lost or duplicated. Only the processes this test started are stopped (by PID)."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from local_cluster import LocalCluster, wait_for
 from mlflow.tracking import MlflowClient
 
-from local_cluster import LocalCluster, wait_for
 from study import tracking
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,9 @@ def trial_runs(client: MlflowClient) -> list:
     experiment = client.get_experiment_by_name("cluster")
     if experiment is None:
         return []
-    return tracking.find_runs(client, experiment.experiment_id, tracking.tag_filter("role", "trial"))
+    return tracking.find_runs(
+        client, experiment.experiment_id, tracking.tag_filter("role", "trial")
+    )
 
 
 def test_job_submit_survives_a_lost_worker_node(cluster: LocalCluster):
@@ -72,22 +75,48 @@ def test_job_submit_survives_a_lost_worker_node(cluster: LocalCluster):
     study_dir = cluster.root / "study"
     head_id = next(n["id"] for n in cluster.nodes() if n["head"])
     log = cluster.root / "job.log"
-    job = cluster.submit(REPO, ["python", "-m", "study", "sweep", "--spec", str(spec), "--study-dir", str(study_dir),
-                                "--tracking-uri", uri], log)
+    job = cluster.submit(
+        REPO,
+        [
+            "python",
+            "-m",
+            "study",
+            "sweep",
+            "--spec",
+            str(spec),
+            "--study-dir",
+            str(study_dir),
+            "--tracking-uri",
+            uri,
+        ],
+        log,
+    )
 
     # wait for a trial on the worker node that has a checkpoint (>= 1 epoch) and is still running
     def running_on_worker() -> list:
-        return [r for r in trial_runs(client) if r.info.status == "RUNNING"
-                and r.data.tags.get("node_id", head_id) != head_id and r.data.metrics.get("epoch", 0) >= 1]
+        return [
+            r
+            for r in trial_runs(client)
+            if r.info.status == "RUNNING"
+            and r.data.tags.get("node_id", head_id) != head_id
+            and r.data.metrics.get("epoch", 0) >= 1
+        ]
 
     deadline = time.monotonic() + 240
     while not (victims := running_on_worker()):
-        assert job.poll() is None, f"the job ended before a trial ran on the worker node:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no trial ran on the worker node:\n{log.read_text()[-3000:]}"
+        assert job.poll() is None, (
+            f"the job ended before a trial ran on the worker node:\n{log.read_text()[-3000:]}"
+        )
+        assert time.monotonic() < deadline, (
+            f"no trial ran on the worker node:\n{log.read_text()[-3000:]}"
+        )
         time.sleep(0.5)
     worker_id = victims[0].data.tags["node_id"]
-    finished_on_worker = {r.data.tags["trial_id"] for r in trial_runs(client)
-                          if r.data.tags.get("node_id") == worker_id and r.info.status == "FINISHED"}
+    finished_on_worker = {
+        r.data.tags["trial_id"]
+        for r in trial_runs(client)
+        if r.data.tags.get("node_id") == worker_id and r.info.status == "FINISHED"
+    }
     next(p for p in cluster.processes if p.name == "worker").kill()
 
     assert job.wait(timeout=400) == 0, log.read_text()[-5000:]

@@ -1,4 +1,5 @@
 """`study.report` over a real MLflow sqlite store laid out like a sweep's (DESIGN §5, the MLflow contract)."""
+
 from __future__ import annotations
 
 import shutil
@@ -28,7 +29,11 @@ ACC = {
     ("vgg11", "layer_to_layer"): (0.62, 0.64, 0.66),
     ("vgg11", "greedy"): (0.55, 0.55, 0.55),
 }
-TIME = {"standard": (10.0, 20.0, 30.0), "layer_to_layer": (15.0, 30.0, 45.0), "greedy": (8.0, 16.0, 24.0)}
+TIME = {
+    "standard": (10.0, 20.0, 30.0),
+    "layer_to_layer": (15.0, 30.0, 45.0),
+    "greedy": (8.0, 16.0, 24.0),
+}
 MEM = {"standard": 100.0, "layer_to_layer": 150.0, "greedy": 40.0}
 
 
@@ -46,41 +51,89 @@ def new_store(blank_db: Path, study_dir: Path, name: str) -> tuple[MlflowClient,
     if not (study_dir / "mlflow.db").exists():
         shutil.copyfile(blank_db, study_dir / "mlflow.db")
     client = MlflowClient(uri)
-    return client, client.create_experiment(name, artifact_location=(study_dir / "artifacts").as_uri())
+    return client, client.create_experiment(
+        name, artifact_location=(study_dir / "artifacts").as_uri()
+    )
 
 
 def add_arm(client: MlflowClient, exp_id: str, model: str, method: str) -> str:
-    tags = {"role": "arm", "arm": f"{model}/{method}", "model": model, "method": method, "study": "quick"}
+    tags = {
+        "role": "arm",
+        "arm": f"{model}/{method}",
+        "model": model,
+        "method": method,
+        "study": "quick",
+    }
     return tracking.start_run(client, exp_id, f"{model}/{method}", tags=tags)
 
 
 def add_trial(
-    client: MlflowClient, exp_id: str, parent: str | None, model: str, method: str, phase: str, seed: int,
-    acc: float, time_s: float, mem: float, error: str | None = None, val_curve: tuple[float, ...] | None = None,
+    client: MlflowClient,
+    exp_id: str,
+    parent: str | None,
+    model: str,
+    method: str,
+    phase: str,
+    seed: int,
+    acc: float,
+    time_s: float,
+    mem: float,
+    error: str | None = None,
+    val_curve: tuple[float, ...] | None = None,
     mem_source: str = "cuda_max_memory_allocated",
 ) -> str:
     """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the reason).
 
     Every epoch trains time_s / EPOCHS seconds; val_acc climbs to `acc` by 1 point an epoch unless `val_curve` is given.
     """
-    tags = {"role": "trial", "arm": f"{model}/{method}", "model": model, "method": method, "phase": phase,
-            "trial_id": f"{model}_{method}_{phase}_{seed}_{acc}", "study": "quick"}
+    tags = {
+        "role": "trial",
+        "arm": f"{model}/{method}",
+        "model": model,
+        "method": method,
+        "phase": phase,
+        "trial_id": f"{model}_{method}_{phase}_{seed}_{acc}",
+        "study": "quick",
+    }
     config = TrainConfig(model=model, method=method, dataset="cifar10", epochs=EPOCHS, seed=seed)
-    run = TrialRun.create(client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent)
+    run = TrialRun.create(
+        client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent
+    )
     curve = val_curve or tuple(acc - 0.01 * (EPOCHS - epoch) for epoch in range(1, EPOCHS + 1))
     history = []
     for epoch in range(1, EPOCHS + (0 if error else 1)):
         # peak memory falls over the epochs, so the final summary (the max) differs from the last epoch's value
-        metrics = {"epoch": epoch, "stage": 0, "train_loss": 2.0 / epoch, "val_acc": curve[epoch - 1],
-                   "val_loss": 1.0, "epoch_time_s": time_s / EPOCHS, "peak_mem_mb": mem - 10 * (epoch - 1)}
+        metrics = {
+            "epoch": epoch,
+            "stage": 0,
+            "train_loss": 2.0 / epoch,
+            "val_acc": curve[epoch - 1],
+            "val_loss": 1.0,
+            "epoch_time_s": time_s / EPOCHS,
+            "peak_mem_mb": mem - 10 * (epoch - 1),
+        }
         run.log_epoch(metrics)
         history.append(metrics)
-    final = {"test_acc": acc, "train_time_s": time_s, "peak_mem_mb": mem, "params_trained": 1200,
-             "params_deployed": 1000, "best_val_acc": max(curve), "val_acc": curve[-1], "epochs_run": len(history),
-             "trial_cpus": 2, "trial_gpus": 0, "torch_threads": 2, "device": "cpu: test CPU (2 cores)",
-             "mem_source": mem_source, "history": history}
+    final = {
+        "test_acc": acc,
+        "train_time_s": time_s,
+        "peak_mem_mb": mem,
+        "params_trained": 1200,
+        "params_deployed": 1000,
+        "best_val_acc": max(curve),
+        "val_acc": curve[-1],
+        "epochs_run": len(history),
+        "trial_cpus": 2,
+        "trial_gpus": 0,
+        "torch_threads": 2,
+        "device": "cpu: test CPU (2 cores)",
+        "mem_source": mem_source,
+        "history": history,
+    }
     if error:  # a logged test_acc must not count
-        tracking.log_metrics(client, run.run_id, {f"final/{k}": v for k, v in final.items()}, step=len(history))
+        tracking.log_metrics(
+            client, run.run_id, {f"final/{k}": v for k, v in final.items()}, step=len(history)
+        )
         run.fail(error)
     else:
         run.finish(final)
@@ -88,7 +141,9 @@ def add_trial(
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> tuple[Path, MlflowClient, dict[str, str], ReportResult]:
+def study(
+    tmp_path_factory: pytest.TempPathFactory, blank_db: Path
+) -> tuple[Path, MlflowClient, dict[str, str], ReportResult]:
     """2 models x 3 methods, 3 seeds each, 2 search trials for one arm, one failed seeds run; report written."""
     study_dir = tmp_path_factory.mktemp("quick")
     client, exp_id = new_store(blank_db, study_dir, "quick")
@@ -96,13 +151,36 @@ def study(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> tuple[Pat
     for (model, method), accs in ACC.items():
         parents[f"{model}/{method}"] = parent = add_arm(client, exp_id, model, method)
         for seed, acc, time_s in zip(SEEDS, accs, TIME[method]):
-            add_trial(client, exp_id, parent, model, method, "seeds", seed, acc, time_s, MEM[method])
+            add_trial(
+                client, exp_id, parent, model, method, "seeds", seed, acc, time_s, MEM[method]
+            )
     for acc in (0.5, 0.7):
-        run_id = add_trial(client, exp_id, parents["seed_cnn/standard"], "seed_cnn", "standard", "search", 0, acc,
-                           5.0, 90.0)
+        run_id = add_trial(
+            client,
+            exp_id,
+            parents["seed_cnn/standard"],
+            "seed_cnn",
+            "standard",
+            "search",
+            0,
+            acc,
+            5.0,
+            90.0,
+        )
     client.set_tag(run_id, "early_stopped", "true")  # as the sweep marks a trial that ASHA stopped
-    add_trial(client, exp_id, parents["vgg11/greedy"], "vgg11", "greedy", "seeds", 3, 0.10, 9.0, 40.0,
-              error="DivergedError: train_loss is nan at epoch 3 (vgg11/greedy)")
+    add_trial(
+        client,
+        exp_id,
+        parents["vgg11/greedy"],
+        "vgg11",
+        "greedy",
+        "seeds",
+        3,
+        0.10,
+        9.0,
+        40.0,
+        error="DivergedError: train_loss is nan at epoch 3 (vgg11/greedy)",
+    )
     return study_dir, client, parents, write_report(study_dir)
 
 
@@ -110,7 +188,10 @@ def table_lines(markdown: str, table: str) -> list[str]:
     """The lines of `**Table N.**`'s caption and table, up to the next table or section."""
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"**{table}.**"))
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("**Table", "## "))), len(lines))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith(("**Table", "## "))),
+        len(lines),
+    )
     return lines[start:end]
 
 
@@ -126,19 +207,48 @@ def test_parquet_files_hold_every_trial_and_epoch(study):
     study_dir, _, _, result = study
     trials = pd.read_parquet(study_dir / "report" / "trials.parquet")
     assert len(trials) == 6 * 3 + 2 + 1
-    for column in ("run_id", "status", "arm", "model", "method", "phase", "seed", "error", "trial_id",
-                   "metrics.final/test_acc", "metrics.final/train_time_s", "metrics.final/peak_mem_mb", "params.lr",
-                   "params.seed"):
+    for column in (
+        "run_id",
+        "status",
+        "arm",
+        "model",
+        "method",
+        "phase",
+        "seed",
+        "error",
+        "trial_id",
+        "metrics.final/test_acc",
+        "metrics.final/train_time_s",
+        "metrics.final/peak_mem_mb",
+        "params.lr",
+        "params.seed",
+    ):
         assert column in trials.columns, column
     assert sorted(trials["status"].unique()) == ["FAILED", "FINISHED"]
     assert trials.loc[trials["status"] == "FAILED", "error"].str.contains("DivergedError").all()
 
     epochs = pd.read_parquet(result.epochs_path)
-    assert list(epochs.columns) == ["run_id", "arm", "model", "method", "phase", "status", "seed", "epoch",
-                                    "val_acc", "train_loss", "epoch_time_s", "peak_mem_mb"]
-    assert len(epochs) == 20 * EPOCHS + (EPOCHS - 1)  # 20 finished runs, the failed one stopped one epoch early
+    assert list(epochs.columns) == [
+        "run_id",
+        "arm",
+        "model",
+        "method",
+        "phase",
+        "status",
+        "seed",
+        "epoch",
+        "val_acc",
+        "train_loss",
+        "epoch_time_s",
+        "peak_mem_mb",
+    ]
+    assert len(epochs) == 20 * EPOCHS + (
+        EPOCHS - 1
+    )  # 20 finished runs, the failed one stopped one epoch early
     last = epochs[(epochs["arm"] == "vgg11/standard") & (epochs["epoch"] == EPOCHS)]
-    assert (last["peak_mem_mb"] == MEM["standard"] - 20).all()  # the epoch's value, not the final summary's max
+    assert (
+        last["peak_mem_mb"] == MEM["standard"] - 20
+    ).all()  # the epoch's value, not the final summary's max
 
 
 def test_table_has_every_arm_with_mean_and_ci(study):
@@ -147,7 +257,15 @@ def test_table_has_every_arm_with_mean_and_ci(study):
     for model, method in ACC:
         assert len(row(markdown, "Table 1", model, method)) == 7
     # [80, 82, 78]: mean 80, sd 2, t(0.975, 2) = 4.3027 -> 4.3027 * 2 / sqrt(3) = 4.97
-    assert row(markdown, "Table 1", "seed_cnn", "standard") == ["seed_cnn", "standard", "20.0", "80.00 ± 4.97", "100.0", "3", "0"]
+    assert row(markdown, "Table 1", "seed_cnn", "standard") == [
+        "seed_cnn",
+        "standard",
+        "20.0",
+        "80.00 ± 4.97",
+        "100.0",
+        "3",
+        "0",
+    ]
     # [79, 80, 75]: mean 78, sd sqrt(7) -> 4.3027 * 2.6458 / sqrt(3) = 6.57
     assert row(markdown, "Table 1", "seed_cnn", "greedy")[2:5] == ["16.0", "78.00 ± 6.57", "40.0"]
     assert row(markdown, "Table 1", "vgg11", "layer_to_layer")[3] == "64.00 ± 4.97"
@@ -157,30 +275,53 @@ def test_failed_run_is_counted_and_excluded(study):
     cells = row(study[3].markdown, "Table 1", "vgg11", "greedy")
     assert cells[3] == "55.00 ± 0.00"  # the failed run's logged 10% is not in the mean
     assert cells[5:] == ["3", "1"]
-    assert "Search phase: 2 trials, 1 stopped early by the scheduler, 0 failed." in study[3].markdown
+    assert (
+        "Search phase: 2 trials, 1 stopped early by the scheduler, 0 failed." in study[3].markdown
+    )
 
 
 def test_paired_differences(study):
     markdown = study[3].markdown
     assert row(markdown, "Table 2", "seed_cnn", "layer_to_layer − standard") == [
-        "seed_cnn", "layer_to_layer − standard", "3", "+1.00 ± 0.00", "1.50 ± 0.00", "1.50 ± 0.00"]
+        "seed_cnn",
+        "layer_to_layer − standard",
+        "3",
+        "+1.00 ± 0.00",
+        "1.50 ± 0.00",
+        "1.50 ± 0.00",
+    ]
     # differences [-1, -2, -3]: mean -2, sd 1 -> 4.3027 / sqrt(3) = 2.48; ratios 0.8 and 0.4
-    assert row(markdown, "Table 2", "seed_cnn", "greedy − standard")[2:] == ["3", "-2.00 ± 2.48", "0.80 ± 0.00", "0.40 ± 0.00"]
+    assert row(markdown, "Table 2", "seed_cnn", "greedy − standard")[2:] == [
+        "3",
+        "-2.00 ± 2.48",
+        "0.80 ± 0.00",
+        "0.40 ± 0.00",
+    ]
     assert row(markdown, "Table 2", "vgg11", "layer_to_layer − standard")[3] == "+4.00 ± 4.97"
 
 
 def test_plots_written_and_logged_to_every_arm_run(study):
     study_dir, client, parents, result = study
     names = {path.name for path in result.plots}
-    assert {"acc_vs_time.png", "acc_vs_memory.png", "performance_profile.png", "val_curves_seed_cnn_standard.png"} <= names
+    assert {
+        "acc_vs_time.png",
+        "acc_vs_memory.png",
+        "performance_profile.png",
+        "val_curves_seed_cnn_standard.png",
+    } <= names
     assert len(result.plots) == 3 + 6
     for path in result.plots:
         assert path.parent == study_dir / "report" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.parents_logged == 6
     for arm, run_id in parents.items():
         logged = {a.path: a.file_size for a in client.list_artifacts(run_id, "report")}
-        expected = {"report.md", "acc_vs_time.png", "acc_vs_memory.png", "performance_profile.png",
-                    f"val_curves_{arm.replace('/', '_')}.png"}
+        expected = {
+            "report.md",
+            "acc_vs_time.png",
+            "acc_vs_memory.png",
+            "performance_profile.png",
+            f"val_curves_{arm.replace('/', '_')}.png",
+        }
         assert set(logged) == {f"report/{name}" for name in expected}
         assert all(size > 0 for size in logged.values())
 
@@ -188,16 +329,28 @@ def test_plots_written_and_logged_to_every_arm_run(study):
 def test_search_phase_fallback(tmp_path, blank_db):
     client, exp_id = new_store(blank_db, tmp_path, "fallback")
     # (validation, test) accuracy per search trial: the best by validation is not the best by test for L2L
-    search = {"standard": ((0.60, 0.61), (0.70, 0.72)), "layer_to_layer": ((0.65, 0.76), (0.75, 0.74))}
+    search = {
+        "standard": ((0.60, 0.61), (0.70, 0.72)),
+        "layer_to_layer": ((0.65, 0.76), (0.75, 0.74)),
+    }
     for method, trials in search.items():
         for val, test in trials:
-            run_id = add_trial(client, exp_id, None, "seed_cnn", method, "search", 0, val, 5.0, 50.0)
+            run_id = add_trial(
+                client, exp_id, None, "seed_cnn", method, "search", 0, val, 5.0, 50.0
+            )
             tracking.log_metrics(client, run_id, {"final/test_acc": test}, step=EPOCHS + 1)
     result = write_report(tmp_path)
     assert "† no seeds-phase runs" in result.markdown
-    assert row(result.markdown, "Table 1", "seed_cnn", "standard †")[3:6] == ["72.00 ± n/a", "50.0", "1"]  # best by validation
+    assert row(result.markdown, "Table 1", "seed_cnn", "standard †")[3:6] == [
+        "72.00 ± n/a",
+        "50.0",
+        "1",
+    ]  # best by validation
     assert row(result.markdown, "Table 1", "seed_cnn", "layer_to_layer †")[3] == "74.00 ± n/a"
-    assert row(result.markdown, "Table 2", "seed_cnn", "layer_to_layer − standard")[2:4] == ["1", "+2.00 ± n/a"]
+    assert row(result.markdown, "Table 2", "seed_cnn", "layer_to_layer − standard")[2:4] == [
+        "1",
+        "+2.00 ± n/a",
+    ]
     assert result.parents_logged == 0
 
 
@@ -208,22 +361,31 @@ def test_store_errors_name_the_problem(tmp_path, blank_db):
 
     empty = tmp_path / "empty"
     new_store(blank_db, empty, "quick")
-    with pytest.raises(ValueError, match=r"has no runs \(experiments: Default, quick\): run a sweep first"):
+    with pytest.raises(
+        ValueError, match=r"has no runs \(experiments: Default, quick\): run a sweep first"
+    ):
         write_report(empty)
 
     several = tmp_path / "several"
     for name in ("a", "b"):
         client, exp_id = new_store(blank_db, several, name)
         tracking.start_run(client, exp_id, "x", tags={"role": "trial"})
-    with pytest.raises(ValueError, match=r"several experiments .* \(a, b\) and none is named 'several'"):
+    with pytest.raises(
+        ValueError, match=r"several experiments .* \(a, b\) and none is named 'several'"
+    ):
         write_report(several)
     with pytest.raises(ValueError, match=r"experiment 'c' not found .* Default, a, b"):
         write_report(several, experiment="c")
 
 
 def test_cli_prints_the_table(study):
-    out = subprocess.run([sys.executable, "-m", "study", "report", "--study-dir", str(study[0])],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "study", "report", "--study-dir", str(study[0])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "| seed_cnn | standard | 20.0 | 80.00 ± 4.97 |" in out.stdout
     assert "report written to" in out.stdout
@@ -233,11 +395,23 @@ def test_cli_prints_the_table(study):
 # 3 seeds per arm, 3 epochs each. standard trains 2 s an epoch, the others 1 s. The spec's tolerance 0.05 sets the
 # target to standard's median final val_acc (91%) - 5 points = 86%.
 CURVES = {
-    "standard": ((0.70, 0.85, 0.90), (0.72, 0.86, 0.92), (0.71, 0.84, 0.91)),  # reached at 6, 4, 6 s: median 6
-    "layer_to_layer": ((0.80, 0.88, 0.93), (0.87, 0.90, 0.91), (0.70, 0.86, 0.95)),  # at 2, 1, 2 s: median 2
+    "standard": (
+        (0.70, 0.85, 0.90),
+        (0.72, 0.86, 0.92),
+        (0.71, 0.84, 0.91),
+    ),  # reached at 6, 4, 6 s: median 6
+    "layer_to_layer": (
+        (0.80, 0.88, 0.93),
+        (0.87, 0.90, 0.91),
+        (0.70, 0.86, 0.95),
+    ),  # at 2, 1, 2 s: median 2
     "greedy": ((0.50, 0.60, 0.70), (0.50, 0.60, 0.80), (0.40, 0.60, 0.85)),  # never: a miss
 }
-TEST_ACC = {"standard": (0.90, 0.91, 0.92), "layer_to_layer": (0.95, 0.96, 0.975), "greedy": (0.70, 0.71, 0.69)}
+TEST_ACC = {
+    "standard": (0.90, 0.91, 0.92),
+    "layer_to_layer": (0.95, 0.96, 0.975),
+    "greedy": (0.70, 0.71, 0.69),
+}
 EPOCH_S = {"standard": 2.0, "layer_to_layer": 1.0, "greedy": 1.0}
 
 
@@ -247,10 +421,24 @@ def timed(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> ReportRes
     client, exp_id = new_store(blank_db, study_dir, "timed")
     for method, curves in CURVES.items():
         parent = add_arm(client, exp_id, "seed_cnn", method)
-        client.log_param(parent, "report.target_tolerance", "0.05")  # as the sweep logs the spec's [report]
+        client.log_param(
+            parent, "report.target_tolerance", "0.05"
+        )  # as the sweep logs the spec's [report]
         for seed, (curve, acc) in enumerate(zip(curves, TEST_ACC[method]), 1):
-            add_trial(client, exp_id, parent, "seed_cnn", method, "seeds", seed, acc, EPOCH_S[method] * EPOCHS, 50.0,
-                      val_curve=curve, mem_source="cpu_rss")
+            add_trial(
+                client,
+                exp_id,
+                parent,
+                "seed_cnn",
+                method,
+                "seeds",
+                seed,
+                acc,
+                EPOCH_S[method] * EPOCHS,
+                50.0,
+                val_curve=curve,
+                mem_source="cpu_rss",
+            )
     return write_report(study_dir)
 
 
@@ -258,7 +446,12 @@ def test_time_to_target_table_shows_times_and_misses(timed):
     markdown = timed.markdown
     assert "seed_cnn 86.00% (standard's median final val_acc 91.00% − 5.00 points)" in markdown
     assert row(markdown, "Table 3", "seed_cnn", "standard")[2:] == ["86.00", "3/3", "6.0", "3.00"]
-    assert row(markdown, "Table 3", "seed_cnn", "layer_to_layer")[2:] == ["86.00", "3/3", "2.0", "1.00"]
+    assert row(markdown, "Table 3", "seed_cnn", "layer_to_layer")[2:] == [
+        "86.00",
+        "3/3",
+        "2.0",
+        "1.00",
+    ]
     assert row(markdown, "Table 3", "seed_cnn", "greedy")[2:] == ["86.00", "0/3", "∞ (miss)", "∞"]
     # profile: layer_to_layer is the best on the one workload; standard is within tau only from tau = 3
     assert "Score (area under the profile / 3" in markdown
@@ -268,7 +461,13 @@ def test_time_to_target_table_shows_times_and_misses(timed):
 
 def test_accuracy_at_equal_time(timed):
     # budget = standard's median training time, 6 s: every run has finished, so each counts its final val_acc
-    assert row(timed.markdown, "Table 4", "seed_cnn", "standard") == ["seed_cnn", "standard", "6.0", "91.00 ± 2.48", "3"]
+    assert row(timed.markdown, "Table 4", "seed_cnn", "standard") == [
+        "seed_cnn",
+        "standard",
+        "6.0",
+        "91.00 ± 2.48",
+        "3",
+    ]
     assert row(timed.markdown, "Table 4", "seed_cnn", "layer_to_layer")[3] == "93.00 ± 4.97"
     assert row(timed.markdown, "Table 4", "seed_cnn", "greedy")[3] == "78.33 ± 18.97"
 
@@ -280,7 +479,7 @@ def _p_two_sided(differences: list[float]) -> float:
     from scipy.stats import t as student
 
     n = len(differences)
-    return 2 * student.sf(abs(mean(differences) / (stdev(differences) / n ** 0.5)), n - 1)
+    return 2 * student.sf(abs(mean(differences) / (stdev(differences) / n**0.5)), n - 1)
 
 
 def test_verdict_lines_with_holm_adjusted_p(timed):
@@ -291,29 +490,49 @@ def test_verdict_lines_with_holm_adjusted_p(timed):
         ("greedy", "equal time"): [-20.0, -12.0, -6.0],
     }
     p = {key: _p_two_sided(d) for key, d in diffs.items()}
-    order = sorted(p, key=p.get)  # Holm: the i-th smallest p times (m - i + 1), running maximum, capped at 1
+    order = sorted(
+        p, key=p.get
+    )  # Holm: the i-th smallest p times (m - i + 1), running maximum, capped at 1
     holm, running = {}, 0.0
     for i, key in enumerate(order):
         running = max(running, min(1.0, (len(order) - i) * p[key]))
         holm[key] = running
-    assert order == [("layer_to_layer", "equal epochs"), ("greedy", "equal epochs"), ("greedy", "equal time"),
-                     ("layer_to_layer", "equal time")]
+    assert order == [
+        ("layer_to_layer", "equal epochs"),
+        ("greedy", "equal epochs"),
+        ("greedy", "equal time"),
+        ("layer_to_layer", "equal time"),
+    ]
     lines = [line for line in timed.markdown.splitlines() if line.startswith("Verdict")]
     assert len(lines) == 4
-    expected = {("layer_to_layer", "equal epochs"): "beats; effect +5.17 points test accuracy",
-                ("greedy", "equal epochs"): "loses; effect -21.00 points test accuracy",
-                ("layer_to_layer", "equal time"): "matches (no significant difference at 3 seeds); effect +2.00 points",
-                ("greedy", "equal time"): "matches (no significant difference at 3 seeds); effect -12.67 points"}
+    expected = {
+        ("layer_to_layer", "equal epochs"): "beats; effect +5.17 points test accuracy",
+        ("greedy", "equal epochs"): "loses; effect -21.00 points test accuracy",
+        (
+            "layer_to_layer",
+            "equal time",
+        ): "matches (no significant difference at 3 seeds); effect +2.00 points",
+        (
+            "greedy",
+            "equal time",
+        ): "matches (no significant difference at 3 seeds); effect -12.67 points",
+    }
     for (method, budget), text in expected.items():
-        [line] = [line for line in lines if line.startswith(f"Verdict seed_cnn, {method} vs standard, {budget}: ")]
+        [line] = [
+            line
+            for line in lines
+            if line.startswith(f"Verdict seed_cnn, {method} vs standard, {budget}: ")
+        ]
         assert text in line, line
-        assert f"p = {p[method, budget]:.3g}, Holm-adjusted p = {holm[method, budget]:.3g}" in line, line
+        assert (
+            f"p = {p[method, budget]:.3g}, Holm-adjusted p = {holm[method, budget]:.3g}" in line
+        ), line
     assert holm[("greedy", "equal epochs")] < 0.05 < holm[("greedy", "equal time")]
 
 
 def test_measurement_conditions_and_rss_memory(timed):
     markdown = timed.markdown
-    section = markdown[markdown.index("## Measurement conditions"):]
+    section = markdown[markdown.index("## Measurement conditions") :]
     assert "the seeds phase (9 runs)" in section
     assert "- Device: cpu: test CPU (2 cores)." in section
     assert "- Per trial: 2 CPU(s) and 0 GPU(s) reserved, 2 torch thread(s)." in section

@@ -1,4 +1,5 @@
 """An interrupted sweep (driver SIGKILLed mid-search) rerun with the same command finishes without redoing trials."""
+
 from __future__ import annotations
 
 import json
@@ -35,22 +36,39 @@ max_train_samples = 1000  # a few seconds a trial: with 300 all three could fini
 
 def reported(search_dir: Path) -> dict[str, list[dict]]:
     """trial id -> the results Tune logged for it (result.json lines)."""
-    return {path.parent.name: [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            for path in search_dir.glob("*/result.json")}
+    return {
+        path.parent.name: [
+            json.loads(line) for line in path.read_text().splitlines() if line.strip()
+        ]
+        for path in search_dir.glob("*/result.json")
+    }
 
 
 def terminated_in_saved_state(study_dir: Path) -> set[str]:
     """The trials that the experiment state on disk (what a resume starts from) records as finished."""
     try:
-        return {t for t, status in tune_trial_ids(study_dir, SEARCH).items() if status == "TERMINATED"}
+        return {
+            t for t, status in tune_trial_ids(study_dir, SEARCH).items() if status == "TERMINATED"
+        }
     except (OSError, ValueError, KeyError):  # not written yet, or being replaced
         return set()
 
 
 def sweep(spec: Path, study_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    command = [sys.executable, "-m", "study", "sweep", "--spec", str(spec), "--study-dir", str(study_dir)]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "study",
+        "sweep",
+        "--spec",
+        str(spec),
+        "--study-dir",
+        str(study_dir),
+    ]
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_killed_sweep_resumes_without_redoing_trials(tmp_path: Path):
@@ -59,14 +77,24 @@ def test_killed_sweep_resumes_without_redoing_trials(tmp_path: Path):
     search_dir = study_dir / "tune" / SEARCH
     driver = sweep(spec, study_dir)
     deadline = time.monotonic() + 180
-    while not terminated_in_saved_state(study_dir) and driver.poll() is None and time.monotonic() < deadline:
+    while (
+        not terminated_in_saved_state(study_dir)
+        and driver.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.3)
-    assert driver.poll() is None, f"the sweep ended before it could be interrupted:\n{driver.communicate()[0]}"
+    assert driver.poll() is None, (
+        f"the sweep ended before it could be interrupted:\n{driver.communicate()[0]}"
+    )
     driver.send_signal(signal.SIGKILL)  # Ray's processes started by this driver exit with it
     driver.wait()
     finished = terminated_in_saved_state(study_dir)
     assert 1 <= len(finished) < TRIALS
-    done_before = {trial_id: results for trial_id, results in reported(search_dir).items() if trial_id in finished}
+    done_before = {
+        trial_id: results
+        for trial_id, results in reported(search_dir).items()
+        if trial_id in finished
+    }
 
     rerun = sweep(spec, study_dir)
     output = rerun.communicate(timeout=300)[0]
@@ -77,7 +105,9 @@ def test_killed_sweep_resumes_without_redoing_trials(tmp_path: Path):
     assert len(trials) == TRIALS and set(trials.values()) == {"TERMINATED"}, (trials, output)
     runs = mlflow_runs(study_dir, "resume", "trial")
     search = [r for r in runs if r.data.tags["phase"] == "search"]
-    assert sorted(r.data.tags["trial_id"] for r in search) == sorted(trials)  # one run per trial, none duplicated
+    assert sorted(r.data.tags["trial_id"] for r in search) == sorted(
+        trials
+    )  # one run per trial, none duplicated
     assert {r.info.status for r in runs} == {"FINISHED"}
     after = reported(search_dir)
     for trial_id, results in done_before.items():

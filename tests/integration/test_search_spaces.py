@@ -1,4 +1,5 @@
 """Search spaces: every sample of every method's space builds a valid TrainConfig and method that fit the budget."""
+
 from __future__ import annotations
 
 import optuna
@@ -14,10 +15,18 @@ from trainables.training import validate
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def sample_configs(method: str, model: str, epochs: int, trials: int, pinned: dict | None = None,
-                   first: dict | None = None) -> list[TrainConfig]:
+def sample_configs(
+    method: str,
+    model: str,
+    epochs: int,
+    trials: int,
+    pinned: dict | None = None,
+    first: dict | None = None,
+) -> list[TrainConfig]:
     """Run the space through a real Optuna study (TPE) and build the TrainConfig of every sample."""
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3)
+    )
     if first:
         study.enqueue_trial(first)
     space = get_search_space(method, model, epochs, pinned=pinned)
@@ -26,7 +35,9 @@ def sample_configs(method: str, model: str, epochs: int, trials: int, pinned: di
         trial = study.ask()
         derived = space(trial)
         flat = to_flat_config({**trial.params, **derived, **(pinned or {})})
-        configs.append(TrainConfig.from_flat({**flat, "model": model, "method": method, "epochs": epochs}))
+        configs.append(
+            TrainConfig.from_flat({**flat, "model": model, "method": method, "epochs": epochs})
+        )
         study.tell(trial, float(i % 3))  # some signal so TPE's model-based phase runs
     return configs
 
@@ -54,9 +65,15 @@ def test_layer_to_layer_stage_fracs_follow_the_split_schedule():
 
     for config in sample_configs("layer_to_layer", "vgg11", 8, trials=10):
         p = config.params
-        assert len(p["stage_fracs"]) == len(split_schedule(num_blocks("vgg11"), p["split_ratio"], p["split_step"]))
+        assert len(p["stage_fracs"]) == len(
+            split_schedule(num_blocks("vgg11"), p["split_ratio"], p["split_step"])
+        )
         assert sum(p["stage_fracs"]) == pytest.approx(1.0, abs=1e-3)
-        assert 0 <= p["kd_alpha"] <= 1 and 0 <= p["teacher_grad"] <= 1 and p["aux"] in ("linear", "conv")
+        assert (
+            0 <= p["kd_alpha"] <= 1
+            and 0 <= p["teacher_grad"] <= 1
+            and p["aux"] in ("linear", "conv")
+        )
         assert not any(key.startswith("_") for key in config.to_flat())
 
 
@@ -70,19 +87,26 @@ def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
             from trainables.methods.layer_to_layer import LayerToLayerParams
 
             defaults = LayerToLayerParams()
-            assert (config.params["split_ratio"], config.params["aux"]) == (defaults.split_ratio, defaults.aux)
+            assert (config.params["split_ratio"], config.params["aux"]) == (
+                defaults.split_ratio,
+                defaults.aux,
+            )
             assert len(set(config.params["stage_fracs"])) == 1  # equal stages, the method's default
         if method == "greedy":
             from trainables.methods.greedy import ANNEAL_FRAC
 
-            assert config.anneal_frac == ANNEAL_FRAC  # greedy's own default: hold, then anneal each stage's last 1/4
+            assert (
+                config.anneal_frac == ANNEAL_FRAC
+            )  # greedy's own default: hold, then anneal each stage's last 1/4
         else:
             assert config.anneal_frac == 1.0
         build(config)
 
 
 def test_pinned_values_are_not_searched():
-    configs = sample_configs("greedy", "vgg11", 6, trials=6, pinned={"lr": 0.005, "auto_depth": True})
+    configs = sample_configs(
+        "greedy", "vgg11", 6, trials=6, pinned={"lr": 0.005, "auto_depth": True}
+    )
     assert {c.lr for c in configs} == {0.005}
     assert not any(c.params.get("decoupled") for c in configs)  # auto_depth needs sequential stages
     for config in configs:
@@ -92,13 +116,17 @@ def test_pinned_values_are_not_searched():
 @pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
 def test_no_schedule_shape_is_searched_under_a_pinned_onecycle(method):
     configs = sample_configs(method, "seed_cnn", 6, trials=4, pinned={"schedule": "onecycle"})
-    assert all(c.schedule == "onecycle" and c.anneal_frac is None and c.warmup_frac == 0 for c in configs)
+    assert all(
+        c.schedule == "onecycle" and c.anneal_frac is None and c.warmup_frac == 0 for c in configs
+    )
     searched = sample_configs(method, "seed_cnn", 6, trials=4)
     assert len({c.anneal_frac for c in searched}) == len({c.warmup_frac for c in searched}) == 4
 
 
 def test_unknown_method_has_no_space():
-    with pytest.raises(ValueError, match="no search space for method 'sgd'; valid methods: standard"):
+    with pytest.raises(
+        ValueError, match="no search space for method 'sgd'; valid methods: standard"
+    ):
         get_search_space("sgd", "seed_cnn", 3)
 
 
@@ -110,15 +138,22 @@ def test_what_optuna_records_is_what_trains(method):
     from trainables.trainable import flat_config
 
     model, epochs = "vgg11", 3
-    searcher = TrialConfigSearch(get_search_space(method, model, epochs), metric="val_acc", mode="max",
-                            points_to_evaluate=[default_point(method, model, epochs)],
-                            sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
+    searcher = TrialConfigSearch(
+        get_search_space(method, model, epochs),
+        metric="val_acc",
+        mode="max",
+        points_to_evaluate=[default_point(method, model, epochs)],
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4),
+    )
     for i in range(12):
         suggested = searcher.suggest(f"trial_{i}")
-        config = TrainConfig.from_flat({**flat_config(suggested), "model": model, "method": method, "epochs": epochs})
+        config = TrainConfig.from_flat(
+            {**flat_config(suggested), "model": model, "method": method, "epochs": epochs}
+        )
         recorded = searcher._ot_study.trials[-1].params  # the Optuna study inside OptunaSearch
         trained = config.to_flat()
-        assert {k: trained[k] for k in recorded if not k.startswith("_")} == \
-            {k: v for k, v in recorded.items() if not k.startswith("_")}
+        assert {k: trained[k] for k in recorded if not k.startswith("_")} == {
+            k: v for k, v in recorded.items() if not k.startswith("_")
+        }
         assert sum(stage.epochs for stage in build(config).plan()) == epochs
         searcher.on_trial_complete(f"trial_{i}", {"val_acc": float(i % 3)})

@@ -1,4 +1,5 @@
 """`python -m study spaces`: every arm lists the same shared nuisance knobs with the ranges its space really samples."""
+
 from __future__ import annotations
 
 import optuna
@@ -12,11 +13,17 @@ from study.spec import load_spec
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def sampled_distributions(spec, arm, trials: int = 6) -> dict[str, optuna.distributions.BaseDistribution]:
+def sampled_distributions(
+    spec, arm, trials: int = 6
+) -> dict[str, optuna.distributions.BaseDistribution]:
     """The distributions the arm's space samples in a real Optuna TPE study, built as the sweep builds it."""
     base = spec.train_config(arm.model, arm.method)
-    space = get_search_space(arm.method, arm.model, spec.budget.epochs, base.optimizer, spec.pinned(arm.method))
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    space = get_search_space(
+        arm.method, arm.model, spec.budget.epochs, base.optimizer, spec.pinned(arm.method)
+    )
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3)
+    )
     seen: dict[str, set] = {}
     for i in range(trials):
         trial = study.ask()
@@ -25,7 +32,9 @@ def sampled_distributions(spec, arm, trials: int = 6) -> dict[str, optuna.distri
             seen.setdefault(name, set()).add(distribution)
         study.tell(trial, float(i % 3))
     shared = {name: seen[name] for name in SHARED_KNOBS if name in seen}
-    assert all(len(d) == 1 for d in shared.values())  # a shared range never depends on other samples
+    assert all(
+        len(d) == 1 for d in shared.values()
+    )  # a shared range never depends on other samples
     return {name: next(iter(d)) for name, d in shared.items()}
 
 
@@ -53,8 +62,12 @@ def test_quick_spec_lists_the_same_shared_knobs_for_all_six_arms(capsys):
         assert list(distributions) == list(SHARED_KNOBS)
         expected = expected or distributions
         assert distributions == expected  # identical Optuna distributions in every arm
-        assert arms[arm.name] == [f"shared  {name:<18} {describe_range([d])}" for name, d in distributions.items()]
-    assert f"{spec.budget.search_epochs} trial-epochs of search" in out and "applies per stage" in out
+        assert arms[arm.name] == [
+            f"shared  {name:<18} {describe_range([d])}" for name, d in distributions.items()
+        ]
+    assert (
+        f"{spec.budget.search_epochs} trial-epochs of search" in out and "applies per stage" in out
+    )
 
 
 def test_a_shared_pin_applies_to_every_arm_and_leaves_the_spaces_identical():
@@ -67,4 +80,7 @@ def test_a_shared_pin_applies_to_every_arm_and_leaves_the_spaces_identical():
 def test_pinning_a_shared_knob_for_one_arm_is_a_one_line_error(capsys):
     assert main(["spaces", "--spec", "quick", "--set", "fixed.greedy.lr=0.01"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: fixed.greedy.lr pins a shared knob for one arm only") and "\n" not in err
+    assert (
+        err.startswith("error: fixed.greedy.lr pins a shared knob for one arm only")
+        and "\n" not in err
+    )

@@ -1,4 +1,5 @@
 """Study specs: named and path specs load, overrides apply, and every bad key or value fails before Ray."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,9 +22,18 @@ def test_named_specs_load_with_their_arms():
 
 def test_path_spec_and_dotted_overrides(tmp_path: Path):
     path = tmp_path / "mine.toml"
-    path.write_text('name = "mine"\nmodels = ["seed_cnn"]\nmethods = ["standard"]\n[budget]\nepochs = 4\n')
-    spec = load_spec(path, ["budget.max_trials=8", "fixed.width=0.5", 'methods=["standard","greedy"]',
-                            "fixed.greedy.aux_k=2"])
+    path.write_text(
+        'name = "mine"\nmodels = ["seed_cnn"]\nmethods = ["standard"]\n[budget]\nepochs = 4\n'
+    )
+    spec = load_spec(
+        path,
+        [
+            "budget.max_trials=8",
+            "fixed.width=0.5",
+            'methods=["standard","greedy"]',
+            "fixed.greedy.aux_k=2",
+        ],
+    )
     assert spec.name == "mine" and spec.budget.epochs == 4 and spec.budget.max_trials == 8
     assert spec.methods == ["standard", "greedy"]
     assert spec.pinned("greedy") == {"width": 0.5, "aux_k": 2}
@@ -31,33 +41,68 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
     assert spec.budget.search_epochs == 4 * 8  # unset: every trial of the cap at the full budget
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"colour": "red"}, "unknown spec key(s) colour; valid keys: budget, dataset"),
-    ({"budget": {"epoch": 3}}, "unknown spec key(s) budget.epoch; valid keys in budget: early_stopping, epochs"),
-    ({"search": {"sampler": "tpe"}}, "search.sampler"),
-    ({"fixed": {"lerning_rate": 0.1}}, "unknown key fixed.lerning_rate; valid keys: amp"),
-    ({"fixed": {"epochs": 3}}, "unknown key fixed.epochs"),  # the budget owns epochs
-    ({"models": ["resnet99"]}, "models='resnet99' is not valid; choose one of: densenet"),
-    ({"methods": ["backprop"]}, "methods='backprop' is not valid; choose one of: standard, layer_to_layer, greedy"),
-    ({"dataset": "mnist"}, "dataset='mnist' is not valid; choose one of: digits, fashion_mnist, cifar10, cifar100, synthetic"),
-    ({"models": []}, "models=[] must be a non-empty list"),
-    ({"budget": {"grace_period": 5}}, "budget.grace_period=5 is out of range; valid range: [1, 2]"),
-    ({"resources": {"cpu": 0}}, "resources.cpu=0 is out of range"),
-    ({"fixed": {"layer_to_layer": {"split_ratio": 1.5}}}, "split_ratio=1.5 is out of range"),
-    ({"fixed": {"greedy": {"warp": 1}}}, "unknown parameter(s) warp for method 'greedy'"),
-    ({"report": {"target_val_acc": 1.5}}, "report.target_val_acc=1.5 is out of range; valid range: (0.0, 1.0]"),
-    ({"report": {"target_val_acc": {"vgg11": 0.9}}}, "report.target_val_acc.<model>='vgg11' is not valid; choose "
-                                                     "one of: seed_cnn"),
-    ({"report": {"alpha": 0}}, "report.alpha=0 is out of range"),
-    ({"fixed": {"greedy": {"lr": 0.01}}}, "fixed.greedy.lr pins a shared knob for one arm only; every arm searches "
-                                          "it alike: pin it for all arms as fixed.lr"),
-    ({"fixed": {"standard": {"anneal_frac": 0.5}}}, "fixed.standard.anneal_frac pins a shared knob"),
-    ({"budget": {"search_epochs": 1}}, "budget.search_epochs=1 is out of range; valid range: [2, inf]"),
-    ({"budget": {"max_concurrent": "all"}}, "budget.max_concurrent='all' is not valid; give \"auto\" or a whole"),
-    ({"budget": {"max_concurrent": 0}}, "budget.max_concurrent=0 is out of range"),
-    ({"resources": {"workers": 0}}, "resources.workers=0 is not valid; give a whole number >= 1"),
-    ({"resources": {"workers": 1.5}}, "resources.workers=1.5 is not valid"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"colour": "red"}, "unknown spec key(s) colour; valid keys: budget, dataset"),
+        (
+            {"budget": {"epoch": 3}},
+            "unknown spec key(s) budget.epoch; valid keys in budget: early_stopping, epochs",
+        ),
+        ({"search": {"sampler": "tpe"}}, "search.sampler"),
+        ({"fixed": {"lerning_rate": 0.1}}, "unknown key fixed.lerning_rate; valid keys: amp"),
+        ({"fixed": {"epochs": 3}}, "unknown key fixed.epochs"),  # the budget owns epochs
+        ({"models": ["resnet99"]}, "models='resnet99' is not valid; choose one of: densenet"),
+        (
+            {"methods": ["backprop"]},
+            "methods='backprop' is not valid; choose one of: standard, layer_to_layer, greedy",
+        ),
+        (
+            {"dataset": "mnist"},
+            "dataset='mnist' is not valid; choose one of: digits, fashion_mnist, cifar10, cifar100, synthetic",
+        ),
+        ({"models": []}, "models=[] must be a non-empty list"),
+        (
+            {"budget": {"grace_period": 5}},
+            "budget.grace_period=5 is out of range; valid range: [1, 2]",
+        ),
+        ({"resources": {"cpu": 0}}, "resources.cpu=0 is out of range"),
+        ({"fixed": {"layer_to_layer": {"split_ratio": 1.5}}}, "split_ratio=1.5 is out of range"),
+        ({"fixed": {"greedy": {"warp": 1}}}, "unknown parameter(s) warp for method 'greedy'"),
+        (
+            {"report": {"target_val_acc": 1.5}},
+            "report.target_val_acc=1.5 is out of range; valid range: (0.0, 1.0]",
+        ),
+        (
+            {"report": {"target_val_acc": {"vgg11": 0.9}}},
+            "report.target_val_acc.<model>='vgg11' is not valid; choose one of: seed_cnn",
+        ),
+        ({"report": {"alpha": 0}}, "report.alpha=0 is out of range"),
+        (
+            {"fixed": {"greedy": {"lr": 0.01}}},
+            "fixed.greedy.lr pins a shared knob for one arm only; every arm searches "
+            "it alike: pin it for all arms as fixed.lr",
+        ),
+        (
+            {"fixed": {"standard": {"anneal_frac": 0.5}}},
+            "fixed.standard.anneal_frac pins a shared knob",
+        ),
+        (
+            {"budget": {"search_epochs": 1}},
+            "budget.search_epochs=1 is out of range; valid range: [2, inf]",
+        ),
+        (
+            {"budget": {"max_concurrent": "all"}},
+            "budget.max_concurrent='all' is not valid; give \"auto\" or a whole",
+        ),
+        ({"budget": {"max_concurrent": 0}}, "budget.max_concurrent=0 is out of range"),
+        (
+            {"resources": {"workers": 0}},
+            "resources.workers=0 is not valid; give a whole number >= 1",
+        ),
+        ({"resources": {"workers": 1.5}}, "resources.workers=1.5 is not valid"),
+    ],
+)
 def test_bad_specs_name_the_key_and_the_valid_choices(tiny_spec, overrides, message):
     with pytest.raises(ValueError) as err:
         tiny_spec(**{"methods": ["standard", "layer_to_layer", "greedy"], **overrides})
@@ -89,14 +134,22 @@ def test_cluster_example_has_a_head_and_a_gpu_worker_type():
     types = config["available_node_types"]
     assert config["head_node_type"] in types
     workers = [t for name, t in types.items() if name != config["head_node_type"]]
-    assert workers and all(t["max_workers"] >= 1 and "InstanceType" in t["node_config"] for t in workers)
+    assert workers and all(
+        t["max_workers"] >= 1 and "InstanceType" in t["node_config"] for t in workers
+    )
 
 
 def test_report_targets_per_model(tiny_spec):
-    assert tiny_spec().report.targets(["seed_cnn"]) == {}  # unset: the report's default (standard's median - tol)
+    assert (
+        tiny_spec().report.targets(["seed_cnn"]) == {}
+    )  # unset: the report's default (standard's median - tol)
     assert tiny_spec(report={"target_val_acc": 0.9}).report.targets(["seed_cnn", "vgg11"]) == {
-        "seed_cnn": 0.9, "vgg11": 0.9}
-    assert tiny_spec(report={"target_val_acc": {"seed_cnn": 0.8}}).report.targets(["seed_cnn"]) == {"seed_cnn": 0.8}
+        "seed_cnn": 0.9,
+        "vgg11": 0.9,
+    }
+    assert tiny_spec(report={"target_val_acc": {"seed_cnn": 0.8}}).report.targets(["seed_cnn"]) == {
+        "seed_cnn": 0.8
+    }
 
 
 def test_cluster_example_installs_pyproject_and_keeps_the_dashboard_local():
@@ -105,9 +158,13 @@ def test_cluster_example_installs_pyproject_and_keeps_the_dashboard_local():
     from study.spec import SPEC_DIR
 
     config = yaml.safe_load((SPEC_DIR / "cluster-example.yaml").read_text())
-    assert config["file_mounts"]["~/l2l-study"] == "."  # the repository, so pyproject.toml is the package list
+    assert (
+        config["file_mounts"]["~/l2l-study"] == "."
+    )  # the repository, so pyproject.toml is the package list
     installs = [c for c in config["setup_commands"] if "pip install" in c]
-    assert installs and all("~/l2l-study" in c and "==" not in c for c in installs)  # no hand-kept pins
+    assert installs and all(
+        "~/l2l-study" in c and "==" not in c for c in installs
+    )  # no hand-kept pins
     starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert "0.0.0.0" not in starts and "--dashboard-host=127.0.0.1" in starts
     assert starts.count("RAY_AUTH_MODE=token ray start") == 2

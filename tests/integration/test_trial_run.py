@@ -1,4 +1,5 @@
 """TrialRun, the one MLflow writer of trials: each epoch is logged once, also when a retried trial redoes epochs."""
+
 from __future__ import annotations
 
 from mlflow.tracking import MlflowClient

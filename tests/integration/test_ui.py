@@ -1,4 +1,5 @@
 """`python -m study ui` as a user opens it: the printed link, rendered by headless Chromium over a small study."""
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,25 @@ from study.trial_run import TrialRun
 
 REPO = Path(__file__).resolve().parents[2]
 ARMS = ("seed_cnn/standard", "seed_cnn/layer_to_layer")
-DIGITS = {"name": "digits", "digest": "0123456789abcdef0123456789abcdef", "source": "built-in loader of 'digits'",
-          "sizes": {"train": 1294, "val": 144, "test": 359}, "image_shape": [3, 32, 32], "num_classes": 10}
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
-                  "--virtual-time-budget=20000", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
+DIGITS = {
+    "name": "digits",
+    "digest": "0123456789abcdef0123456789abcdef",
+    "source": "built-in loader of 'digits'",
+    "sizes": {"train": 1294, "val": 144, "test": 359},
+    "image_shape": [3, 32, 32],
+    "num_classes": 10,
+}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--window-size=1600,1000",
+    "--virtual-time-budget=20000",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 CHART_TRIES = 3
@@ -40,19 +55,31 @@ def test_missing_store_names_the_path(tmp_path, capsys):
 def small_study(study_dir: Path) -> dict[str, str]:
     """A study's store as the sweep writes it: 2 arm runs, each with 2 trial runs (3 epochs); run name -> run id."""
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
-    experiment_id = tracking.get_or_create_experiment(client, "tiny", (study_dir / "mlartifacts").as_uri())
+    experiment_id = tracking.get_or_create_experiment(
+        client, "tiny", (study_dir / "mlartifacts").as_uri()
+    )
     names = {}
     for arm in ARMS:
         model, method = arm.split("/")
-        parent = tracking.start_run(client, experiment_id, arm, {"dataset": "digits"}, {"role": "arm", "arm": arm})
+        parent = tracking.start_run(
+            client, experiment_id, arm, {"dataset": "digits"}, {"role": "arm", "arm": arm}
+        )
         names[arm] = parent
         for trial in (1, 2):
             name = f"{arm} search t{trial}"
-            run = TrialRun.create(client, experiment_id, name, {"model": model, "method": method, "lr": 0.01 * trial},
-                                  {"role": "trial", "arm": arm, "phase": "search"}, parent_run_id=parent)
+            run = TrialRun.create(
+                client,
+                experiment_id,
+                name,
+                {"model": model, "method": method, "lr": 0.01 * trial},
+                {"role": "trial", "arm": arm, "phase": "search"},
+                parent_run_id=parent,
+            )
             run.log_dataset(DIGITS)
             for epoch in (1, 2, 3):
-                run.log_epoch({"epoch": epoch, "val_acc": 0.5 + 0.1 * epoch, "train_loss": 1.0 / epoch})
+                run.log_epoch(
+                    {"epoch": epoch, "val_acc": 0.5 + 0.1 * epoch, "train_loss": 1.0 / epoch}
+                )
             run.finish({"test_acc": 0.8, "val_acc": 0.8, "epochs_run": 3})
             names[name] = run.run_id
         client.set_terminated(parent)
@@ -80,24 +107,45 @@ def wait_for_health(base: str, proc: subprocess.Popen, timeout_s: float = 120) -
 
 def render(url: str, profile: Path, screenshot: Path) -> str:
     """The DOM after the page's scripts ran, and a screenshot, from one headless Chromium run."""
-    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}", "--dump-dom"]
-    return subprocess.run(["chromium", *flags, url], capture_output=True, text=True, timeout=300).stdout
+    flags = [
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        f"--screenshot={screenshot}",
+        "--dump-dom",
+    ]
+    return subprocess.run(
+        ["chromium", *flags, url], capture_output=True, text=True, timeout=300
+    ).stdout
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)"
+)
 def test_printed_link_renders_arm_and_trial_runs_and_a_chart(tmp_path):
     study_dir = tmp_path / "study"
     runs = small_study(study_dir)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "study", "ui", "--study-dir", str(study_dir), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study", "ui", "--study-dir", str(study_dir), "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = proc.stdout.readline()
-        experiment_id = MlflowClient(tracking.default_tracking_uri(study_dir)).get_experiment_by_name("tiny").experiment_id
+        experiment_id = (
+            MlflowClient(tracking.default_tracking_uri(study_dir))
+            .get_experiment_by_name("tiny")
+            .experiment_id
+        )
         url = re.search(r"http://\S+", line).group(0)
-        assert url == f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        assert (
+            url
+            == f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        )
         wait_for_health(f"http://127.0.0.1:{port}", proc)
 
         dom = render(url, tmp_path / "chromium", tmp_path / "runs_table.png")
@@ -105,22 +153,37 @@ def test_printed_link_renders_arm_and_trial_runs_and_a_chart(tmp_path):
         for arm in ARMS:  # the arm runs, their nested trial runs folded under them
             assert f">{arm}<" in dom, f"arm run {arm!r} is not in the rendered runs table"
         # sorted by name, MLflow lists nested runs flat: every trial run is rendered, with a link to its page
-        flat = render(f"{url}&orderByKey=attributes.run_name&orderByAsc=true", tmp_path / "chromium",
-                      tmp_path / "runs_flat.png")
+        flat = render(
+            f"{url}&orderByKey=attributes.run_name&orderByAsc=true",
+            tmp_path / "chromium",
+            tmp_path / "runs_flat.png",
+        )
         for name, run_id in runs.items():
-            assert f">{name}<" in flat and f"#/experiments/{experiment_id}/runs/{run_id}" in flat, name
-        assert flat.count(f">digits ({DIGITS['digest']})<") == 4  # the Dataset column of every trial run
+            assert f">{name}<" in flat and f"#/experiments/{experiment_id}/runs/{run_id}" in flat, (
+                name
+            )
+        assert (
+            flat.count(f">digits ({DIGITS['digest']})<") == 4
+        )  # the Dataset column of every trial run
 
         trial_id = runs[f"{ARMS[0]} search t1"]
-        chart_url = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{trial_id}/model-metrics"
-        for _ in range(CHART_TRIES):  # the chart library loads lazily: on a busy machine the first render may miss it
+        chart_url = (
+            f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{trial_id}/model-metrics"
+        )
+        for _ in range(
+            CHART_TRIES
+        ):  # the chart library loads lazily: on a busy machine the first render may miss it
             chart = render(chart_url, tmp_path / "chromium", tmp_path / "metric_chart.png")
             if "js-plotly-plot" in chart:
                 break
-        assert 'title="val_acc"' in chart and 'title="final/test_acc"' in chart  # a series, a final metric
+        assert (
+            'title="val_acc"' in chart and 'title="final/test_acc"' in chart
+        )  # a series, a final metric
         assert chart.count("js-plotly-plot") >= 2  # charts were drawn, not only their titles
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the session this test started: mlflow and its server workers
+        os.killpg(
+            proc.pid, signal.SIGTERM
+        )  # the session this test started: mlflow and its server workers
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -1,4 +1,5 @@
 """Data: digits, real Fashion-MNIST, the torchvision CIFAR path, synthetic data, splits, on-device batching."""
+
 from __future__ import annotations
 
 import gzip
@@ -93,7 +94,9 @@ def test_no_flip_for_digits(digits):
 
 def test_train_batches_cover_an_epoch_and_normalise(digits):
     batcher = Batcher(digits)
-    batches = list(batcher.train_batches(digits.train, 100, torch.Generator().manual_seed(0), augment=False))
+    batches = list(
+        batcher.train_batches(digits.train, 100, torch.Generator().manual_seed(0), augment=False)
+    )
     assert len(batches) == len(digits.train) // 100
     x = torch.cat([b[0] for b in batches])
     assert abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
@@ -102,6 +105,7 @@ def test_train_batches_cover_an_epoch_and_normalise(digits):
 
 
 # --- Fashion-MNIST: the real files (Debian's dataset-fashion-mnist; .ci/run installs it) ---
+
 
 @pytest.fixture(scope="session")
 def fashion_root() -> Path:
@@ -150,14 +154,26 @@ def test_fashion_pixel_statistics_match_the_published_constants(fashion_root: Pa
 
 
 @pytest.mark.slow
-def test_fashion_short_standard_training_is_well_above_chance_on_the_full_test_set(fashion_root: Path, make_config):
-    config = make_config(dataset="fashion_mnist", epochs=2, width=0.25, batch_size=64, max_train_samples=4_000,
-                         val_fraction=0.02, augment=False)
+def test_fashion_short_standard_training_is_well_above_chance_on_the_full_test_set(
+    fashion_root: Path, make_config
+):
+    config = make_config(
+        dataset="fashion_mnist",
+        epochs=2,
+        width=0.25,
+        batch_size=64,
+        max_train_samples=4_000,
+        val_fraction=0.02,
+        augment=False,
+    )
     final = fit(config)
-    assert final["test_acc"] > 0.60  # chance is 0.10; 0.70 measured (2-core machine, 2026-11-26), ~10 s of CPU
+    assert (
+        final["test_acc"] > 0.60
+    )  # chance is 0.10; 0.70 measured (2-core machine, 2026-11-26), ~10 s of CPU
 
 
 # --- Fashion-MNIST: error paths on small files ---
+
 
 def _official_like(folder: Path, skip: str | None = None, gz: bool = True) -> Path:
     """Four small files with the official names (wrong contents) in `folder`."""
@@ -184,7 +200,10 @@ def test_missing_fashion_file_is_one_line_naming_it_and_the_fix(tmp_path: Path, 
         load_dataset("fashion_mnist", folder)
     message = str(err.value)
     assert "\n" not in message
-    assert str(folder / "t10k-labels-idx1-ubyte") in message and "apt-get install dataset-fashion-mnist" in message
+    assert (
+        str(folder / "t10k-labels-idx1-ubyte") in message
+        and "apt-get install dataset-fashion-mnist" in message
+    )
 
 
 def test_corrupted_fashion_file_is_one_line_naming_it_and_the_fix(tmp_path: Path, own_cache: Path):
@@ -193,28 +212,57 @@ def test_corrupted_fashion_file_is_one_line_naming_it_and_the_fix(tmp_path: Path
         load_dataset("fashion_mnist", folder)
     message = str(err.value)
     assert "\n" not in message and "md5" in message
-    assert str(folder / "train-images-idx3-ubyte") in message and "apt-get install dataset-fashion-mnist" in message
-    assert not (own_cache / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()  # nothing bad cached
+    assert (
+        str(folder / "train-images-idx3-ubyte") in message
+        and "apt-get install dataset-fashion-mnist" in message
+    )
+    assert not (
+        own_cache / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    ).exists()  # nothing bad cached
 
 
 def test_unreadable_gzip_is_one_line_naming_it(tmp_path: Path, own_cache: Path):
     folder = _official_like(tmp_path / "data")
     (folder / "train-images-idx3-ubyte.gz").write_bytes(b"this is no gzip")
-    with pytest.raises(UserError, match="train-images-idx3-ubyte.gz is not a readable gzip file") as err:
+    with pytest.raises(
+        UserError, match="train-images-idx3-ubyte.gz is not a readable gzip file"
+    ) as err:
         load_dataset("fashion_mnist", folder)
     assert "\n" not in str(err.value)
 
 
-def test_cli_reports_a_missing_folder_in_one_line_with_exit_2(tmp_path: Path, own_cache: Path, capsys):
-    code = cli_main(["trial", "--dataset", "fashion_mnist", "--data-dir", str(tmp_path / "nowhere"), "--epochs", "1",
-                     "--device", "cpu", "--no-mlflow"])
+def test_cli_reports_a_missing_folder_in_one_line_with_exit_2(
+    tmp_path: Path, own_cache: Path, capsys
+):
+    code = cli_main(
+        [
+            "trial",
+            "--dataset",
+            "fashion_mnist",
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--no-mlflow",
+        ]
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line.lower()]
-    assert code == 2 and "Traceback" not in err and len(errors) == 1  # (the progress bar's line may precede it)
-    assert errors[0].startswith("error: ") and "nowhere" in errors[0] and "dataset-fashion-mnist" in errors[0]
+    assert (
+        code == 2 and "Traceback" not in err and len(errors) == 1
+    )  # (the progress bar's line may precede it)
+    assert (
+        errors[0].startswith("error: ")
+        and "nowhere" in errors[0]
+        and "dataset-fashion-mnist" in errors[0]
+    )
 
 
-def test_plain_files_load_and_a_damaged_cache_copy_is_rebuilt(fashion_root: Path, tmp_path: Path, own_cache: Path):
+def test_plain_files_load_and_a_damaged_cache_copy_is_rebuilt(
+    fashion_root: Path, tmp_path: Path, own_cache: Path
+):
     folder = tmp_path / "plain"
     folder.mkdir()
     for name in FILES:  # decompressed official files, as a user might have them
@@ -230,8 +278,12 @@ def test_plain_files_load_and_a_damaged_cache_copy_is_rebuilt(fashion_root: Path
 
 # --- synthetic: seeded CIFAR-size random data for throughput runs ---
 
+
 def test_synthetic_is_cifar_size_and_the_same_every_time():
-    a, b = load_dataset("synthetic", max_train_samples=200), load_dataset("synthetic", max_train_samples=200)
+    a, b = (
+        load_dataset("synthetic", max_train_samples=200),
+        load_dataset("synthetic", max_train_samples=200),
+    )
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
     assert tuple(a.train.x.shape) == (200, 3, 32, 32) and a.train.x.dtype == torch.uint8
     assert (len(a.val), len(a.test), a.num_classes) == (20, 200, 10)

@@ -1,6 +1,7 @@
 """greedy: the paper's aux head, budget split, variants, frozen prefix (weights, BN stats, no autograd),
 optimiser state per stage, decoupled gradients, auto_depth (the chosen classifier is the one ranked,
 reported and tested), feature cache, resume, every registry model, and peak memory below standard."""
+
 from __future__ import annotations
 
 import io
@@ -12,13 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from torch import nn
 
 from trainables.data import Batcher, DataSplits, ImageSet
 from trainables.methods.aux_heads import build_greedy_head
 from trainables.methods.budget import allocate_epochs
-from trainables.methods.greedy import AutoDepthGreedy, DecoupledGreedy, Greedy, SequentialGreedy, block_groups
+from trainables.methods.greedy import (
+    AutoDepthGreedy,
+    DecoupledGreedy,
+    Greedy,
+    SequentialGreedy,
+    block_groups,
+)
 from trainables.models import MODELS, build_model
 from trainables.training import build_method, check_plan, fit, validate
 
@@ -26,8 +32,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _subset(splits: DataSplits, n_train: int) -> DataSplits:
-    return DataSplits(splits.name, ImageSet(splits.train.x[:n_train], splits.train.y[:n_train]), splits.val,
-                      splits.test, splits.num_classes, splits.mean, splits.std, splits.flip)
+    return DataSplits(
+        splits.name,
+        ImageSet(splits.train.x[:n_train], splits.train.y[:n_train]),
+        splits.val,
+        splits.test,
+        splits.num_classes,
+        splits.mean,
+        splits.std,
+        splits.flip,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +66,16 @@ def _colour_task(n: int, seed: int) -> ImageSet:
 
 @pytest.fixture(scope="module")
 def colours() -> DataSplits:
-    return DataSplits("colours", _colour_task(128, 0), _colour_task(48, 1), _colour_task(48, 2), 4,
-                      (0.4, 0.4, 0.4), (0.4, 0.4, 0.4), False)
+    return DataSplits(
+        "colours",
+        _colour_task(128, 0),
+        _colour_task(48, 1),
+        _colour_task(48, 2),
+        4,
+        (0.4, 0.4, 0.4),
+        (0.4, 0.4, 0.4),
+        False,
+    )
 
 
 def _method(config, splits: DataSplits) -> Greedy:
@@ -73,12 +95,24 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 # --- the auxiliary head ----------------------------------------------------------------
 
+
 def _layout(head: nn.Module) -> list[tuple]:
     """Each layer of a head as (type, its defining sizes)."""
-    sizes = {nn.Conv2d: lambda m: (m.in_channels, m.out_channels, m.kernel_size, m.padding, m.bias is None),
-             nn.BatchNorm2d: lambda m: (m.num_features,), nn.BatchNorm1d: lambda m: (m.num_features,),
-             nn.AdaptiveAvgPool2d: lambda m: (m.output_size,), nn.Linear: lambda m: (m.in_features, m.out_features),
-             nn.ReLU: lambda m: (), nn.Flatten: lambda m: ()}
+    sizes = {
+        nn.Conv2d: lambda m: (
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.padding,
+            m.bias is None,
+        ),
+        nn.BatchNorm2d: lambda m: (m.num_features,),
+        nn.BatchNorm1d: lambda m: (m.num_features,),
+        nn.AdaptiveAvgPool2d: lambda m: (m.output_size,),
+        nn.Linear: lambda m: (m.in_features, m.out_features),
+        nn.ReLU: lambda m: (),
+        nn.Flatten: lambda m: (),
+    }
     return [(type(m).__name__, *sizes[type(m)](m)) for m in head]
 
 
@@ -93,8 +127,13 @@ def test_head_is_the_papers(k):
     head = build_greedy_head((16, 32, 32), 10, k, width=24)
     convs = [_conv(16, 24), _conv(24, 24)][: k - 1]
     channels = 24 if k > 1 else 16
-    assert _layout(head) == [*sum(convs, []), ("AdaptiveAvgPool2d", 2), ("BatchNorm2d", channels), ("Flatten",),
-                             ("Linear", channels * 4, 10)]
+    assert _layout(head) == [
+        *sum(convs, []),
+        ("AdaptiveAvgPool2d", 2),
+        ("BatchNorm2d", channels),
+        ("Flatten",),
+        ("Linear", channels * 4, 10),
+    ]
     hidden = torch.randn(3, 16, 32, 32)
     for layer in head[: 3 * (k - 1)]:
         hidden = layer(hidden)
@@ -104,32 +143,61 @@ def test_head_is_the_papers(k):
 
 def test_pooled_head_pools_to_8x8_first():
     assert _layout(build_greedy_head((16, 32, 32), 10, 2, width=24, variant="pooled")) == [
-        ("AdaptiveAvgPool2d", 8), *_conv(16, 24), ("AdaptiveAvgPool2d", 2), ("BatchNorm2d", 24), ("Flatten",),
-        ("Linear", 96, 10)]
-    assert _layout(build_greedy_head((16, 8, 8), 10, 1, width=24, variant="pooled"))[0] == ("AdaptiveAvgPool2d", 2)
+        ("AdaptiveAvgPool2d", 8),
+        *_conv(16, 24),
+        ("AdaptiveAvgPool2d", 2),
+        ("BatchNorm2d", 24),
+        ("Flatten",),
+        ("Linear", 96, 10),
+    ]
+    assert _layout(build_greedy_head((16, 8, 8), 10, 1, width=24, variant="pooled"))[0] == (
+        "AdaptiveAvgPool2d",
+        2,
+    )
 
 
 def test_greedy_builds_the_configured_heads(make_config, small_digits):
     """Every group but the last gets a head for its last block's output; width_aux scales with the model's
     width (128 x 0.25 = 32 channels); the last group is classified by the network's own head."""
-    method = _method(make_config(method="greedy", model="vgg11", epochs=8, blocks_per_stage=3), small_digits)
+    method = _method(
+        make_config(method="greedy", model="vgg11", epochs=8, blocks_per_stage=3), small_digits
+    )
     assert sorted(method.heads) == ["0", "1"]
-    assert _layout(method.heads["0"]) == [*_conv(64, 32), *_conv(32, 32), ("AdaptiveAvgPool2d", 2),
-                                          ("BatchNorm2d", 32), ("Flatten",), ("Linear", 128, 10)]
+    assert _layout(method.heads["0"]) == [
+        *_conv(64, 32),
+        *_conv(32, 32),
+        ("AdaptiveAvgPool2d", 2),
+        ("BatchNorm2d", 32),
+        ("Flatten",),
+        ("Linear", 128, 10),
+    ]
     assert method.shapes[2][0] == 64 and method.shapes[5][0] == 128  # vgg11 at width 0.25
     assert _layout(method.heads["1"])[0] == ("Conv2d", 128, 32, (3, 3), (1, 1), True)
     assert method.head(2) is method.model.head
-    k1 = _method(make_config(method="greedy", model="vgg11", epochs=8, aux_k=1, width_aux=16), small_digits)
-    assert _layout(k1.heads["0"]) == [("AdaptiveAvgPool2d", 2), ("BatchNorm2d", 16), ("Flatten",), ("Linear", 64, 10)]
+    k1 = _method(
+        make_config(method="greedy", model="vgg11", epochs=8, aux_k=1, width_aux=16), small_digits
+    )
+    assert _layout(k1.heads["0"]) == [
+        ("AdaptiveAvgPool2d", 2),
+        ("BatchNorm2d", 16),
+        ("Flatten",),
+        ("Linear", 64, 10),
+    ]
 
 
 def test_the_knobs_pick_the_variant(make_config, small_digits):
     assert type(_method(make_config(method="greedy", epochs=5), small_digits)) is SequentialGreedy
-    assert type(_method(make_config(method="greedy", decoupled=True), small_digits)) is DecoupledGreedy
-    assert type(_method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits)) is AutoDepthGreedy
+    assert (
+        type(_method(make_config(method="greedy", decoupled=True), small_digits)) is DecoupledGreedy
+    )
+    assert (
+        type(_method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits))
+        is AutoDepthGreedy
+    )
 
 
 # --- plan and validation ---------------------------------------------------------------
+
 
 def test_budget_split_gives_every_stage_an_epoch():
     """greedy uses layer_to_layer's allocator (trainables/methods/budget.py): proportional, >= 1 each."""
@@ -141,8 +209,10 @@ def test_budget_split_gives_every_stage_an_epoch():
 
 
 def test_plan_follows_blocks_per_stage_and_weights(make_config, small_digits):
-    method = _method(make_config(method="greedy", epochs=9, blocks_per_stage=2, epochs_per_block=[1, 1, 2]),
-                     small_digits)
+    method = _method(
+        make_config(method="greedy", epochs=9, blocks_per_stage=2, epochs_per_block=[1, 1, 2]),
+        small_digits,
+    )
     stages = method.plan()
     assert [s.info["blocks"] for s in stages] == [[0, 2], [2, 4], [4, 5]]
     assert [s.epochs for s in stages] == [2, 2, 5]
@@ -160,25 +230,40 @@ def test_too_small_budget_names_the_minimum(make_config, small_digits):
 def test_plan_errors_come_before_the_data_loads(make_config, tmp_path):
     """fit checks the stage plan on a shape-only model first: no CIFAR files are needed to hear of it."""
     with pytest.raises(ValueError, match="epochs >= 8"):
-        fit(make_config(method="greedy", model="vgg11", epochs=3, dataset="cifar10", data_dir=str(tmp_path)))
+        fit(
+            make_config(
+                method="greedy", model="vgg11", epochs=3, dataset="cifar10", data_dir=str(tmp_path)
+            )
+        )
     with pytest.raises(ValueError, match="2 weights.*8 stages"):
-        fit(make_config(method="greedy", model="vgg11", epochs=8, epochs_per_block=[1, 2], dataset="cifar10",
-                        data_dir=str(tmp_path)))
+        fit(
+            make_config(
+                method="greedy",
+                model="vgg11",
+                epochs=8,
+                epochs_per_block=[1, 2],
+                dataset="cifar10",
+                data_dir=str(tmp_path),
+            )
+        )
 
 
-@pytest.mark.parametrize("params,fragment", [
-    ({"aux_k": 4}, "aux_k=4.*1, 2, 3"),
-    ({"aux_k": 0}, "aux_k=0.*1, 2, 3"),
-    ({"aux_head": "mlp"}, "aux_head='mlp'.*paper, pooled"),
-    ({"width_aux": 0}, "width_aux=0"),
-    ({"aux_depth": 2}, "unknown parameter.*aux_depth.*aux_k"),
-    ({"decoupled": True, "auto_depth": True}, "auto_depth=True.*decoupled"),
-    ({"decoupled": True, "cache_features": True}, "cache_features=True.*decoupled"),
-    ({"epochs_per_block": 2}, "epochs_per_block=2.*list of positive"),
-    ({"min_gain": -0.1}, "min_gain=-0.1"),
-    ({"patience": 0}, "patience=0"),
-    ({"blocks": 2}, "unknown parameter.*blocks.*aux_head"),
-])
+@pytest.mark.parametrize(
+    "params,fragment",
+    [
+        ({"aux_k": 4}, "aux_k=4.*1, 2, 3"),
+        ({"aux_k": 0}, "aux_k=0.*1, 2, 3"),
+        ({"aux_head": "mlp"}, "aux_head='mlp'.*paper, pooled"),
+        ({"width_aux": 0}, "width_aux=0"),
+        ({"aux_depth": 2}, "unknown parameter.*aux_depth.*aux_k"),
+        ({"decoupled": True, "auto_depth": True}, "auto_depth=True.*decoupled"),
+        ({"decoupled": True, "cache_features": True}, "cache_features=True.*decoupled"),
+        ({"epochs_per_block": 2}, "epochs_per_block=2.*list of positive"),
+        ({"min_gain": -0.1}, "min_gain=-0.1"),
+        ({"patience": 0}, "patience=0"),
+        ({"blocks": 2}, "unknown parameter.*blocks.*aux_head"),
+    ],
+)
 def test_bad_params_fail_in_validate(make_config, params, fragment):
     with pytest.raises(ValueError, match=fragment):
         validate(make_config(method="greedy", **params))
@@ -199,13 +284,20 @@ def _stage_lrs(method: Greedy, stage_index: int) -> list[float]:
 def test_each_stage_holds_the_lr_then_anneals(make_config, small_digits):
     """Default: cosine over the last quarter of every stage, the configured lr before it; anneal_frac=1
     restores a cosine over the whole stage."""
-    config = make_config(method="greedy", epochs=10, batch_size=4, lr=0.01)  # 16 steps per epoch, stages 1-2 ep
+    config = make_config(
+        method="greedy", epochs=10, batch_size=4, lr=0.01
+    )  # 16 steps per epoch, stages 1-2 ep
     lrs = _stage_lrs(_method(config, small_digits), 4)
     assert len(lrs) == 32
     assert lrs[:24] == [0.01] * 24 and lrs[24] == 0.01
     assert all(a > b for a, b in zip(lrs[24:], lrs[25:])) and lrs[-1] < 0.001
-    whole = _stage_lrs(_method(make_config(method="greedy", epochs=10, batch_size=4, lr=0.01, anneal_frac=1.0),
-                               small_digits), 4)
+    whole = _stage_lrs(
+        _method(
+            make_config(method="greedy", epochs=10, batch_size=4, lr=0.01, anneal_frac=1.0),
+            small_digits,
+        ),
+        4,
+    )
     assert whole[0] == 0.01 and whole[1] < 0.01 and whole[16] == pytest.approx(0.005)
 
 
@@ -219,24 +311,42 @@ def test_onecycle_spans_the_stage_and_rejects_a_hold(make_config, small_digits):
 
 # --- the frozen prefix ---------------------------------------------------------------
 
+
 def test_frozen_blocks_and_bn_stats_do_not_change(make_config, small_colours):
     """vgg11_bn in 4 stages of 2 blocks: after each stage, every earlier block (weights and BN
     running stats) is bit-identical to its state at the end of its own stage; the trained group changed."""
-    config = make_config(method="greedy", aux_k=1, model="vgg11_bn", epochs=4, blocks_per_stage=2, lr=5e-3)
+    config = make_config(
+        method="greedy", aux_k=1, model="vgg11_bn", epochs=4, blocks_per_stage=2, lr=5e-3
+    )
     snapshots = []
-    fit(config, callback=lambda m, ckpt: snapshots.append({k: v.clone() for k, v in ckpt()["model"].items()}),
-        splits=small_colours)
+    fit(
+        config,
+        callback=lambda m, ckpt: snapshots.append(
+            {k: v.clone() for k, v in ckpt()["model"].items()}
+        ),
+        splits=small_colours,
+    )
     assert len(snapshots) == 4
 
     def block_state(snapshot, first, stop):
-        return {k: v for k, v in snapshot.items() if any(k.startswith(f"blocks.{b}.") for b in range(first, stop))}
+        return {
+            k: v
+            for k, v in snapshot.items()
+            if any(k.startswith(f"blocks.{b}.") for b in range(first, stop))
+        }
 
     for stage in range(1, 4):
         before, after = snapshots[stage - 1], snapshots[stage]
-        frozen_before, frozen_after = block_state(before, 0, 2 * stage), block_state(after, 0, 2 * stage)
+        frozen_before, frozen_after = (
+            block_state(before, 0, 2 * stage),
+            block_state(after, 0, 2 * stage),
+        )
         assert any("running_mean" in k for k in frozen_after)
         assert _same(frozen_before, frozen_after), f"stage {stage} changed a frozen block"
-        assert not _same(block_state(before, 2 * stage, 2 * stage + 2), block_state(after, 2 * stage, 2 * stage + 2))
+        assert not _same(
+            block_state(before, 2 * stage, 2 * stage + 2),
+            block_state(after, 2 * stage, 2 * stage + 2),
+        )
 
 
 def test_prefix_has_no_autograd_state_and_frozen_params_get_no_grad(make_config, small_digits):
@@ -248,7 +358,9 @@ def test_prefix_has_no_autograd_state_and_frozen_params_get_no_grad(make_config,
     assert [p.requires_grad for p in method.model.blocks[1].parameters()] == [False, False]
     assert all(p.requires_grad for p in method.model.blocks[2].parameters())
     assert not method.model.blocks[1].training and method.model.blocks[2].training
-    x, y = next(iter(method.train_batches(small_digits.train, Batcher(small_digits), torch.Generator())))
+    x, y = next(
+        iter(method.train_batches(small_digits.train, Batcher(small_digits), torch.Generator()))
+    )
     assert x.grad_fn is None and not x.requires_grad
     assert x.shape[1:] == method.shapes[1]  # the input of block 2 is block 1's output
     losses = method.train_step(x, y)
@@ -257,12 +369,16 @@ def test_prefix_has_no_autograd_state_and_frozen_params_get_no_grad(make_config,
     assert all(p.grad is not None for p in method.model.blocks[2].parameters())
 
 
-def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(make_config, small_digits):
+def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(
+    make_config, small_digits
+):
     """No model parameter trains in two stages, so no optimiser state should carry across a stage boundary:
     stage g's optimiser holds exactly group g's blocks and classifier (the stages' sets are disjoint and
     cover model + heads). Within a stage the state must carry: after 2-epoch stages of 2 steps per epoch
     every AdamW state has step 4 at the stage's end (2 if it were reset at the epoch boundary)."""
-    config = make_config(method="greedy", aux_k=1, epochs=10, batch_size=32)  # seed_cnn: 5 stages of 2 epochs
+    config = make_config(
+        method="greedy", aux_k=1, epochs=10, batch_size=32
+    )  # seed_cnn: 5 stages of 2 epochs
     method = _method(config, small_digits)
     seen: list[set[int]] = []
     for stage in method.plan():
@@ -271,7 +387,7 @@ def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(
         ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
         assert ids == {id(p) for m in method.group_modules(stage.index) for p in m.parameters()}
         seen.append(ids)
-    assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1 :])
     everything = {id(p) for m in (method.model, method.heads) for p in m.parameters()}
     assert set().union(*seen) == everything
 
@@ -279,7 +395,9 @@ def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(
 
     def record(metrics, checkpoint):
         (saved,) = checkpoint()["method"]["optimizers"]
-        steps.append((metrics["stage"], {float(state["step"]) for state in saved["state"].values()}))
+        steps.append(
+            (metrics["stage"], {float(state["step"]) for state in saved["state"].values()})
+        )
 
     fit(config, callback=record, splits=small_digits)
     assert steps == [(stage, {float(steps_done)}) for stage in range(5) for steps_done in (2, 4)]
@@ -303,10 +421,13 @@ def test_predict_follows_the_stage_then_the_full_net(make_config, small_digits):
 
 # --- decoupled -------------------------------------------------------------------------
 
+
 def test_decoupled_gradients_stay_inside_each_group(make_config, small_digits):
     """One decoupled step updates every group exactly as if the groups after it were different:
     no gradient from a later group's loss reaches an earlier block."""
-    config = make_config(method="greedy", model="vgg11_bn", decoupled=True, blocks_per_stage=2, epochs=1)
+    config = make_config(
+        method="greedy", model="vgg11_bn", decoupled=True, blocks_per_stage=2, epochs=1
+    )
     x = Batcher(small_digits).normalise(small_digits.train.x[:16])
     y = small_digits.train.y[:16]
 
@@ -328,13 +449,16 @@ def test_decoupled_gradients_stay_inside_each_group(make_config, small_digits):
         other = one_step(first_changed)
         for b in range(first_changed):
             prefix = f"blocks.{b}."
-            assert _same({k: v for k, v in reference.items() if k.startswith(prefix)},
-                         {k: v for k, v in other.items() if k.startswith(prefix)}), f"block {b} saw a later loss"
+            assert _same(
+                {k: v for k, v in reference.items() if k.startswith(prefix)},
+                {k: v for k, v in other.items() if k.startswith(prefix)},
+            ), f"block {b} saw a later loss"
         changed = f"blocks.{first_changed}.0.weight"
         assert not torch.equal(reference[changed], other[changed])
 
 
 # --- auto_depth ------------------------------------------------------------------------
+
 
 def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
     config = make_config(method="greedy", aux_k=1, epochs=10, lr=5e-3, auto_depth=True, patience=1)
@@ -342,7 +466,9 @@ def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
     assert final["chosen_depth"] < 5
     assert final["blocks_trained"] == final["chosen_depth"] + 1  # one extra block showed no gain
     assert final["epochs_run"] < 10
-    assert final["test_acc"] >= 0.95  # the chosen classifier (prefix + its aux head) is what is scored
+    assert (
+        final["test_acc"] >= 0.95
+    )  # the chosen classifier (prefix + its aux head) is what is scored
     stage_acc = {h["stage"]: h["val_acc"] for h in final["history"]}
     assert max(stage_acc.values()) == pytest.approx(stage_acc[final["chosen_depth"] - 1])
 
@@ -351,7 +477,9 @@ def test_the_chosen_classifier_is_ranked_reported_and_tested(make_config, small_
     """With min_gain=1 no stage after the first can count as a gain: depth 1 is chosen after stage 1 was
     trained and rejected. The final val_acc and best_val_acc are stage 0's (not the rejected stage's, which
     differs), and the deployed modules (blocks[:1] + head 0) score exactly the final val_acc and test_acc."""
-    config = make_config(method="greedy", aux_k=1, epochs=5, lr=5e-3, batch_size=16, auto_depth=True, min_gain=1.0)
+    config = make_config(
+        method="greedy", aux_k=1, epochs=5, lr=5e-3, batch_size=16, auto_depth=True, min_gain=1.0
+    )
     saved = {}
     final = fit(config, callback=lambda m, ckpt: saved.update(state=ckpt()), splits=small_digits)
     assert final["chosen_depth"] == 1 and final["blocks_trained"] == 2
@@ -366,11 +494,17 @@ def test_the_chosen_classifier_is_ranked_reported_and_tested(make_config, small_
     method.load_state_dict(saved["state"]["method"])
     deployed = nn.Sequential(*method.deployed_modules()).eval()
     assert len(deployed) == 2 and deployed[1] is method.heads["0"]
-    assert final["params_deployed"] == sum(p.numel() for p in deployed.parameters()) < final["params_trained"]
+    assert (
+        final["params_deployed"]
+        == sum(p.numel() for p in deployed.parameters())
+        < final["params_trained"]
+    )
     batcher = Batcher(small_digits)
     with torch.no_grad():
         for split, key in ((small_digits.val, "val_acc"), (small_digits.test, "test_acc")):
-            accuracy = float((deployed(batcher.normalise(split.x)).argmax(1) == split.y).float().mean())
+            accuracy = float(
+                (deployed(batcher.normalise(split.x)).argmax(1) == split.y).float().mean()
+            )
             assert accuracy == pytest.approx(final[key], abs=1e-6)
 
 
@@ -390,6 +524,7 @@ def test_resume_after_auto_depth_stopped_keeps_the_chosen_classifier(make_config
 
 # --- feature cache ---------------------------------------------------------------------
 
+
 def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours, caplog):
     """seed_cnn in 2 stages (blocks 0-2, then 3-4 on block 2's cached output), 2 epochs each."""
     base = dict(method="greedy", aux_k=1, epochs=4, lr=5e-3, batch_size=16, blocks_per_stage=3)
@@ -406,16 +541,27 @@ def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours,
         fallback = fit(make_config(**base, cache_features=True, cache_max_mb=0.001), splits=colours)
     assert "re-running the frozen blocks" in caplog.text
     # falling back is exactly the uncached run (same batches, same augmentation)
-    assert [h["train_loss"] for h in fallback["history"]] == [h["train_loss"] for h in plain["history"]]
+    assert [h["train_loss"] for h in fallback["history"]] == [
+        h["train_loss"] for h in plain["history"]
+    ]
 
 
 # --- resume --------------------------------------------------------------------------
 
+
 def test_resume_is_bit_for_bit(make_config, small_colours):
     """Interrupted after stage 1 (the checkpoint's optimiser belongs to a finished stage) and in the middle
     of the 2-epoch last stage (optimiser, schedule and BN warm-up continue): both end as the straight run."""
-    config = make_config(method="greedy", aux_k=1, model="vgg11_bn", epochs=5, blocks_per_stage=2, auto_depth=True,
-                         min_gain=0.0, patience=3)
+    config = make_config(
+        method="greedy",
+        aux_k=1,
+        model="vgg11_bn",
+        epochs=5,
+        blocks_per_stage=2,
+        auto_depth=True,
+        min_gain=0.0,
+        patience=3,
+    )
     straight = fit(config, splits=small_colours)
 
     class Interrupted(Exception):
@@ -424,7 +570,7 @@ def test_resume_is_bit_for_bit(make_config, small_colours):
     for stop_after in (2, 4):
         saved = {}
 
-        def interrupt(metrics, checkpoint):
+        def interrupt(metrics, checkpoint, stop_after=stop_after, saved=saved):
             if metrics["epoch"] == stop_after:
                 buffer = io.BytesIO()
                 torch.save(checkpoint(), buffer)
@@ -434,12 +580,15 @@ def test_resume_is_bit_for_bit(make_config, small_colours):
         with pytest.raises(Interrupted):
             fit(config, callback=interrupt, splits=small_colours)
         resumed = fit(config, resume=saved["state"], splits=small_colours)
-        assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+        assert [h["train_loss"] for h in resumed["history"]] == [
+            h["train_loss"] for h in straight["history"]
+        ]
         assert resumed["test_acc"] == straight["test_acc"]
         assert resumed["chosen_depth"] == straight["chosen_depth"]
 
 
 # --- every model ---------------------------------------------------------------------
+
 
 def _one_step_per_stage(method: Greedy, splits: DataSplits) -> list[dict[str, torch.Tensor]]:
     """Each stage of the plan started and trained on one batch, as the loop in `fit` would."""
@@ -456,12 +605,16 @@ def _one_step_per_stage(method: Greedy, splits: DataSplits) -> list[dict[str, to
 def test_every_model_trains_greedy_and_decoupled(make_config, tiny_cifar10, name):
     """One batch of 8 per stage (greedy, k=3) and one decoupled step, for every registry model."""
     blocks = build_model(name, 10, 0.25).num_blocks
-    greedy = _method(make_config(model=name, method="greedy", epochs=blocks, batch_size=8, aux_k=3), tiny_cifar10)
+    greedy = _method(
+        make_config(model=name, method="greedy", epochs=blocks, batch_size=8, aux_k=3), tiny_cifar10
+    )
     losses = _one_step_per_stage(greedy, tiny_cifar10)
     assert len(losses) == blocks and all(torch.isfinite(step["loss"]) for step in losses)
     assert greedy.final_metrics() == {"chosen_depth": blocks, "blocks_trained": blocks}
-    decoupled = _method(make_config(model=name, method="greedy", epochs=1, batch_size=8, decoupled=True),
-                        tiny_cifar10)
+    decoupled = _method(
+        make_config(model=name, method="greedy", epochs=1, batch_size=8, decoupled=True),
+        tiny_cifar10,
+    )
     (step,) = _one_step_per_stage(decoupled, tiny_cifar10)
     assert set(step) == {"loss"} | {f"loss_block{b}" for b in range(blocks - 1)}
     assert all(torch.isfinite(v) for v in step.values())
@@ -494,8 +647,14 @@ print(json.dumps({"peak_mem_mb": final["peak_mem_mb"], "stage_peak_mem_mb": fina
 
 
 def _peak_in_subprocess(method: str, epochs: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, method, str(epochs)], cwd=REPO, capture_output=True,
-                         text=True, timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, method, str(epochs)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 

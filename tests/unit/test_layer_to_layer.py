@@ -1,10 +1,12 @@
 """Unit tests for layer_to_layer: split schedule, epoch allocation, validation, gradient routing, losses, resume."""
+
 from __future__ import annotations
 
 import dataclasses
 import io
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -52,13 +54,13 @@ def _subset(splits: DataSplits, n: int) -> DataSplits:
 @pytest.mark.parametrize(
     "num_blocks,ratio,step,expected",
     [
-        (5, 0.4, 1, [2, 3, 4]),          # seed_cnn default: the reference run of DESIGN §8
-        (5, 0.5, 1, [3, 4]),             # 2.5 rounds half up
-        (5, 0.01, 1, [1, 2, 3, 4]),      # clamped up to 1
-        (5, 0.99, 1, [4]),               # clamped down to L-1: one stage
+        (5, 0.4, 1, [2, 3, 4]),  # seed_cnn default: the reference run of DESIGN §8
+        (5, 0.5, 1, [3, 4]),  # 2.5 rounds half up
+        (5, 0.01, 1, [1, 2, 3, 4]),  # clamped up to 1
+        (5, 0.99, 1, [4]),  # clamped down to L-1: one stage
         (5, 0.4, 2, [2, 4]),
-        (5, 0.2, 2, [1, 3, 4]),          # the last step is cut at L-1
-        (13, 0.4, 3, [5, 8, 11, 12]),    # vgg16
+        (5, 0.2, 2, [1, 3, 4]),  # the last step is cut at L-1
+        (13, 0.4, 3, [5, 8, 11, 12]),  # vgg16
         (2, 0.9, 5, [1]),
     ],
 )
@@ -76,8 +78,8 @@ def test_split_schedule_needs_two_blocks() -> None:
     [
         ([1, 1, 1], 10, [4, 3, 3]),
         ([1, 1, 1], 3, [1, 1, 1]),
-        ([0.98, 0.01, 0.01], 5, [3, 1, 1]),          # every stage gets >= 1 epoch
-        ([0.8 / 3] * 3 + [0.2], 10, [3, 3, 2, 2]),   # three stages + 20% finetune
+        ([0.98, 0.01, 0.01], 5, [3, 1, 1]),  # every stage gets >= 1 epoch
+        ([0.8 / 3] * 3 + [0.2], 10, [3, 3, 2, 2]),  # three stages + 20% finetune
         ([1, 2, 1], 8, [2, 4, 2]),
     ],
 )
@@ -90,7 +92,9 @@ def test_allocate_epochs(weights: list[float], epochs: int, expected: list[int])
 def test_allocate_epochs_adds_up(weights: list[float], epochs: int) -> None:
     alloc = allocate_epochs(weights, epochs)
     assert sum(alloc) == epochs and min(alloc) >= 1
-    pairs = [(i, j) for i in range(len(weights)) for j in range(len(weights)) if weights[i] > weights[j]]
+    pairs = [
+        (i, j) for i in range(len(weights)) for j in range(len(weights)) if weights[i] > weights[j]
+    ]
     assert all(alloc[i] >= alloc[j] for i, j in pairs)  # a larger fraction never gets fewer epochs
 
 
@@ -104,17 +108,24 @@ def test_allocate_epochs_names_minimum() -> None:
     [
         ({}, 10, [[0, 2, 4], [1, 3, 3], [2, 4, 3]]),
         ({"finetune_frac": 0.2}, 10, [[0, 2, 3], [1, 3, 3], [2, 4, 2], [3, 5, 2]]),
-        ({"stage_fracs": [1, 2, 1], "finetune_frac": 0.5}, 16, [[0, 2, 2], [1, 3, 4], [2, 4, 2], [3, 5, 8]]),
+        (
+            {"stage_fracs": [1, 2, 1], "finetune_frac": 0.5},
+            16,
+            [[0, 2, 2], [1, 3, 4], [2, 4, 2], [3, 5, 8]],
+        ),
         ({"split_ratio": 0.8}, 7, [[0, 4, 7]]),
         ({"stage_fracs": "3,1", "split_step": 2}, 4, [[0, 2, 3], [1, 4, 1]]),
     ],
 )
-def test_plan_spans_the_budget(l2l_config: ConfigFactory, params: dict[str, Any], epochs: int,
-                               expected: list[list[int]]) -> None:
+def test_plan_spans_the_budget(
+    l2l_config: ConfigFactory, params: dict[str, Any], epochs: int, expected: list[list[int]]
+) -> None:
     method = _method(l2l_config(epochs=epochs, **params))
     assert method.final_metrics()["split_schedule"] == expected
     assert sum(stage.epochs for stage in method.plan()) == epochs
-    assert list(method.aux_modules()) == [str(expected[0][1])]  # only the first stage's head exists yet
+    assert list(method.aux_modules()) == [
+        str(expected[0][1])
+    ]  # only the first stage's head exists yet
 
 
 def test_stage_fracs_of_wrong_length_names_expected_length(l2l_config: ConfigFactory) -> None:
@@ -136,10 +147,22 @@ def test_too_small_budget_names_minimum(l2l_config: ConfigFactory) -> None:
 @pytest.mark.parametrize(
     "key,value",
     [
-        ("split_ratio", 0.0), ("split_ratio", 1.0), ("split_step", 0), ("split_step", 1.5),
-        ("stage_fracs", []), ("stage_fracs", [1, -1]), ("stage_fracs", "a,b"), ("stage_fracs", [1, 0]),
-        ("kd_alpha", -0.1), ("kd_alpha", 1.5), ("kd_temperature", 0.0), ("teacher_grad", -0.5),
-        ("teacher_grad", 1.5), ("finetune_frac", 1.0), ("finetune_frac", -0.1), ("aux", "mlp"),
+        ("split_ratio", 0.0),
+        ("split_ratio", 1.0),
+        ("split_step", 0),
+        ("split_step", 1.5),
+        ("stage_fracs", []),
+        ("stage_fracs", [1, -1]),
+        ("stage_fracs", "a,b"),
+        ("stage_fracs", [1, 0]),
+        ("kd_alpha", -0.1),
+        ("kd_alpha", 1.5),
+        ("kd_temperature", 0.0),
+        ("teacher_grad", -0.5),
+        ("teacher_grad", 1.5),
+        ("finetune_frac", 1.0),
+        ("finetune_frac", -0.1),
+        ("aux", "mlp"),
     ],
 )
 def test_bad_values_name_the_key(l2l_config: ConfigFactory, key: str, value: Any) -> None:
@@ -199,7 +222,9 @@ def test_kd_alpha_0_student_loss_is_plain_ce(l2l_config: ConfigFactory) -> None:
         assert torch.equal(losses["loss"], losses["teacher_loss"] + losses["student_loss"])
 
 
-def test_kd_alpha_1_student_loss_is_tempered_kl_teacher_to_student(l2l_config: ConfigFactory) -> None:
+def test_kd_alpha_1_student_loss_is_tempered_kl_teacher_to_student(
+    l2l_config: ConfigFactory,
+) -> None:
     tau = 3.0
     method = _method(l2l_config(kd_alpha=1.0, kd_temperature=tau))
     method.eval_mode()
@@ -229,16 +254,20 @@ def test_kd_term_sends_no_gradient_into_the_teacher(l2l_config: ConfigFactory) -
     method = _method(l2l_config(kd_alpha=1.0, teacher_grad=1.0))
     method.eval_mode()
     method.losses(*_batch())["student_loss"].backward()
-    teacher = [*method.model.blocks[method.split:].parameters(), *method.model.head.parameters()]
+    teacher = [*method.model.blocks[method.split :].parameters(), *method.model.head.parameters()]
     assert all(p.grad is None or not p.grad.any() for p in teacher)
-    student = [*method.model.blocks[:method.split].parameters(), *method.head().parameters()]
+    student = [*method.model.blocks[: method.split].parameters(), *method.head().parameters()]
     assert all(p.grad is not None and p.grad.any() for p in student)
 
 
 @pytest.mark.parametrize("teacher_grad", [1.0, 0.5])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fork_and_pool_matches_plain_autograd(l2l_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch,
-                                               teacher_grad: float, channels_last: bool) -> None:
+def test_fork_and_pool_matches_plain_autograd(
+    l2l_config: ConfigFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    teacher_grad: float,
+    channels_last: bool,
+) -> None:
     """The fast path (the head's pooling and the teacher's input in one node, gradients summed in place) gives
     the losses and gradients of the plain graph (avg_pool2d on a shared z)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -251,7 +280,9 @@ def test_fork_and_pool_matches_plain_autograd(l2l_config: ConfigFactory, monkeyp
         method = _method(l2l_config(teacher_grad=teacher_grad))
         method.model.to(memory_format=fmt)
         method.eval_mode()  # no dropout: both runs see the same forward
-        assert method.pool == 2  # seed_cnn's split 2 gives 16x16 features: the head pools them to 8x8
+        assert (
+            method.pool == 2
+        )  # seed_cnn's split 2 gives 16x16 features: the head pools them to 8x8
         losses = method.losses(x, y)
         losses["loss"].backward()
         grads = [q.grad.clone() for q in [*method.model.parameters(), *method.head().parameters()]]
@@ -279,19 +310,30 @@ def test_each_stage_holds_only_its_own_head(l2l_config: ConfigFactory) -> None:
         assert list(method.aux_modules()) == [str(split)]
         head = [id(p) for p in method.head().parameters()]
         assert _optimizer_params(method) == model_params + head
-        assert {id(p) for p in method.optimizer.state} <= set(model_params + head)  # no dropped head's state
+        assert {id(p) for p in method.optimizer.state} <= set(
+            model_params + head
+        )  # no dropped head's state
         seen.append(id(method.head()))
-    assert len(set(seen)) == len(method.splits)  # a new head per split; the finetune keeps the last one
+    assert len(set(seen)) == len(
+        method.splits
+    )  # a new head per split; the finetune keeps the last one
 
 
 def test_model_optimiser_state_carries_across_stages(l2l_config: ConfigFactory) -> None:
     method = _method(l2l_config())
     for _ in range(2):
         method.train_step(*_batch())
-    state = {p: {k: v.clone() for k, v in method.optimizer.state[p].items()} for p in method.model.parameters()}
+    state = {
+        p: {k: v.clone() for k, v in method.optimizer.state[p].items()}
+        for p in method.model.parameters()
+    }
     lr = method.optimizer.param_groups[0]["lr"]
     method.start_stage(method.plan()[1])
-    assert method.optimizer.param_groups[0]["lr"] == method.optimizer.param_groups[HEAD_GROUP]["lr"] == lr
+    assert (
+        method.optimizer.param_groups[0]["lr"]
+        == method.optimizer.param_groups[HEAD_GROUP]["lr"]
+        == lr
+    )
     for param, saved in state.items():
         assert method.optimizer.state[param].keys() == saved.keys()
         assert all(torch.equal(method.optimizer.state[param][k], v) for k, v in saved.items())
@@ -302,13 +344,28 @@ def test_model_optimiser_state_carries_across_stages(l2l_config: ConfigFactory) 
 
 # --- through fit() ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def reference_run(digits: DataSplits) -> tuple[TrainConfig, DataSplits, dict[str, Any], dict[int, dict[str, Any]]]:
+def reference_run(
+    digits: DataSplits,
+) -> tuple[TrainConfig, DataSplits, dict[str, Any], dict[int, dict[str, Any]]]:
     """One uninterrupted fit (splits 3 -> 4, then finetune) with a checkpoint file's content after every epoch."""
-    config = TrainConfig.from_flat(dict(device="cpu", epochs=4, batch_size=32, width=0.25, method="layer_to_layer",
-                                        split_ratio=0.6, finetune_frac=0.25))
+    config = TrainConfig.from_flat(
+        dict(
+            device="cpu",
+            epochs=4,
+            batch_size=32,
+            width=0.25,
+            method="layer_to_layer",
+            split_ratio=0.6,
+            finetune_frac=0.25,
+        )
+    )
     splits = _subset(digits, 128)
     checkpoints: dict[int, dict[str, Any]] = {}
-    final = fit(config, lambda m, ckpt: checkpoints.__setitem__(m["epoch"], _roundtrip(ckpt())), splits=splits)
+    final = fit(
+        config,
+        lambda m, ckpt: checkpoints.__setitem__(m["epoch"], _roundtrip(ckpt())),
+        splits=splits,
+    )
     return config, splits, final, checkpoints
 
 
@@ -325,10 +382,13 @@ def test_split_increases_across_history(reference_run: tuple) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_model_trains_first_and_last_stage(l2l_config: ConfigFactory, tiny_cifar10: DataSplits,
-                                                 name: str) -> None:
+def test_every_model_trains_first_and_last_stage(
+    l2l_config: ConfigFactory, tiny_cifar10: DataSplits, name: str
+) -> None:
     method = _method(l2l_config(model=name, epochs=20, teacher_grad=0.5))
-    x, y = next(Batcher(tiny_cifar10).train_batches(tiny_cifar10.train, 8, torch.Generator().manual_seed(0)))
+    x, y = next(
+        Batcher(tiny_cifar10).train_batches(tiny_cifar10.train, 8, torch.Generator().manual_seed(0))
+    )
     for stage in (method.plan()[0], method.plan()[-1]):
         method.start_stage(stage)
         method.train_mode()
@@ -337,7 +397,10 @@ def test_every_model_trains_first_and_last_stage(l2l_config: ConfigFactory, tiny
         method.eval_mode()
         with torch.no_grad():
             outputs = method.predict(x)
-        assert {k: tuple(v.shape) for k, v in outputs.items()} == {"main": (8, 10), "student": (8, 10)}
+        assert {k: tuple(v.shape) for k, v in outputs.items()} == {
+            "main": (8, 10),
+            "student": (8, 10),
+        }
     assert method.split == method.model.num_blocks - 1
 
 
@@ -351,14 +414,27 @@ def _roundtrip(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def test_resume_mid_stage_and_at_boundaries_matches_uninterrupted(reference_run: tuple) -> None:
     config, splits, reference, checkpoints = reference_run
-    for epoch in (1, 2, 3):  # inside stage 0, at the split 3 -> 4 boundary, at the start of the finetune
+    for epoch in (
+        1,
+        2,
+        3,
+    ):  # inside stage 0, at the split 3 -> 4 boundary, at the start of the finetune
         resumed: dict[str, Any] = {}
-        final = fit(config, lambda m, ckpt: resumed.update(_roundtrip(ckpt())), resume=checkpoints[epoch],
-                    splits=splits)
+        final = fit(
+            config,
+            lambda m, ckpt, resumed=resumed: resumed.update(_roundtrip(ckpt())),
+            resume=checkpoints[epoch],
+            splits=splits,
+        )
         for key in ("train_loss", "val_loss", "split"):
-            assert [h[key] for h in final["history"]] == [h[key] for h in reference["history"]], (epoch, key)
+            assert [h[key] for h in final["history"]] == [h[key] for h in reference["history"]], (
+                epoch,
+                key,
+            )
         for part in ("model", "aux", "method"):
-            assert _equal(resumed[part], checkpoints[4][part]), f"{part} differs after resuming at epoch {epoch}"
+            assert _equal(resumed[part], checkpoints[4][part]), (
+                f"{part} differs after resuming at epoch {epoch}"
+            )
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -368,5 +444,9 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return (
+            isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(_equal(x, y) for x, y in zip(a, b))
+        )
     return a == b

@@ -1,4 +1,5 @@
 """Measurement: the CPU peak-memory reset really resets, timers time, devices resolve honestly."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Unit tests for the BlockNet model zoo (trainables.models)."""
+
 from __future__ import annotations
 
 import pytest
@@ -98,12 +99,16 @@ def test_param_count_at_full_width(name: str) -> None:
         # 896 + 9248 + 18496 + 36928 + 2097664 + 5130 (conv32, conv32, conv64, conv64, fc512, head).
         assert n == 896 + 9248 + 18496 + 36928 + 2097664 + 5130 == expected
     else:
-        assert 0.5 * expected <= n <= 1.5 * expected, f"{name}: {n:,} params, expected ~{expected:,}"
+        assert 0.5 * expected <= n <= 1.5 * expected, (
+            f"{name}: {n:,} params, expected ~{expected:,}"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_width_shrinks_model(name: str) -> None:
-    assert _count(build_model(name, NUM_CLASSES, 0.25)) < _count(build_model(name, NUM_CLASSES, 1.0))
+    assert _count(build_model(name, NUM_CLASSES, 0.25)) < _count(
+        build_model(name, NUM_CLASSES, 1.0)
+    )
 
 
 @pytest.mark.parametrize(("name", "width"), CASES, ids=CASE_IDS)

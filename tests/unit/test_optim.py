@@ -1,4 +1,5 @@
 """The shared schedule shape (warm-up, hold, anneal) that make_scheduler builds for every method."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,7 +35,9 @@ def test_warm_up_then_hold_then_cosine():
 
 def test_unset_anneal_frac_is_the_methods_default_and_a_set_one_wins():
     assert step_lrs(8, default_anneal_frac=0.25)[:7] == pytest.approx([LR] * 7)  # hold 6, anneal 2
-    assert step_lrs(8, default_anneal_frac=0.25, anneal_frac=1.0)[1] < LR  # cosine from the first step
+    assert (
+        step_lrs(8, default_anneal_frac=0.25, anneal_frac=1.0)[1] < LR
+    )  # cosine from the first step
     assert step_lrs(8) == step_lrs(8, anneal_frac=1.0)
 
 

@@ -1,4 +1,5 @@
 """Per-block linear probes: one accuracy per block, features from one pass, separability after training."""
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,16 @@ def test_features_are_the_pooled_block_outputs(digits: DataSplits):
 
 
 def test_trained_seed_cnn_last_block_probes_far_above_chance(make_config, digits):
-    small = DataSplits(digits.name, ImageSet(digits.train.x[:256], digits.train.y[:256]), digits.val, digits.test,
-                       digits.num_classes, digits.mean, digits.std, digits.flip)
+    small = DataSplits(
+        digits.name,
+        ImageSet(digits.train.x[:256], digits.train.y[:256]),
+        digits.val,
+        digits.test,
+        digits.num_classes,
+        digits.mean,
+        digits.std,
+        digits.flip,
+    )
     final = fit(make_config(epochs=2, batch_size=32, probes=True), splits=small)
     probes = final["probe_acc"]
     assert len(probes) == 5

@@ -1,4 +1,5 @@
 """study.verdict's pure functions against numbers worked out by hand."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,14 @@ from study import verdict
 
 
 def clock(val_accs: list[float], epoch_s: list[float]) -> pd.DataFrame:
-    epochs = pd.DataFrame({"run_id": "r", "epoch": range(1, len(val_accs) + 1), "val_acc": val_accs,
-                           "epoch_time_s": epoch_s})
+    epochs = pd.DataFrame(
+        {
+            "run_id": "r",
+            "epoch": range(1, len(val_accs) + 1),
+            "val_acc": val_accs,
+            "epoch_time_s": epoch_s,
+        }
+    )
     return verdict.training_clock(epochs.iloc[::-1])  # unsorted on purpose
 
 
@@ -25,7 +32,9 @@ def test_time_to_target_is_the_first_epoch_end_at_or_above_the_target():
 def test_accuracy_at_time_takes_the_last_epoch_within_the_budget():
     run = clock([0.5, 0.8, 0.7], [1.0, 2.0, 3.0])
     assert verdict.accuracy_at_time(run, 5.9, final_val_acc=0.99) == 0.8
-    assert verdict.accuracy_at_time(run, 6.0, final_val_acc=0.99) == 0.99  # finished: the final (chosen) classifier
+    assert (
+        verdict.accuracy_at_time(run, 6.0, final_val_acc=0.99) == 0.99
+    )  # finished: the final (chosen) classifier
     assert math.isnan(verdict.accuracy_at_time(run, 0.5, final_val_acc=0.99))
 
 
@@ -38,7 +47,9 @@ def test_arm_time_is_infinite_when_half_the_runs_miss():
 
 def test_holm_by_hand():
     # m = 3 tested: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> running max 0.06
-    assert verdict.holm([0.04, 0.01, math.nan, 0.03]) == pytest.approx([0.06, 0.03, math.nan, 0.06], nan_ok=True)
+    assert verdict.holm([0.04, 0.01, math.nan, 0.03]) == pytest.approx(
+        [0.06, 0.03, math.nan, 0.06], nan_ok=True
+    )
     assert verdict.holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
 
 
@@ -55,8 +66,13 @@ def test_paired_test_edge_cases():
 
 
 def test_profile_and_score():
-    table = pd.DataFrame({"model": ["a", "a", "b", "b"], "method": ["s", "x", "s", "x"],
-                          "ratio": [1.0, 2.0, math.inf, 1.0]})
+    table = pd.DataFrame(
+        {
+            "model": ["a", "a", "b", "b"],
+            "method": ["s", "x", "s", "x"],
+            "ratio": [1.0, 2.0, math.inf, 1.0],
+        }
+    )
     profile = verdict.performance_profile(table, [1.0, 2.0, 3.0, 4.0])
     assert list(profile["s"]) == [0.5, 0.5, 0.5, 0.5]
     assert list(profile["x"]) == [0.5, 1.0, 1.0, 1.0]

@@ -1,4 +1,5 @@
 """Registry of training methods: name -> Method class (imported on first use)."""
+
 from __future__ import annotations
 
 import importlib

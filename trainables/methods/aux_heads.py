@@ -11,6 +11,7 @@ paper's k counts the trained block, so the head has k-1 hidden layers:
 - `pooled`: the same after an average pool to at most 8x8 (cheaper on high-resolution blocks).
 Vector features get the MLP analogue: (k-1) x (linear + BN + ReLU), BN, linear.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -23,7 +24,9 @@ MAX_POOLED_RESOLUTION = 8
 HEAD_POOL = 2  # the authors pool every head to 2x2 before its BN and linear layer
 
 
-def build_aux_head(feature_shape: tuple[int, ...], num_classes: int, kind: str = "linear") -> nn.Module:
+def build_aux_head(
+    feature_shape: tuple[int, ...], num_classes: int, kind: str = "linear"
+) -> nn.Module:
     """layer_to_layer's classifier from a block output of shape `feature_shape` (C,H,W or D,)."""
     check_choice("aux", kind, AUX_KINDS)
     if len(feature_shape) == 1:
@@ -32,14 +35,22 @@ def build_aux_head(feature_shape: tuple[int, ...], num_classes: int, kind: str =
         return nn.Sequential(*hidden, nn.Linear(dim, num_classes))
     channels, height, _ = feature_shape
     if kind == "linear":
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+        return nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)
+        )
     pool = [nn.AdaptiveAvgPool2d(MAX_POOLED_RESOLUTION)] if height > MAX_POOLED_RESOLUTION else []
-    return nn.Sequential(*pool, *_conv_bn_relu(channels, channels), nn.AdaptiveAvgPool2d(HEAD_POOL), nn.Flatten(),
-                         nn.Linear(channels * HEAD_POOL ** 2, num_classes))
+    return nn.Sequential(
+        *pool,
+        *_conv_bn_relu(channels, channels),
+        nn.AdaptiveAvgPool2d(HEAD_POOL),
+        nn.Flatten(),
+        nn.Linear(channels * HEAD_POOL**2, num_classes),
+    )
 
 
-def build_greedy_head(feature_shape: tuple[int, ...], num_classes: int, k: int, width: int,
-                      variant: str = "paper") -> nn.Sequential:
+def build_greedy_head(
+    feature_shape: tuple[int, ...], num_classes: int, k: int, width: int, variant: str = "paper"
+) -> nn.Sequential:
     """greedy's classifier for a block output of shape `feature_shape`: k-1 hidden layers of `width` units."""
     check_range("aux_k", k, 1, None)
     check_range("width_aux", width, 1, None)
@@ -52,14 +63,26 @@ def build_greedy_head(feature_shape: tuple[int, ...], num_classes: int, k: int, 
             dim = width
         return nn.Sequential(*layers, nn.BatchNorm1d(dim), nn.Linear(dim, num_classes))
     channels, height, _ = feature_shape
-    layers = [nn.AdaptiveAvgPool2d(MAX_POOLED_RESOLUTION)] if variant == "pooled" and height > MAX_POOLED_RESOLUTION \
+    layers = (
+        [nn.AdaptiveAvgPool2d(MAX_POOLED_RESOLUTION)]
+        if variant == "pooled" and height > MAX_POOLED_RESOLUTION
         else []
+    )
     for _ in range(k - 1):
         layers += _conv_bn_relu(channels, width)
         channels = width
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(HEAD_POOL), nn.BatchNorm2d(channels), nn.Flatten(),
-                         nn.Linear(channels * HEAD_POOL ** 2, num_classes))
+    return nn.Sequential(
+        *layers,
+        nn.AdaptiveAvgPool2d(HEAD_POOL),
+        nn.BatchNorm2d(channels),
+        nn.Flatten(),
+        nn.Linear(channels * HEAD_POOL**2, num_classes),
+    )
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()]
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    ]

@@ -4,13 +4,15 @@ A method is a sequence of stages (standard: one; layer_to_layer: one per split, 
 optional finetune; greedy: one per block). The shared loop owns epochs, evaluation,
 measurement, checkpoints and callbacks; a method owns its losses and optimisers.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,12 +36,14 @@ class MethodParams:
     """Base for a method's own knobs; `from_dict` rejects unknown keys by name."""
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], method: str) -> "MethodParams":
+    def from_dict(cls, values: dict[str, Any], method: str) -> MethodParams:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             valid = ", ".join(sorted(known)) or "(none)"
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for method {method!r}; valid: {valid}")
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for method {method!r}; valid: {valid}"
+            )
         return cls(**values)
 
 
@@ -49,8 +53,14 @@ class Method(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
 
-    def __init__(self, config: TrainConfig, model: BlockNet, num_classes: int, device: torch.device,
-                 steps_per_epoch: int):
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: BlockNet,
+        num_classes: int,
+        device: torch.device,
+        steps_per_epoch: int,
+    ):
         self.config = config
         self.model = model
         self.num_classes = num_classes
@@ -81,7 +91,9 @@ class Method(ABC):
         self, data: ImageSet, batcher: Batcher, generator: torch.Generator
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The (input, label) batches of one epoch; a method may feed other inputs (greedy's cached features)."""
-        return batcher.train_batches(data, self.config.batch_size, generator, augment=self.config.augment)
+        return batcher.train_batches(
+            data, self.config.batch_size, generator, augment=self.config.augment
+        )
 
     @abstractmethod
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
 """The one epoch-budget allocator of the staged methods (layer_to_layer's splits, greedy's block groups)."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def allocate_epochs(weights: Sequence[float], epochs: int) -> list[int]:
@@ -13,8 +14,10 @@ def allocate_epochs(weights: Sequence[float], epochs: int) -> list[int]:
     fewer epochs.
     """
     if epochs < len(weights):
-        raise ValueError(f"epochs={epochs} is too small for {len(weights)} stages; "
-                         f"use at least {len(weights)} epochs (one per stage)")
+        raise ValueError(
+            f"epochs={epochs} is too small for {len(weights)} stages; "
+            f"use at least {len(weights)} epochs (one per stage)"
+        )
     total = sum(weights)
     targets = [w / total * epochs for w in weights]
     alloc = [max(1, math.floor(t)) for t in targets]

@@ -10,6 +10,7 @@ when its stage starts and dropped (with its optimiser state) when the next split
 while the model's optimiser state and the schedule carry across stages.
 docs/layer_to_layer.md explains the choices.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ from trainables.methods.optim import make_optimizer, make_scheduler
 from trainables.models import BlockNet
 
 HEAD_GROUP = 1  # the optimiser's param group of the current auxiliary head (group 0: the model)
-HEAD_RESOLUTION = 8  # the conv head's input is pooled to this size (aux_heads' conv head pools to <= 8x8)
+HEAD_RESOLUTION = (
+    8  # the conv head's input is pooled to this size (aux_heads' conv head pools to <= 8x8)
+)
 
 
 @dataclass
@@ -70,9 +73,13 @@ def _parse_fracs(value: Any) -> tuple[float, ...] | None:
     try:
         fracs = tuple(float(v) for v in items)
     except (TypeError, ValueError):
-        raise ValueError(f"stage_fracs={value!r} must be a list of positive numbers, e.g. 1,2,1") from None
+        raise ValueError(
+            f"stage_fracs={value!r} must be a list of positive numbers, e.g. 1,2,1"
+        ) from None
     if not fracs:
-        raise ValueError("stage_fracs=[] is empty; give one positive number per stage or leave it unset")
+        raise ValueError(
+            "stage_fracs=[] is empty; give one positive number per stage or leave it unset"
+        )
     for frac in fracs:
         check_range("stage_fracs", frac, 0.0, None, low_open=True)
     return fracs
@@ -119,10 +126,14 @@ class _ForkAndPool(torch.autograd.Function):
         return z.view_as(z), F.avg_pool2d(z, k)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor, grad_pooled: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(
+        ctx: Any, grad: torch.Tensor, grad_pooled: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
         k = ctx.k
         n, c, h, w = grad.shape
-        grad.view(n, c, h // k, k, w // k, k).add_(grad_pooled.view(n, c, h // k, 1, w // k, 1), alpha=1 / k ** 2)
+        grad.view(n, c, h // k, k, w // k, k).add_(
+            grad_pooled.view(n, c, h // k, 1, w // k, 1), alpha=1 / k**2
+        )
         return grad, None
 
 
@@ -138,8 +149,14 @@ class LayerToLayer(Method):
     Params = LayerToLayerParams
     params: LayerToLayerParams
 
-    def __init__(self, config: TrainConfig, model: BlockNet, num_classes: int, device: torch.device,
-                 steps_per_epoch: int):
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: BlockNet,
+        num_classes: int,
+        device: torch.device,
+        steps_per_epoch: int,
+    ):
         super().__init__(config, model, num_classes, device, steps_per_epoch)
         p = self.params
         num_blocks = model.num_blocks
@@ -149,14 +166,19 @@ class LayerToLayer(Method):
             raise ValueError(
                 f"stage_fracs has {len(fracs)} entries but split_ratio={p.split_ratio}, split_step={p.split_step} "
                 f"give {len(self.splits)} stages (splits {self.splits} of L={num_blocks}); "
-                f"give {len(self.splits)} fractions or leave stage_fracs unset")
+                f"give {len(self.splits)} fractions or leave stage_fracs unset"
+            )
         weights = [f / sum(fracs) * (1.0 - p.finetune_frac) for f in fracs]
         if p.finetune_frac > 0:
             weights.append(p.finetune_frac)
         epochs = allocate_epochs(weights, config.epochs)
-        self.stages = [Stage(k, e, {"split": s}) for k, (s, e) in enumerate(zip(self.splits, epochs))]
+        self.stages = [
+            Stage(k, e, {"split": s}) for k, (s, e) in enumerate(zip(self.splits, epochs))
+        ]
         if p.finetune_frac > 0:
-            self.stages.append(Stage(len(self.splits), epochs[-1], {"split": num_blocks, "finetune": True}))
+            self.stages.append(
+                Stage(len(self.splits), epochs[-1], {"split": num_blocks, "finetune": True})
+            )
         self.shapes = model.feature_shapes()
         self.aux = nn.ModuleDict()  # {str(split): head} of the current split only (see `_use_head`)
         self.pool = 1  # the head's input pooling (see `_head_pool`)
@@ -178,7 +200,9 @@ class LayerToLayer(Method):
         if self.optimizer is None:
             self.optimizer = make_optimizer(self.model.parameters(), self.config)
             self.optimizer.add_param_group({"params": list(self.head().parameters())})
-            self.scheduler = make_scheduler(self.optimizer, self.config, self.config.epochs * self.steps_per_epoch)
+            self.scheduler = make_scheduler(
+                self.optimizer, self.config, self.config.epochs * self.steps_per_epoch
+            )
 
     def head(self) -> nn.Module:
         """The current split's auxiliary head (the student's classifier)."""
@@ -215,13 +239,23 @@ class LayerToLayer(Method):
             z_teacher, z_head = fork_and_pool(z, self.pool) if self.pool > 1 else (z, z)
             z_teacher = z_teacher if p.teacher_grad == 1 else grad_scale(z_teacher, p.teacher_grad)
         v = self.model(z_teacher, start=self.split).float()
-        u = self.head()(z_head).float()  # after the teacher: autograd then runs the head's backward first
+        u = self.head()(
+            z_head
+        ).float()  # after the teacher: autograd then runs the head's backward first
         teacher_loss = self.criterion(v, y)
         tau = p.kd_temperature
-        kd = F.kl_div(F.log_softmax(u / tau, dim=1), F.log_softmax(v.detach() / tau, dim=1),
-                      reduction="batchmean", log_target=True)
-        student_loss = (1 - p.kd_alpha) * self.criterion(u, y) + p.kd_alpha * tau ** 2 * kd
-        return {"loss": teacher_loss + student_loss, "teacher_loss": teacher_loss, "student_loss": student_loss}
+        kd = F.kl_div(
+            F.log_softmax(u / tau, dim=1),
+            F.log_softmax(v.detach() / tau, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        student_loss = (1 - p.kd_alpha) * self.criterion(u, y) + p.kd_alpha * tau**2 * kd
+        return {
+            "loss": teacher_loss + student_loss,
+            "teacher_loss": teacher_loss,
+            "student_loss": student_loss,
+        }
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():
@@ -251,16 +285,22 @@ class LayerToLayer(Method):
         return {"split_schedule": [[s.index, s.info["split"], s.epochs] for s in self.stages]}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "head_split": self.split}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "head_split": self.split,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Saved with the same head: as is. Saved at a stage boundary, before the split moved: the model's state
         and the schedule as saved, the new head without state, exactly as `_use_head` left the live run."""
         optimizer_state = state["optimizer"]
         if state["head_split"] != self.split:
-            optimizer_state = _with_fresh_head(optimizer_state, len(self.optimizer.param_groups[0]["params"]),
-                                               len(self.optimizer.param_groups[HEAD_GROUP]["params"]))
+            optimizer_state = _with_fresh_head(
+                optimizer_state,
+                len(self.optimizer.param_groups[0]["params"]),
+                len(self.optimizer.param_groups[HEAD_GROUP]["params"]),
+            )
         self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(state["scheduler"])
 

@@ -1,7 +1,8 @@
 """The shared optimiser and per-step learning-rate schedule (DESIGN §3)."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -16,14 +17,20 @@ def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch
     params = list(params)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
             weight_decay=config.weight_decay,
         )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, default_anneal_frac: float = 1.0
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    total_steps: int,
+    default_anneal_frac: float = 1.0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The shared schedule shape, stepped once per batch over `total_steps` batches: warm-up, hold, anneal.
 
@@ -40,14 +47,19 @@ def make_scheduler(
     hold_steps = min(rest - 1, round(rest * (1.0 - anneal_frac(config, default_anneal_frac))))
     phases: list[torch.optim.lr_scheduler.LRScheduler] = []
     if warmup_steps > 0:
-        phases.append(torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=WARMUP_START_FACTOR,
-                                                        total_iters=warmup_steps))
+        phases.append(
+            torch.optim.lr_scheduler.LinearLR(
+                optimizer, start_factor=WARMUP_START_FACTOR, total_iters=warmup_steps
+            )
+        )
     if hold_steps > 0:
         phases.append(_constant(optimizer))
     phases.append(_schedule(optimizer, config, rest - hold_steps))
     if len(phases) == 1:
         return phases[0]
-    milestones = [warmup_steps] * (warmup_steps > 0) + [warmup_steps + hold_steps] * (hold_steps > 0)
+    milestones = [warmup_steps] * (warmup_steps > 0) + [warmup_steps + hold_steps] * (
+        hold_steps > 0
+    )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, phases, milestones=milestones)
 
 
@@ -64,7 +76,9 @@ def _schedule(
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps + 1)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps + 1
+        )
     return _constant(optimizer)
 
 

@@ -1,4 +1,5 @@
 """standard: end-to-end cross-entropy training of the whole network (the baseline)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,9 @@ class Standard(Method):
 
     def start_stage(self, stage: Stage) -> None:
         self.optimizer = make_optimizer(self.model.parameters(), self.config)
-        self.scheduler = make_scheduler(self.optimizer, self.config, stage.epochs * self.steps_per_epoch)
+        self.scheduler = make_scheduler(
+            self.optimizer, self.config, stage.epochs * self.steps_per_epoch
+        )
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():

@@ -1,7 +1,8 @@
 """Model zoo: every architecture as a BlockNet, looked up by name."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .blocknet import BlockNet
 from .densenet import densenet

@@ -3,6 +3,7 @@
 Every training method splits networks at block indices, so one method works for every
 architecture that is expressed as a BlockNet (DESIGN §2).
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,9 @@ from torch import nn
 class BlockNet(nn.Module):
     """`blocks[0..L-1]` then `head`; `forward(x, start, stop)` runs a slice of the blocks."""
 
-    def __init__(self, blocks: list[nn.Module] | nn.ModuleList, head: nn.Module, name: str = "blocknet"):
+    def __init__(
+        self, blocks: list[nn.Module] | nn.ModuleList, head: nn.Module, name: str = "blocknet"
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.head = head

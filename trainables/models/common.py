@@ -1,4 +1,5 @@
 """Helpers shared by every model builder in the zoo."""
+
 from __future__ import annotations
 
 

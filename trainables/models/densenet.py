@@ -1,4 +1,5 @@
 """Small DenseNet-BC for 32x32 input built from torchvision's dense blocks and transitions."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -8,7 +9,9 @@ from .blocknet import BlockNet
 from .common import scaled
 
 
-def densenet(num_classes: int, width: float = 1.0, layers_per_block: int = 6, bn_size: int = 4) -> BlockNet:
+def densenet(
+    num_classes: int, width: float = 1.0, layers_per_block: int = 6, bn_size: int = 4
+) -> BlockNet:
     """DenseNet-BC (growth rate 12, 3 dense blocks of 6 bottleneck layers, compression 0.5); L = 4 blocks.
 
     With growth rate k = scaled(12, width) (channel counts below are for width 1.0, k = 12):

@@ -1,4 +1,5 @@
 """CIFAR-style ResNet-18 and ResNeXt-29 built from torchvision residual blocks, one residual block per block."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,9 @@ def _downsample(c_in: int, c_out: int, stride: int) -> nn.Sequential | None:
     """conv1x1 + BN projection shortcut when the stride or channel count changes, else None."""
     if stride == 1 and c_in == c_out:
         return None
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+    )
 
 
 def _head(c_in: int, num_classes: int) -> nn.Sequential:
@@ -54,7 +57,9 @@ def resnet18(num_classes: int, width: float = 1.0) -> BlockNet:
     return BlockNet(blocks, _head(c_in, num_classes), name="resnet18")
 
 
-def resnext(num_classes: int, width: float = 1.0, cardinality: int = 4, base_width: int = 16) -> BlockNet:
+def resnext(
+    num_classes: int, width: float = 1.0, cardinality: int = 4, base_width: int = 16
+) -> BlockNet:
     """ResNeXt-29-style network for 32x32 input; L = 10 blocks.
 
     0. stem: conv3x3(3->64) - BN - ReLU (stride 1, no max-pool)               -> 64x32x32
@@ -73,7 +78,9 @@ def resnext(num_classes: int, width: float = 1.0, cardinality: int = 4, base_wid
     head = AdaptiveAvgPool2d(1) + flatten + Linear(1024*width -> num_classes).
     """
     if cardinality < 1 or base_width < 1:
-        raise ValueError(f"cardinality and base_width must be >= 1, got {cardinality} and {base_width}")
+        raise ValueError(
+            f"cardinality and base_width must be >= 1, got {cardinality} and {base_width}"
+        )
     c = scaled(64, width)
     blocks: list[nn.Module] = [_stem(c)]
     c_in = c
@@ -85,7 +92,14 @@ def resnext(num_classes: int, width: float = 1.0, cardinality: int = 4, base_wid
             stride = 2 if stage > 0 and i == 0 else 1
             c_out = planes * Bottleneck.expansion
             blocks.append(
-                Bottleneck(c_in, planes, stride, _downsample(c_in, c_out, stride), groups=cardinality, base_width=bw)
+                Bottleneck(
+                    c_in,
+                    planes,
+                    stride,
+                    _downsample(c_in, c_out, stride),
+                    groups=cardinality,
+                    base_width=bw,
+                )
             )
             c_in = c_out
     return BlockNet(blocks, _head(c_in, num_classes), name="resnext")

@@ -1,4 +1,5 @@
 """The seed paper's small CIFAR CNN (4 convs + 1 hidden fc layer) as a BlockNet."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -31,6 +32,8 @@ def seed_cnn(num_classes: int, width: float = 1.0) -> BlockNet:
         nn.Sequential(*_conv_relu(c1, c1), nn.MaxPool2d(2), nn.Dropout(0.25)),
         nn.Sequential(*_conv_relu(c1, c2)),
         nn.Sequential(*_conv_relu(c2, c2), nn.MaxPool2d(2), nn.Dropout(0.25)),
-        nn.Sequential(nn.Flatten(), nn.Linear(c2 * 8 * 8, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5)),
+        nn.Sequential(
+            nn.Flatten(), nn.Linear(c2 * 8 * 8, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5)
+        ),
     ]
     return BlockNet(blocks, nn.Linear(hidden, num_classes), name="seed_cnn")

@@ -1,4 +1,5 @@
 """VGG-11/16 (optionally with BatchNorm) for 32x32 input, one conv layer per block."""
+
 from __future__ import annotations
 
 from torch import nn

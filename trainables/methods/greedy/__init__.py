@@ -7,10 +7,25 @@ One method name, `greedy`, three variants chosen by its knobs; `Greedy(config, .
 - `auto_depth.AutoDepthGreedy` (`auto_depth=true`): sequential, stops adding groups that do not pay.
 `base` holds what they share (knobs, groups, heads, optimisers per group, BN warm-up).
 """
+
 from trainables.methods.greedy.auto_depth import AutoDepthGreedy
-from trainables.methods.greedy.base import ANNEAL_FRAC, Greedy, GreedyParams, block_groups, head_width
+from trainables.methods.greedy.base import (
+    ANNEAL_FRAC,
+    Greedy,
+    GreedyParams,
+    block_groups,
+    head_width,
+)
 from trainables.methods.greedy.decoupled import DecoupledGreedy
 from trainables.methods.greedy.sequential import SequentialGreedy
 
-__all__ = ["ANNEAL_FRAC", "AutoDepthGreedy", "DecoupledGreedy", "Greedy", "GreedyParams", "SequentialGreedy",
-           "block_groups", "head_width"]
+__all__ = [
+    "ANNEAL_FRAC",
+    "AutoDepthGreedy",
+    "DecoupledGreedy",
+    "Greedy",
+    "GreedyParams",
+    "SequentialGreedy",
+    "block_groups",
+    "head_width",
+]

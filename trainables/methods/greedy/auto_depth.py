@@ -4,6 +4,7 @@ After each stage, the new group's val accuracy (its prefix + classifier) counts 
 it beats the best so far by `min_gain`; after `patience` stages without one, training stops. The
 classifier is the best group's prefix + its head: it alone is ranked, reported as val_acc and tested.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,9 +37,15 @@ class AutoDepthGreedy(SequentialGreedy):
         if stop or stage.index == self.last:
             self.path_group = self.best_group
         if stop:
-            log.info("auto_depth: val_acc %.4f of blocks[:%d] gains < %g over %.4f %d time(s); depth %d chosen",
-                     acc, self.groups[stage.index][1], self.params.min_gain, self.best_acc, self.strikes,
-                     self.groups[self.best_group][1])
+            log.info(
+                "auto_depth: val_acc %.4f of blocks[:%d] gains < %g over %.4f %d time(s); depth %d chosen",
+                acc,
+                self.groups[stage.index][1],
+                self.params.min_gain,
+                self.best_acc,
+                self.strikes,
+                self.groups[self.best_group][1],
+            )
         return not stop
 
     def deployed_modules(self) -> list[nn.Module]:
@@ -46,11 +53,20 @@ class AutoDepthGreedy(SequentialGreedy):
         return [*self.model.blocks[: self.groups[self.path_group][1]], self.head(self.path_group)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "best_acc": self.best_acc, "best_group": self.best_group,
-                "strikes": self.strikes, "path_group": self.path_group}
+        return {
+            **super().state_dict(),
+            "best_acc": self.best_acc,
+            "best_group": self.best_group,
+            "strikes": self.strikes,
+            "path_group": self.path_group,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """The depth choice always (also after training stopped); optimiser state as the base class does."""
-        self.best_acc, self.best_group, self.strikes = state["best_acc"], state["best_group"], state["strikes"]
+        self.best_acc, self.best_group, self.strikes = (
+            state["best_acc"],
+            state["best_group"],
+            state["strikes"],
+        )
         self.path_group = state["path_group"]
         super().load_state_dict(state)

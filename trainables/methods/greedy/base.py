@@ -1,5 +1,6 @@
 """What the greedy family shares: its knobs, block groups, auxiliary heads, one optimiser per trained group
 and the BN warm-up. `Greedy(config, ...)` builds the variant that `config.params` asks for."""
+
 from __future__ import annotations
 
 import logging
@@ -19,18 +20,30 @@ from trainables.models import BlockNet
 log = logging.getLogger(__name__)
 
 BN_MOMENTUM = 0.1  # torch's default, reached after the warm-up below
-ANNEAL_FRAC = 0.25  # greedy's anneal_frac default: each stage anneals over its last quarter (docs/greedy.md)
+ANNEAL_FRAC = (
+    0.25  # greedy's anneal_frac default: each stage anneals over its last quarter (docs/greedy.md)
+)
 
 
 @dataclass
 class GreedyParams(MethodParams):
     """Knobs of the greedy family (defaults: sequential greedy, one block per stage, the paper's k=3 head)."""
 
-    aux_k: int = 3  # the paper's k: the trained block + k-1 hidden layers in its auxiliary head, 1..3
-    width_aux: int = 128  # channels of the head's hidden convs at model width 1 (layerCNN's --width_aux)
-    aux_head: str = "paper"  # "paper": convs at the block's resolution; "pooled": pooled to <= 8x8 first
-    blocks_per_stage: int = 1  # blocks trained together as one group (one stage each when sequential)
-    epochs_per_block: list[float] | None = None  # relative epoch weights, one per stage; None = equal split
+    aux_k: int = (
+        3  # the paper's k: the trained block + k-1 hidden layers in its auxiliary head, 1..3
+    )
+    width_aux: int = (
+        128  # channels of the head's hidden convs at model width 1 (layerCNN's --width_aux)
+    )
+    aux_head: str = (
+        "paper"  # "paper": convs at the block's resolution; "pooled": pooled to <= 8x8 first
+    )
+    blocks_per_stage: int = (
+        1  # blocks trained together as one group (one stage each when sequential)
+    )
+    epochs_per_block: list[float] | None = (
+        None  # relative epoch weights, one per stage; None = equal split
+    )
     decoupled: bool = False  # DGL: all groups at once, each on detached input, own optimiser
     auto_depth: bool = False  # seed 003: stop adding groups when val accuracy stops improving
     min_gain: float = 0.005  # auto_depth: smallest val accuracy gain that counts as an improvement
@@ -49,8 +62,10 @@ class GreedyParams(MethodParams):
             check_range("cache_max_mb", self.cache_max_mb, 0.0, None, low_open=True)
         if self.epochs_per_block is not None:
             weights = self.epochs_per_block
-            if not isinstance(weights, (list, tuple)) or not weights or not all(
-                isinstance(w, (int, float)) and w > 0 for w in weights
+            if (
+                not isinstance(weights, (list, tuple))
+                or not weights
+                or not all(isinstance(w, (int, float)) and w > 0 for w in weights)
             ):
                 raise ValueError(
                     f"epochs_per_block={weights!r} is not valid; give a non-empty list of positive "
@@ -59,14 +74,19 @@ class GreedyParams(MethodParams):
         if self.decoupled:
             for key in ("auto_depth", "cache_features", "epochs_per_block"):
                 if getattr(self, key) not in (False, None):
-                    raise ValueError(f"{key}={getattr(self, key)!r} needs sequential stages; it is not valid "
-                                     "with decoupled=true (one stage, all blocks at once)")
+                    raise ValueError(
+                        f"{key}={getattr(self, key)!r} needs sequential stages; it is not valid "
+                        "with decoupled=true (one stage, all blocks at once)"
+                    )
 
 
 def block_groups(num_blocks: int, blocks_per_stage: int) -> list[tuple[int, int]]:
     """[start, stop) block ranges of `blocks_per_stage` blocks each (the last may be shorter)."""
     check_range("blocks_per_stage", blocks_per_stage, 1, num_blocks)
-    return [(start, min(start + blocks_per_stage, num_blocks)) for start in range(0, num_blocks, blocks_per_stage)]
+    return [
+        (start, min(start + blocks_per_stage, num_blocks))
+        for start in range(0, num_blocks, blocks_per_stage)
+    ]
 
 
 def head_width(width_aux: int, model_width: float) -> int:
@@ -86,23 +106,33 @@ class Greedy(Method):
     Params = GreedyParams
     params: GreedyParams
 
-    def __new__(cls, config: TrainConfig, *args: Any, **kwargs: Any) -> "Greedy":
+    def __new__(cls, config: TrainConfig, *args: Any, **kwargs: Any) -> Greedy:
         if cls is Greedy:
             cls = variant_class(GreedyParams.from_dict(config.params, cls.name))
         return super().__new__(cls)
 
-    def __init__(self, config: TrainConfig, model: BlockNet, num_classes: int, device: torch.device,
-                 steps_per_epoch: int):
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: BlockNet,
+        num_classes: int,
+        device: torch.device,
+        steps_per_epoch: int,
+    ):
         super().__init__(config, model, num_classes, device, steps_per_epoch)
         p = self.params
         self.groups = block_groups(model.num_blocks, p.blocks_per_stage)
         self.last = len(self.groups) - 1
         self.shapes = model.feature_shapes()
         width = head_width(p.width_aux, config.width)
-        self.heads = nn.ModuleDict({
-            str(g): build_greedy_head(self.shapes[stop - 1], num_classes, p.aux_k, width, p.aux_head)
-            for g, (_, stop) in enumerate(self.groups[:-1])
-        })
+        self.heads = nn.ModuleDict(
+            {
+                str(g): build_greedy_head(
+                    self.shapes[stop - 1], num_classes, p.aux_k, width, p.aux_head
+                )
+                for g, (_, stop) in enumerate(self.groups[:-1])
+            }
+        )
         self.stage_index = 0
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
@@ -134,20 +164,40 @@ class Greedy(Method):
         self.stage_index = stage.index
         for module in (self.model, self.heads):
             module.requires_grad_(False)
-            module.zero_grad(set_to_none=True)  # earlier stages' gradients would otherwise stay allocated
+            module.zero_grad(
+                set_to_none=True
+            )  # earlier stages' gradients would otherwise stay allocated
         self.optimizers, self.schedulers, self._norms, self._norm_steps = [], [], [], 0
         for group in self.training_groups():
             modules = self.group_modules(group)
-            self._norms += [m for module in modules for m in module.modules()
-                            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            self._norms += [
+                m
+                for module in modules
+                for m in module.modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            ]
             for module in modules:
                 module.requires_grad_(True)
             optimizer = make_optimizer([q for m in modules for q in m.parameters()], self.config)
             self.optimizers.append(optimizer)
-            self.schedulers.append(make_scheduler(optimizer, self.config, stage.epochs * self.steps_per_epoch,
-                                                  default_anneal_frac=ANNEAL_FRAC))  # the shared shape, per stage
-        self.optimizer = self.optimizers[0]  # the loop reports its learning rate (all groups share the schedule)
-        log.info("%s stage %d: blocks %s, %d epochs", self.name, stage.index, stage.info["blocks"], stage.epochs)
+            self.schedulers.append(
+                make_scheduler(
+                    optimizer,
+                    self.config,
+                    stage.epochs * self.steps_per_epoch,
+                    default_anneal_frac=ANNEAL_FRAC,
+                )
+            )  # the shared shape, per stage
+        self.optimizer = self.optimizers[
+            0
+        ]  # the loop reports its learning rate (all groups share the schedule)
+        log.info(
+            "%s stage %d: blocks %s, %d epochs",
+            self.name,
+            stage.index,
+            stage.info["blocks"],
+            stage.epochs,
+        )
 
     # --- one batch ---------------------------------------------------------------------
     def train_mode(self) -> None:
@@ -157,7 +207,9 @@ class Greedy(Method):
             for module in self.group_modules(group):
                 module.train()
 
-    def train_group(self, slot: int, group: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_group(
+        self, slot: int, group: int, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step of `group` (optimiser `slot`) on input `x`: its detached loss and output."""
         start, stop = self.groups[group]
         with self.autocast():

@@ -4,6 +4,7 @@ Group g runs on group g-1's output detached, computes its own loss with its own 
 its own optimiser right away, so no gradient crosses a group boundary and one group's graph is alive
 at a time.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,9 @@ class DecoupledGreedy(Greedy):
     """All block groups trained together, each on its predecessor's detached output."""
 
     def plan(self) -> list[Stage]:
-        return [Stage(0, self.config.epochs, {"blocks": [0, self.model.num_blocks], "decoupled": True})]
+        return [
+            Stage(0, self.config.epochs, {"blocks": [0, self.model.num_blocks], "decoupled": True})
+        ]
 
     def training_groups(self) -> list[int]:
         return list(range(len(self.groups)))
@@ -29,7 +32,9 @@ class DecoupledGreedy(Greedy):
         losses: dict[str, torch.Tensor] = {}
         for group in self.training_groups():
             loss, x = self.train_group(group, group, x, y)
-            losses["loss" if group == self.last else f"loss_block{self.groups[group][1] - 1}"] = loss
+            losses["loss" if group == self.last else f"loss_block{self.groups[group][1] - 1}"] = (
+                loss
+            )
         return losses
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,9 +1,10 @@
 """Sequential greedy's optional feature cache: a frozen prefix's output for the whole training set, if it fits."""
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -18,8 +19,14 @@ _MEMINFO = "/proc/meminfo"
 
 
 def cached_features(
-    prefix: Callable[[torch.Tensor, int], torch.Tensor], data: ImageSet, batcher: Batcher,
-    feature_shape: tuple[int, ...], stop: int, device: torch.device, amp: bool, limit_mb: float | None,
+    prefix: Callable[[torch.Tensor, int], torch.Tensor],
+    data: ImageSet,
+    batcher: Batcher,
+    feature_shape: tuple[int, ...],
+    stop: int,
+    device: torch.device,
+    amp: bool,
+    limit_mb: float | None,
 ) -> torch.Tensor | None:
     """`prefix(x, stop)` of every (unaugmented) training image, or None when that needs more than `limit_mb`
     (None: half the device's free memory)."""
@@ -28,10 +35,20 @@ def cached_features(
     if limit_mb is None:
         limit_mb = CACHE_FREE_FRACTION * free_memory_mb(device)
     if need_mb > limit_mb:
-        log.warning("cache_features: the output of blocks[:%d] for %d images needs %.1f MB > limit %.1f MB; "
-                    "re-running the frozen blocks on every batch instead", stop, len(data), need_mb, limit_mb)
+        log.warning(
+            "cache_features: the output of blocks[:%d] for %d images needs %.1f MB > limit %.1f MB; "
+            "re-running the frozen blocks on every batch instead",
+            stop,
+            len(data),
+            need_mb,
+            limit_mb,
+        )
         return None
-    log.info("cache_features: caching blocks[:%d] output (%.1f MB, no augmentation in this stage)", stop, need_mb)
+    log.info(
+        "cache_features: caching blocks[:%d] output (%.1f MB, no augmentation in this stage)",
+        stop,
+        need_mb,
+    )
     return torch.cat([prefix(x, stop) for x, _ in batcher.eval_batches(data, CACHE_BATCH)])
 
 

@@ -3,9 +3,11 @@
 Stage g trains group g and its classifier on the output of the frozen blocks before it (eval mode,
 run under `torch.no_grad()` or read from a feature cache), so memory follows one group, not the net.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -22,7 +24,9 @@ class SequentialGreedy(Greedy):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.stage_epochs = self._stage_epochs(self.config.epochs)
-        self.path_group = self.last  # the group whose head gives 'main'; the full net unless training says otherwise
+        self.path_group = (
+            self.last
+        )  # the group whose head gives 'main'; the full net unless training says otherwise
         self.trained_group = -1
         self._cache: torch.Tensor | None = None
         self._cache_checked = False
@@ -31,17 +35,23 @@ class SequentialGreedy(Greedy):
         n = len(self.groups)
         weights = self.params.epochs_per_block or [1.0] * n
         if len(weights) != n:
-            raise ValueError(f"epochs_per_block has {len(weights)} weights; {self.model.name} in stages of "
-                             f"blocks_per_stage={self.params.blocks_per_stage} has {n} stages")
+            raise ValueError(
+                f"epochs_per_block has {len(weights)} weights; {self.model.name} in stages of "
+                f"blocks_per_stage={self.params.blocks_per_stage} has {n} stages"
+            )
         if epochs < n:
-            raise ValueError(f"epochs={epochs} is too small for greedy: {self.model.name} has {self.model.num_blocks} "
-                             f"blocks, i.e. {n} stages of blocks_per_stage={self.params.blocks_per_stage}, and every "
-                             f"stage needs >= 1 epoch; use epochs >= {n} or a larger blocks_per_stage")
+            raise ValueError(
+                f"epochs={epochs} is too small for greedy: {self.model.name} has {self.model.num_blocks} "
+                f"blocks, i.e. {n} stages of blocks_per_stage={self.params.blocks_per_stage}, and every "
+                f"stage needs >= 1 epoch; use epochs >= {n} or a larger blocks_per_stage"
+            )
         return allocate_epochs(list(weights), epochs)
 
     # --- structure -------------------------------------------------------------------
     def plan(self) -> list[Stage]:
-        return [Stage(g, e, {"blocks": list(self.groups[g])}) for g, e in enumerate(self.stage_epochs)]
+        return [
+            Stage(g, e, {"blocks": list(self.groups[g])}) for g, e in enumerate(self.stage_epochs)
+        ]
 
     def training_groups(self) -> list[int]:
         return [self.stage_index]
@@ -60,14 +70,26 @@ class SequentialGreedy(Greedy):
         if start == 0:
             return super().train_batches(data, batcher, generator)
         if self.params.cache_features and not self._cache_checked:
-            self._cache = cached_features(self.prefix, data, batcher, self.shapes[start - 1], start, self.device,
-                                          self.config.amp, self.params.cache_max_mb)
+            self._cache = cached_features(
+                self.prefix,
+                data,
+                batcher,
+                self.shapes[start - 1],
+                start,
+                self.device,
+                self.config.amp,
+                self.params.cache_max_mb,
+            )
             self._cache_checked = True
         if self._cache is not None:
             cache = self._cache
-            indices = batcher.batch_indices(len(data), self.config.batch_size, generator, data.x.device)
+            indices = batcher.batch_indices(
+                len(data), self.config.batch_size, generator, data.x.device
+            )
             return ((cache[idx], data.y[idx]) for idx in indices)
-        return ((self.prefix(x, start), y) for x, y in super().train_batches(data, batcher, generator))
+        return (
+            (self.prefix(x, start), y) for x, y in super().train_batches(data, batcher, generator)
+        )
 
     @torch.no_grad()
     def prefix(self, x: torch.Tensor, stop: int) -> torch.Tensor:
@@ -91,5 +113,7 @@ class SequentialGreedy(Greedy):
         return [h for h in history if h["stage"] == self.path_group]
 
     def final_metrics(self) -> dict[str, Any]:
-        return {"chosen_depth": self.groups[self.path_group][1],
-                "blocks_trained": self.groups[self.trained_group][1] if self.trained_group >= 0 else 0}
+        return {
+            "chosen_depth": self.groups[self.path_group][1],
+            "blocks_trained": self.groups[self.trained_group][1] if self.trained_group >= 0 else 0,
+        }
