@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from trainables.errors import UserError
 from trainables.training import fit
 
 
@@ -36,7 +37,7 @@ def measure_harness(
     if missing:
         return {"note": f"harness overhead not measured: {', '.join(missing)} not installed"}
     if trials < 2:
-        raise ValueError(
+        raise UserError(
             f"harness trials={trials} is too few; valid: >= 2 (one trial is the cold reference)"
         )
     import ray

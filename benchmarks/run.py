@@ -30,6 +30,7 @@ import torch
 from benchmarks.memory_probe import IsolatedMemory
 from benchmarks.report import check_targets, markdown, summarise_model
 from benchmarks.workload import METHOD_SETUPS, StageRun, Workload, run_workload
+from trainables.errors import UserError
 from trainables.measure import resolve_device
 from trainables.training import validate
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # progress lines; the methods' logs only with -v
     try:
         results = run(args)
-    except ValueError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     json_path, md_path = write_results(results, args.out)
@@ -127,13 +128,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     size = SIZES["full" if args.full else "quick"]
     repeats = args.repeats if args.repeats is not None else size["repeats"]
     if repeats < 1:
-        raise ValueError(f"--repeats={repeats} is not valid; valid: >= 1")
+        raise UserError(f"--repeats={repeats} is not valid; valid: >= 1")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     threads = args.threads if args.threads is not None else (None if cuda else 1)
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"--threads={threads} is not valid; valid: >= 1")
+            raise UserError(f"--threads={threads} is not valid; valid: >= 1")
         torch.set_num_threads(threads)
     methods = [
         "standard",
@@ -235,7 +236,7 @@ def parse_models(
         try:
             models[name] = float(width) if width else defaults.get(name, fallback)
         except ValueError:
-            raise ValueError(
+            raise UserError(
                 f"--models item {item!r}: width {width!r} is not a number (use MODEL or MODEL:0.5)"
             ) from None
     return models

@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks.report import markdown
 from benchmarks.run import write_results
+from trainables.errors import UserError
 
 THROUGHPUT_TARGET, TRAIN_SHARE_TARGET = 0.90, 0.85
 
@@ -99,7 +100,7 @@ def parse_trial_arg(item: str) -> tuple[Path, float]:
             raise ValueError
         return Path(path), float(wall)
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"trial {item!r}: expected PATH:WALL_S, e.g. out/resnet18.json:41.5"
         ) from None
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         trials = [parse_trial_arg(item) for item in args.trials]
-    except ValueError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     saved = json.loads(args.results.read_text())

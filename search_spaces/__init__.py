@@ -12,6 +12,7 @@ from typing import Any
 
 from search_spaces import greedy, layer_to_layer, standard
 from search_spaces.common import ArmContext, Space, bound_space, to_flat_config
+from trainables.errors import UserError
 
 SEARCH_SPACES: dict[str, Space] = {
     "standard": standard.space,
@@ -35,7 +36,7 @@ def arm_context(
 ) -> ArmContext:
     """The context of one (model, method) arm; unknown methods get a ValueError naming the valid ones."""
     if method not in SEARCH_SPACES:
-        raise ValueError(
+        raise UserError(
             f"no search space for method {method!r}; valid methods: {', '.join(SEARCH_SPACES)}"
         )
     return ArmContext(

@@ -84,7 +84,7 @@ class Budget:
         check_range("budget.reduction_factor", self.reduction_factor, 2, None)
         if self.max_concurrent != "auto":
             if not isinstance(self.max_concurrent, int) or isinstance(self.max_concurrent, bool):
-                raise ValueError(
+                raise UserError(
                     f'budget.max_concurrent={self.max_concurrent!r} is not valid; give "auto" '
                     "or a whole number >= 1"
                 )
@@ -105,7 +105,7 @@ class Resources:
         check_range("resources.cpu", self.cpu, 0.0, None, low_open=True)
         check_range("resources.gpu", self.gpu, 0.0, None)
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
-            raise ValueError(
+            raise UserError(
                 f"resources.workers={self.workers!r} is not valid; give a whole number >= 1"
             )
 
@@ -188,7 +188,7 @@ class StudySpec:
         from trainables.models import MODELS
 
         if not self.name or not isinstance(self.name, str):
-            raise ValueError(
+            raise UserError(
                 f"name={self.name!r} must be a non-empty string (it names the MLflow experiment)"
             )
         check_choice("dataset", self.dataset, DATASETS)
@@ -197,7 +197,7 @@ class StudySpec:
             ("methods", self.methods, METHOD_NAMES),
         ):
             if not isinstance(values, list) or not values:
-                raise ValueError(
+                raise UserError(
                     f"{key}={values!r} must be a non-empty list; valid entries: {', '.join(valid)}"
                 )
             for value in values:
@@ -205,7 +205,7 @@ class StudySpec:
         for key, value in self.fixed.items():
             if key in METHOD_NAMES:
                 if not isinstance(value, dict):
-                    raise ValueError(
+                    raise UserError(
                         f"fixed.{key} must be a table of {key}'s parameters, got {value!r}"
                     )
                 shared = [knob for knob in ARM_WIDE if knob in value]
@@ -217,7 +217,7 @@ class StudySpec:
                     )
             elif key not in TrainConfig.field_names() or key in CONTROLLED:
                 valid = sorted((TrainConfig.field_names() - set(CONTROLLED)) | set(METHOD_NAMES))
-                raise ValueError(f"unknown key fixed.{key}; valid keys: {', '.join(valid)}")
+                raise UserError(f"unknown key fixed.{key}; valid keys: {', '.join(valid)}")
         if isinstance(self.report.target_val_acc, dict):
             for model in self.report.target_val_acc:
                 check_choice("report.target_val_acc.<model>", model, self.models)
@@ -277,7 +277,7 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
         return SPEC_DIR / f"{text}.toml"
     path = Path(text).expanduser()
     if path.suffix != ".toml" or not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"spec {text!r} is neither a named spec ({', '.join(spec_names())}) nor a .toml file"
         )
     return path
@@ -295,7 +295,7 @@ def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> S
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"spec {path} is not valid TOML: {err}") from None
+        raise UserError(f"spec {path} is not valid TOML: {err}") from None
     for item in overrides or []:
         apply_override(data, item)
     return spec_from_dict(data, source)
@@ -305,13 +305,13 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     """Set `a.b.c=value` in the nested dict (value parsed like `trial --set`); sections are created."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        raise UserError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
     *sections, leaf = key.strip().split(".")
     node = data
     for section in sections:
         node = node.setdefault(section, {})
         if not isinstance(node, dict):
-            raise ValueError(f"--set {item!r}: {section!r} is a value, not a section")
+            raise UserError(f"--set {item!r}: {section!r} is a value, not a section")
     node[leaf] = parse_value(value)
 
 
@@ -323,18 +323,18 @@ def spec_from_dict(data: dict[str, Any], source: str = "") -> StudySpec:
     for section, cls in _SECTIONS.items():
         values = data.get(section, {})
         if not isinstance(values, dict):
-            raise ValueError(f"{section} must be a table, got {values!r}")
+            raise UserError(f"{section} must be a table, got {values!r}")
         _reject_unknown(f"{section}.", values, {f.name for f in dataclasses.fields(cls)})
         kwargs[section] = cls(**values)
     if "name" not in kwargs:
-        raise ValueError("the spec has no `name` (it names the MLflow experiment)")
+        raise UserError("the spec has no `name` (it names the MLflow experiment)")
     return StudySpec(**kwargs, source=source)
 
 
 def _reject_unknown(prefix: str, values: dict[str, Any], valid: set[str]) -> None:
     unknown = sorted(set(values) - valid)
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown spec key(s) {', '.join(prefix + k for k in unknown)}; "
             f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(valid))}"
         )

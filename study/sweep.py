@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.spec import Arm, StudySpec, load_spec, spec_names
+from trainables.errors import UserError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -185,7 +186,6 @@ def preflight(spec: StudySpec) -> int:
     """Fail fast (one UserError naming every problem) when the driver lacks the data or no node of the
     cluster can ever place a trial; otherwise the trials the cluster holds at once, printed."""
     from study import capacity
-    from trainables.errors import UserError
 
     nodes = capacity.alive_nodes()
     request = capacity.TrialRequest.of(spec)
@@ -258,7 +258,7 @@ class StudyState:
             k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k)
         )
         if changed:
-            raise ValueError(
+            raise UserError(
                 f"{self.folder.parent} holds a study run with a different spec (changed: "
                 f"{', '.join(changed)}); use another --study-dir or the original spec and --set values"
             )

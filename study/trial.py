@@ -17,6 +17,8 @@ from rich.table import Table
 from study.system_metrics import SYSTEM_SAMPLES_KEY, SystemSampler
 from trainables.config import TrainConfig, parse_value
 from trainables.data import describe_splits
+from trainables.errors import UserError
+from trainables.measure import resolve_device
 from trainables.training import check_plan, fit, load_splits, validate
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         flat[key.strip()] = parse_value(value)
     return TrainConfig.from_flat(flat)
 
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     validate(config)  # bad names and ranges fail here, before data or MLflow
     check_plan(config)  # and a budget too small for the method's stages
+    resolve_device(config.device)  # and --device cuda without a GPU
     splits = load_splits(
         config
     )  # then missing or corrupted data, before MLflow and the progress bar

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainables.errors import UserError
+
 MB = 1024 * 1024
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -37,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise UserError(
             "device='cuda' requested but torch.cuda.is_available() is False; use --device cpu or auto"
         )
     return torch.device(name)

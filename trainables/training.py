@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
+from trainables.errors import UserError
 from trainables.measure import (
     PeakMemory,
     Timer,
@@ -49,11 +50,11 @@ def validate(config: TrainConfig) -> None:
     from trainables.models import MODELS
 
     if config.model not in MODELS:
-        raise ValueError(
+        raise UserError(
             f"unknown model {config.model!r}; valid models: {', '.join(sorted(MODELS))}"
         )
     if config.dataset not in DATASETS:
-        raise ValueError(
+        raise UserError(
             f"unknown dataset {config.dataset!r}; valid datasets: {', '.join(DATASETS)}"
         )
     method_cls = get_method(config.method)

@@ -29,6 +29,7 @@ from study.report.frames import (
 from study.report.plots import PROFILE_PLOT, curve_plot, profile_plot, scatter_plot
 from study.report.tables import render_markdown
 from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
+from trainables.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def write_report(
     exp = pick_experiment(client, uri, study_dir, experiment)
     runs = runs_frame(uri, exp.experiment_id, tag_filter("role", "trial"))
     if runs.empty:
-        raise ValueError(
+        raise UserError(
             f"experiment {exp.name!r} in {uri} has no trial runs (tag role=trial): run a sweep first"
         )
     out = study_dir / "report"

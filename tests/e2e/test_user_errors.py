@@ -9,11 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import torch
 
-from study import cli
-from study.cli import is_user_error
-from trainables.errors import UserError
-from trainables.models import build_model
+from study import cli, trial
 
 REPO = Path(__file__).resolve().parents[2]
 CIFAR10_FILES = (
@@ -146,22 +144,52 @@ def test_missing_store(tmp_path: Path, capsys, command: str):
     assert f"no MLflow store at {tmp_path / 'none' / 'mlflow.db'}" in line
 
 
-def raised(action) -> BaseException:
-    try:
-        action()
-    except Exception as err:  # noqa: BLE001 - the test inspects whatever was raised
-        return err
-    raise AssertionError("nothing was raised")
+@pytest.mark.parametrize(
+    "argv,fragments",
+    [
+        (("trial", "--model", "nope"), ("unknown model 'nope'", "seed_cnn")),
+        (("trial", "--method", "nope"), ("unknown method 'nope'", "layer_to_layer")),
+        (("trial", "--set", "nope=1"), ("unknown parameter(s) nope", "'standard'")),
+        (("trial", "--set", "lr"), ("--set expects KEY=VALUE", "'lr'")),
+        (
+            ("trial", "--model", "vgg11", "--method", "greedy", "--epochs", "3"),
+            ("epochs=3 is too small for greedy", "epochs >= 8"),
+        ),
+        (
+            ("trial", "--method", "layer_to_layer", "--set", "stage_fracs=1,2"),
+            ("stage_fracs has 2 entries", "give 3 fractions"),
+        ),
+        (("sweep", "--spec", "nope"), ("spec 'nope' is neither a named spec", "quick")),
+        (("sweep", "--set", "budget"), ("--set expects SECTION.KEY=VALUE", "'budget'")),
+        (("sweep", "--set", "budget.nope=1"), ("unknown spec key(s) budget.nope", "max_trials")),
+        (("sweep", "--set", "budget.max_concurrent=abc"), ("budget.max_concurrent='abc'", "auto")),
+    ],
+)
+def test_project_checks_are_user_errors(
+    tmp_path: Path, monkeypatch, capsys, argv: tuple[str, ...], fragments: tuple[str, ...]
+):
+    """Checks that once raised a plain ValueError (the CLI used to guess from the traceback)."""
+    monkeypatch.chdir(tmp_path)
+    line = in_process(capsys, *argv)
+    assert all(fragment in line for fragment in fragments), line
+    assert list(tmp_path.iterdir()) == []  # before any data, MLflow run or study folder
 
 
-def test_only_user_errors_are_shown_as_such(tmp_path: Path):
-    assert is_user_error(UserError("x"))
-    assert is_user_error(
-        raised(lambda: build_model("nope", num_classes=10))
-    )  # a ValueError of our own checks
-    assert not is_user_error(
-        raised(lambda: datetime.strptime("x", "%Y"))
-    )  # a ValueError inside the stdlib
-    assert not is_user_error(
-        raised(lambda: (tmp_path / "missing").read_text())
-    )  # FileNotFoundError: a bug, not the user
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the check is for a machine without a GPU")
+def test_cuda_without_a_gpu(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    line = in_process(capsys, "trial", "--device", "cuda", "--epochs", "1", "--no-mlflow")
+    assert "device='cuda'" in line and "--device cpu" in line
+
+
+def test_a_library_value_error_keeps_its_traceback(monkeypatch):
+    """Only a UserError is the user's: a ValueError raised inside a library is a bug and propagates
+    with its traceback."""
+
+    def library_error(args) -> int:
+        datetime.strptime("x", "%Y")  # ValueError from the standard library
+        return 0
+
+    monkeypatch.setattr(trial, "run", library_error)
+    with pytest.raises(ValueError, match="does not match format"):
+        cli.main(["trial"])

@@ -19,6 +19,7 @@ from torch import nn
 
 from trainables.config import TrainConfig
 from trainables.data import Batcher, ImageSet
+from trainables.errors import UserError
 from trainables.models import BlockNet
 
 
@@ -41,7 +42,7 @@ class MethodParams:
         unknown = sorted(set(values) - known)
         if unknown:
             valid = ", ".join(sorted(known)) or "(none)"
-            raise ValueError(
+            raise UserError(
                 f"unknown parameter(s) {', '.join(unknown)} for method {method!r}; valid: {valid}"
             )
         return cls(**values)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from trainables.errors import UserError
+
 
 def allocate_epochs(weights: Sequence[float], epochs: int) -> list[int]:
     """Whole epochs per stage proportional to `weights`, >= 1 each, adding up to `epochs`.
@@ -14,7 +16,7 @@ def allocate_epochs(weights: Sequence[float], epochs: int) -> list[int]:
     fewer epochs.
     """
     if epochs < len(weights):
-        raise ValueError(
+        raise UserError(
             f"epochs={epochs} is too small for {len(weights)} stages; "
             f"use at least {len(weights)} epochs (one per stage)"
         )

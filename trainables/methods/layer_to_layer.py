@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrainConfig, check_choice, check_range
+from trainables.errors import UserError
 from trainables.methods.aux_heads import AUX_KINDS, build_aux_head
 from trainables.methods.base import Method, MethodParams, Stage
 from trainables.methods.budget import allocate_epochs
@@ -51,7 +52,7 @@ class LayerToLayerParams(MethodParams):
         check_range("split_ratio", self.split_ratio, 0.0, 1.0, low_open=True, high_open=True)
         check_range("split_step", self.split_step, 1, None)
         if int(self.split_step) != self.split_step:
-            raise ValueError(f"split_step={self.split_step!r} must be a whole number >= 1")
+            raise UserError(f"split_step={self.split_step!r} must be a whole number >= 1")
         self.split_step = int(self.split_step)
         self.stage_fracs = _parse_fracs(self.stage_fracs)
         check_range("kd_alpha", self.kd_alpha, 0.0, 1.0)
@@ -73,11 +74,11 @@ def _parse_fracs(value: Any) -> tuple[float, ...] | None:
     try:
         fracs = tuple(float(v) for v in items)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise UserError(
             f"stage_fracs={value!r} must be a list of positive numbers, e.g. 1,2,1"
         ) from None
     if not fracs:
-        raise ValueError(
+        raise UserError(
             "stage_fracs=[] is empty; give one positive number per stage or leave it unset"
         )
     for frac in fracs:
@@ -88,7 +89,7 @@ def _parse_fracs(value: Any) -> tuple[float, ...] | None:
 def split_schedule(num_blocks: int, ratio: float, step: int) -> list[int]:
     """Student sizes per stage: s_1 = clamp(round half up(r L), 1, L-1), then +step until L-1."""
     if num_blocks < 2:
-        raise ValueError(f"layer_to_layer needs a model with >= 2 blocks, got {num_blocks}")
+        raise UserError(f"layer_to_layer needs a model with >= 2 blocks, got {num_blocks}")
     split = min(max(math.floor(ratio * num_blocks + 0.5), 1), num_blocks - 1)
     splits = [split]
     while split < num_blocks - 1:
@@ -163,7 +164,7 @@ class LayerToLayer(Method):
         self.splits = split_schedule(num_blocks, p.split_ratio, p.split_step)
         fracs = p.stage_fracs or (1.0,) * len(self.splits)
         if len(fracs) != len(self.splits):
-            raise ValueError(
+            raise UserError(
                 f"stage_fracs has {len(fracs)} entries but split_ratio={p.split_ratio}, split_step={p.split_step} "
                 f"give {len(self.splits)} stages (splits {self.splits} of L={num_blocks}); "
                 f"give {len(self.splits)} fractions or leave stage_fracs unset"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from trainables.errors import UserError
+
 from .blocknet import BlockNet
 from .densenet import densenet
 from .resnet import resnet18, resnext
@@ -32,11 +34,11 @@ def model_names() -> list[str]:
 def build_model(name: str, num_classes: int, width: float = 1.0) -> BlockNet:
     """Build registry model `name` with `num_classes` outputs and channel-width multiplier `width`."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+        raise UserError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
     if not width > 0:
-        raise ValueError(f"width must be > 0, got {width!r}")
+        raise UserError(f"width must be > 0, got {width!r}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        raise UserError(f"num_classes must be >= 2, got {num_classes!r}")
     return MODELS[name](num_classes, width)
 
 

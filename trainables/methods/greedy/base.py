@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from trainables.config import TrainConfig, check_choice, check_range
+from trainables.errors import UserError
 from trainables.methods.aux_heads import GREEDY_HEADS, build_greedy_head
 from trainables.methods.base import Method, MethodParams, Stage
 from trainables.methods.optim import make_optimizer, make_scheduler
@@ -67,14 +68,14 @@ class GreedyParams(MethodParams):
                 or not weights
                 or not all(isinstance(w, (int, float)) and w > 0 for w in weights)
             ):
-                raise ValueError(
+                raise UserError(
                     f"epochs_per_block={weights!r} is not valid; give a non-empty list of positive "
                     "relative weights, one per stage (e.g. 1,1,2), or leave it unset for an equal split"
                 )
         if self.decoupled:
             for key in ("auto_depth", "cache_features", "epochs_per_block"):
                 if getattr(self, key) not in (False, None):
-                    raise ValueError(
+                    raise UserError(
                         f"{key}={getattr(self, key)!r} needs sequential stages; it is not valid "
                         "with decoupled=true (one stage, all blocks at once)"
                     )

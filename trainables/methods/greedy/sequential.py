@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from trainables.data import Batcher, ImageSet
+from trainables.errors import UserError
 from trainables.methods.base import Stage
 from trainables.methods.budget import allocate_epochs
 from trainables.methods.greedy.base import Greedy
@@ -35,12 +36,12 @@ class SequentialGreedy(Greedy):
         n = len(self.groups)
         weights = self.params.epochs_per_block or [1.0] * n
         if len(weights) != n:
-            raise ValueError(
+            raise UserError(
                 f"epochs_per_block has {len(weights)} weights; {self.model.name} in stages of "
                 f"blocks_per_stage={self.params.blocks_per_stage} has {n} stages"
             )
         if epochs < n:
-            raise ValueError(
+            raise UserError(
                 f"epochs={epochs} is too small for greedy: {self.model.name} has {self.model.num_blocks} "
                 f"blocks, i.e. {n} stages of blocks_per_stage={self.params.blocks_per_stage}, and every "
                 f"stage needs >= 1 epoch; use epochs >= {n} or a larger blocks_per_stage"
