@@ -243,14 +243,9 @@ def _train_epoch(
         epoch_time_s=epoch_time,
         peak_mem_mb=peak_mb,
         throughput_img_s=images / epoch_time if epoch_time > 0 else float("nan"),
-        lr=method_lr(method),
+        lr=method.current_lr(),
     )
     return metrics
-
-
-def method_lr(method: Method) -> float:
-    optimizer = getattr(method, "optimizer", None)
-    return float(optimizer.param_groups[0]["lr"]) if optimizer is not None else float("nan")
 
 
 @torch.no_grad()

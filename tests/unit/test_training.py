@@ -160,3 +160,15 @@ def test_params_trained_include_every_aux_head_params_deployed_do_not(make_confi
     )  # layer_to_layer drops a stage's head when the next starts: all count
     assert final["params_deployed"] == count_params(method.model)
     assert final["params_trained"] == final["params_deployed"] + heads
+
+
+@pytest.mark.parametrize("method", ["standard", "layer_to_layer", "greedy"])
+def test_current_lr_is_what_the_optimiser_holds(make_config, digits, method):
+    """The epoch metrics' `lr`: NaN before a stage starts, then the optimiser's learning rate."""
+    config = make_config(method=method, epochs=5, lr=0.003, schedule="constant")
+    method = build_method(config, digits, torch.device("cpu"))
+    assert math.isnan(method.current_lr())
+    method.start_stage(method.plan()[0])
+    assert method.current_lr() == pytest.approx(0.003)
+    method.optimizer.param_groups[0]["lr"] = 0.5  # as a schedule's step sets it
+    assert method.current_lr() == 0.5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
+    optimizer: torch.optim.Optimizer | None = None  # set by start_stage; `current_lr` reads it
 
     def __init__(
         self,
@@ -118,6 +120,10 @@ class Method(ABC):
 
     def final_metrics(self) -> dict[str, Any]:
         return {}
+
+    def current_lr(self) -> float:
+        """The learning rate of `optimizer`'s first param group as it stands (NaN before a stage)."""
+        return math.nan if self.optimizer is None else float(self.optimizer.param_groups[0]["lr"])
 
     # --- the classifier training ends with (ranked, reported as val_acc, tested) ---------
     def deployed_modules(self) -> list[nn.Module]:
