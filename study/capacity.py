@@ -40,7 +40,7 @@ class TrialRequest:
     @property
     def total(self) -> dict[str, float]:
         """All a trial holds while it runs."""
-        from trainables.trainable import DRIVER_CPU
+        from trainables.distributed import DRIVER_CPU  # torch: imported when needed
 
         driver = DRIVER_CPU if self.workers > 1 else 0.0
         return {"CPU": self.cpu + driver, "GPU": self.gpu}

@@ -23,6 +23,8 @@ from torch.utils.hooks import RemovableHandle
 
 from trainables.errors import UserError
 
+DRIVER_CPU = 0.01  # the Tune trial that only drives a worker group (Ray refuses an empty bundle)
+
 
 def world_size() -> int:
     """Workers in the default process group (1 without one)."""

@@ -36,7 +36,6 @@ FINAL_KEY = "final"  # only in a trial's last report: fit's final metrics, all b
 DATASET_KEY = (
     "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
 )
-DRIVER_CPU = 0.01  # the Tune trial that only drives a worker group (Ray refuses an empty bundle)
 
 ExtraResults = Callable[[], dict[str, Any]]
 
@@ -224,4 +223,4 @@ def with_resources(
     ) -> None:  # a plain function: Tune can reuse its actors
         train_trial(config, workers, per_worker)
 
-    return tune.with_resources(train_trial_workers, {"cpu": DRIVER_CPU})
+    return tune.with_resources(train_trial_workers, {"cpu": distributed.DRIVER_CPU})

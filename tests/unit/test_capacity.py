@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from study.capacity import (
@@ -72,3 +77,20 @@ def test_missing_cifar_folder_on_the_driver(tmp_path):
     ):
         check_data_on_driver(spec)
     check_data_on_driver(spec_from_dict(tiny()))  # digits needs no folder
+
+
+def test_sizing_a_request_imports_no_ray():
+    """The worker group's driver bundle comes from trainables.distributed, not Ray's trainable."""
+    code = (
+        "import sys; from study.capacity import TrialRequest; "
+        "assert TrialRequest(1.0, 0.0, workers=2).total['CPU'] > 1; print('ray' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.stdout.strip() == "False"
