@@ -25,7 +25,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import default_point, get_search_space, to_flat_config
-from study.capacity import search_limit
+from study.capacity import alive_nodes, search_limit
 from study.epoch_budget import EpochBudget
 from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
@@ -273,13 +273,7 @@ def seeds_resources(cpu: float, gpu: float, node_cpus: list[float]) -> tuple[flo
 
 def node_cpus() -> list[float]:
     """The CPU count of every live Ray node that has CPUs."""
-    import ray
-
-    return [
-        float(node["Resources"]["CPU"])
-        for node in ray.nodes()
-        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0
-    ]
+    return [node["CPU"] for node in alive_nodes() if node["CPU"] > 0]
 
 
 def trial_dirname(trial: Trial) -> str:

@@ -245,6 +245,13 @@ def test_seeds_trials_get_a_whole_device():
     assert seeds_resources(1.0, 0.0, [8.0, 4.0]) == (4.0, 0.0)  # every core of the smallest node
 
 
+def test_seeds_trials_size_themselves_from_the_live_nodes(ray_local: None):
+    """The seeds phase reads the node CPUs through the sweep's one walk over Ray's nodes."""
+    from study.tune_arm import node_cpus
+
+    assert node_cpus() == [2.0]  # ray_local: one node of 2 CPUs
+
+
 def test_rerun_redoes_nothing_and_a_changed_spec_is_refused(study):
     study_dir, _ = study
     before = {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")}
