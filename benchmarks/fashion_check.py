@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from study.markdown import markdown_table
 from trainables.config import TrainConfig, parse_value
 
 METHODS = ("standard", "layer_to_layer", "greedy")
@@ -45,23 +46,21 @@ def run_one(flat: dict[str, Any]) -> dict[str, Any]:
 
 def table(trials: list[dict[str, Any]], header: str) -> str:
     """Markdown: per method, test accuracy mean and sd over seeds, mean training and wall time."""
-    lines = [
-        header,
-        "",
-        "| method | seeds | test_acc mean | sd | train s | wall s | img/s | peak MB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for method in METHODS:
-        rows = [t for t in trials if t["method"] == method]
-        if not rows:
+        runs = [t for t in trials if t["method"] == method]
+        if not runs:
             continue
-        acc = [t["test_acc"] for t in rows]
+        acc = [t["test_acc"] for t in runs]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
-        mean = lambda key: statistics.fmean(t[key] for t in rows)  # noqa: E731, B023 (used at once)
-        lines.append(
-            f"| {method} | {len(rows)} | {statistics.fmean(acc):.4f} | {sd:.4f} | {mean('train_time_s'):.1f} "
-            f"| {mean('wall_s'):.1f} | {mean('throughput_img_s'):.0f} | {mean('peak_mem_mb'):.0f} |"
+        mean = lambda key: statistics.fmean(t[key] for t in runs)  # noqa: E731, B023 (used at once)
+        rows.append(
+            [method, str(len(runs)), f"{statistics.fmean(acc):.4f}", f"{sd:.4f}"]
+            + [f"{mean('train_time_s'):.1f}", f"{mean('wall_s'):.1f}"]
+            + [f"{mean('throughput_img_s'):.0f}", f"{mean('peak_mem_mb'):.0f}"]
         )
+    columns = ["method", "seeds", "test_acc mean", "sd", "train s", "wall s", "img/s", "peak MB"]
+    lines = [header, "", *markdown_table(columns, rows, right_from=1)]
     return "\n".join(lines) + "\n"
 
 

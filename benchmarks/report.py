@@ -8,8 +8,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.workload import StageRun, Workload
+from study.markdown import markdown_table
 
 BASELINE = "standard"
+METHOD_COLUMNS = [
+    *("model", "width", "method", "epoch time (s)", "img/s", "time x std", "CPU time x std"),
+    *("GFLOP/img", "FLOPs x std", "peak mem (MB)", "mem x std", "peak RSS (MB)", "RSS x std"),
+]
+HARNESS_COLUMNS = [
+    *("plain fit (s)", "Tune trial, warm Ray (s)", "time x plain", "Ray start-up (s)"),
+    *("first trial, cold (s)", "cold x plain"),
+]
+TRIAL_COLUMNS = [
+    *("trial", "batch", "epochs", "train img/s", "bench img/s", "img/s x bench", "train s"),
+    *("fit wall s", "train share", "one-time s", "start-up s", "note"),
+]
 
 
 @dataclass(frozen=True)
@@ -184,65 +197,88 @@ def markdown(results: dict[str, Any]) -> str:
         f"GFLOP/img: training FLOPs per image (torch FlopCounterMode, forward + backward), load-independent.",
         f"Memory: {results['memory_note']}",
         "",
-        "| model | width | method | epoch time (s) | img/s | time x std | CPU time x std | GFLOP/img | "
-        "FLOPs x std | peak mem (MB) | mem x std | peak RSS (MB) | RSS x std |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for name, model in results["models"].items():
         for method, m in model["methods"].items():
             r = model["ratios"].get(
                 method, {"time": 1.0, "cpu_time": 1.0, "flops": 1.0, "mem": 1.0, "rss": 1.0}
             )
-            lines.append(
-                f"| {name} | {model['workload']['width']} | {method} | {m['epoch_time_s']:.3f} | {m['img_s']:.0f} | "
-                f"{r['time']:.2f} | {r['cpu_time']:.2f} | {m['gflop_per_img']:.4g} | {r['flops']:.2f} | "
-                f"{m['mem_mb']:.1f} | {r['mem']:.2f} | {m['rss_mb']:.1f} | {r['rss']:.2f} |"
+            rows.append(
+                [
+                    name,
+                    str(model["workload"]["width"]),
+                    method,
+                    f"{m['epoch_time_s']:.3f}",
+                    f"{m['img_s']:.0f}",
+                    f"{r['time']:.2f}",
+                    f"{r['cpu_time']:.2f}",
+                    f"{m['gflop_per_img']:.4g}",
+                    f"{r['flops']:.2f}",
+                    f"{m['mem_mb']:.1f}",
+                    f"{r['mem']:.2f}",
+                    f"{m['rss_mb']:.1f}",
+                    f"{r['rss']:.2f}",
+                ]
             )
+    lines += markdown_table(METHOD_COLUMNS, rows, right_from=3)
     harness = results.get("harness", {})
     lines += ["", "## Harness overhead (Ray Tune trial + MLflow callback vs plain `fit`)", ""]
     if "note" in harness:
         lines.append(harness["note"])
     else:
-        h = harness["raw"]
-        lines += [
-            "| plain fit (s) | Tune trial, warm Ray (s) | time x plain | Ray start-up (s) | first trial, cold (s) | "
-            "cold x plain |",
-            "|---:|---:|---:|---:|---:|---:|",
-            f"| {h['plain_s']:.2f} | {h['warm_trial_s']:.2f} | {harness['ratios']['harness']['time']:.3f} | "
-            f"{h['ray_init_s']:.2f} | {h['cold_trial_s']:.2f} | {harness['ratios']['harness']['time_cold']:.2f} |",
+        h, ratios = harness["raw"], harness["ratios"]["harness"]
+        row = [
+            f"{h['plain_s']:.2f}",
+            f"{h['warm_trial_s']:.2f}",
+            f"{ratios['time']:.3f}",
+            f"{h['ray_init_s']:.2f}",
+            f"{h['cold_trial_s']:.2f}",
+            f"{ratios['time_cold']:.2f}",
         ]
+        lines += markdown_table(HARNESS_COLUMNS, [row])
     if results.get("trials"):
         lines += _trials_markdown(results["trials"])
-    lines += [
-        "",
-        "## Targets",
-        "",
-        "| target | model | value | limit | met |",
-        "|---|---|---:|---:|---|",
+    lines += ["", "## Targets", ""]
+    rows = [
+        [
+            c["target"],
+            c["model"],
+            f"{c['value']:.3f}",
+            str(c["limit"]),
+            "not measured" if c["met"] is None else ("yes" if c["met"] else "**no**"),
+        ]
+        for c in results["targets"]
     ]
-    for c in results["targets"]:
-        met = "not measured" if c["met"] is None else ("yes" if c["met"] else "**no**")
-        lines.append(f"| {c['target']} | {c['model']} | {c['value']:.3f} | {c['limit']} | {met} |")
+    lines += markdown_table(["target", "model", "value", "limit", "met"], rows, 2, 4)
     return "\n".join(lines) + "\n"
 
 
 def _trials_markdown(trials: list[dict[str, Any]]) -> list[str]:
     """Whole `study trial` runs against the benchmark (benchmarks.trial_efficiency)."""
-    lines = [
+    rows = [
+        [
+            f"{t['model']}/{t['method']}/{t['dataset']}",
+            str(t["batch_size"]),
+            str(t["epochs"]),
+            f"{t['train_img_s']:.0f}",
+            f"{t['bench_img_s']:.0f}",
+            f"{t['throughput_ratio']:.3f}",
+            f"{t['train_time_s']:.2f}",
+            f"{t['fit_wall_s']:.2f}",
+            f"{t['train_share']:.3f}",
+            f"{t['one_time_s']:.2f}",
+            f"{t['startup_s']:.2f}",
+            str(t["note"]),
+        ]
+        for t in trials
+    ]
+    return [
         "",
         "## Whole trials (`python -m study trial`) vs the benchmark's step speed",
         "",
-        "Training img/s over all epochs; share = training s / fit wall s, both without the first epoch's "
-        "one-time excess; start-up = command wall - fit wall (interpreter, imports).",
+        "Training img/s over all epochs; share = training s / fit wall s, both without the first "
+        "epoch's one-time excess; start-up = command wall - fit wall (interpreter, imports).",
         "",
-        "| trial | batch | epochs | train img/s | bench img/s | img/s x bench | train s | fit wall s | "
-        "train share | one-time s | start-up s | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *markdown_table(TRIAL_COLUMNS, rows, right_from=1, right_to=11),
     ]
-    for t in trials:
-        lines.append(
-            f"| {t['model']}/{t['method']}/{t['dataset']} | {t['batch_size']} | {t['epochs']} | {t['train_img_s']:.0f} | "
-            f"{t['bench_img_s']:.0f} | {t['throughput_ratio']:.3f} | {t['train_time_s']:.2f} | {t['fit_wall_s']:.2f} | "
-            f"{t['train_share']:.3f} | {t['one_time_s']:.2f} | {t['startup_s']:.2f} | {t['note']} |"
-        )
-    return lines

@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ import torch
 from benchmarks.memory_probe import IsolatedMemory
 from benchmarks.report import check_targets, markdown, summarise_model
 from benchmarks.workload import METHOD_SETUPS, StageRun, Workload, run_workload
+from study.provenance import git_commit
 from trainables.errors import UserError
-from trainables.measure import resolve_device
+from trainables.measure import cpu_model, resolve_device
 from trainables.training import validate
 
 log = logging.getLogger("benchmarks")
@@ -262,7 +262,7 @@ def machine_info(device: torch.device, loadavg_start: str) -> dict[str, Any]:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", gpu or socket.gethostname()).strip("-").lower()
     return {
         "name": name,
-        "device": gpu or f"CPU ({_cpu_model()}, {os.cpu_count()} cores)",
+        "device": gpu or f"CPU ({cpu_model()}, {os.cpu_count()} cores)",
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -270,18 +270,8 @@ def machine_info(device: torch.device, loadavg_start: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "loadavg_start": loadavg_start,
         "loadavg_end": _loadavg(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _loadavg() -> str:
@@ -289,20 +279,6 @@ def _loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "n/a"
-
-
-def _git_commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return done.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:

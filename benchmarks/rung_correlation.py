@@ -14,6 +14,7 @@ from pathlib import Path
 
 from scipy import stats
 
+from study.markdown import markdown_table
 from study.spec import Budget
 
 
@@ -56,14 +57,15 @@ def main() -> None:
     spec = json.loads((args.study_dir / "state" / "spec.json").read_text())
     budget = Budget(**spec["budget"])
     rungs = rung_epochs(budget)
-    print("| arm | n | " + " | ".join(f"rho at epoch {r} (final best)" for r in rungs) + " |")
-    print("|---|---|" + "---|" * len(rungs))
+    rows = []
     for model in spec["models"]:
         for method in spec["methods"]:
             n, cells = arm_correlations(
                 args.study_dir / "tune" / f"{model}-{method}-search", rungs, budget
             )
-            print(f"| {model}/{method} | {n} | " + " | ".join(cells) + " |")
+            rows.append([f"{model}/{method}", str(n), *cells])
+    header = ["arm", "n", *(f"rho at epoch {r} (final best)" for r in rungs)]
+    print("\n".join(markdown_table(header, rows, right_from=1)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import mlflow
 from mlflow.entities import Experiment, Metric, Param, Run, SourceType
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.tracking import MlflowClient
-from mlflow.utils.git_utils import get_git_commit
 from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_COMMIT,
     MLFLOW_PARENT_RUN_ID,
@@ -25,6 +23,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 
+from study.provenance import git_commit
 from trainables.errors import UserError
 
 PARENT_TAG = MLFLOW_PARENT_RUN_ID
@@ -91,12 +90,6 @@ def runs_table_url(base_url: str, experiment_id: str) -> str:
     return (
         f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     )
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The checkout's git commit (MLflow's own lookup), or 'unknown' outside a checkout."""
-    return get_git_commit(Path(__file__).resolve().parent) or "unknown"
 
 
 def get_or_create_experiment(

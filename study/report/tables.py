@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from study import verdict
+from study.markdown import markdown_table
 from study.report import captions
 from study.report.frames import (
     ACC,
@@ -268,12 +269,6 @@ def _values(runs: pd.DataFrame, column: str) -> list[str]:
 def _listing(runs: pd.DataFrame, column: str) -> str:
     values = runs[column].dropna().unique() if column in runs else []
     return " or ".join(f"{v:g}" for v in sorted(values)) or "?"
-
-
-def markdown_table(header: list[str], rows: list[list[str]], right_from: int) -> list[str]:
-    """A GitHub Markdown table; columns from index `right_from` on are right-aligned (numbers)."""
-    align = ["---" if i < right_from else "--:" for i in range(len(header))]
-    return ["| " + " | ".join(cells) + " |" for cells in (header, align, *rows)]
 
 
 def _count(frame: pd.DataFrame, column: str, value: str) -> int:

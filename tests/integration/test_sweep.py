@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from study_helpers import metric_steps, mlflow_runs, spec_data, tune_trial_ids
 
 from study import tracking
+from study.provenance import git_commit
 from study.spec import spec_from_dict
 from study.sweep import parent_run, run_sweep
 from study.trial_run import WEIGHTS_FILE
@@ -169,7 +170,7 @@ def test_every_trial_run_has_dataset_commit_and_system_metrics(study):
         (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
         assert dataset.name == "digits" and len(dataset.digest) == 32
         assert json.loads(dataset.profile)["train"] == 200
-        assert run.data.tags["mlflow.source.git.commit"] == tracking.git_commit() != "unknown"
+        assert run.data.tags["mlflow.source.git.commit"] == git_commit() != "unknown"
         assert "inject_nan_at_epoch" not in run.data.params and not any(
             p.startswith("_") for p in run.data.params
         )

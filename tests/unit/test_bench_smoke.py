@@ -10,6 +10,8 @@ import torch
 from benchmarks.allocator import AllocatorTrace
 from benchmarks.run import main
 from benchmarks.trial_efficiency import trial_efficiency, trial_targets
+from study.provenance import git_commit
+from trainables.measure import cpu_model
 
 MB = 1024 * 1024
 
@@ -71,6 +73,8 @@ def test_tiny_bench_writes_ratios_for_every_method(tmp_path, capsys):
     assert model["methods"]["layer_to_layer"]["stages"][0]["split"] == 3  # round(0.5 * 5), half up
     assert "not measured" in results["harness"]["note"]
     assert json_path.with_suffix(".md").read_text() in capsys.readouterr().out
+    machine = results["machine"]  # the helpers MLflow runs use too
+    assert machine["git_commit"] == git_commit() and cpu_model() in machine["device"]
 
 
 def test_trial_efficiency_compares_a_trial_with_the_benchmark_step_speed():
