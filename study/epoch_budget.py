@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from ray.tune.search import Searcher
-from ray.tune.search.util import _set_search_properties_backwards_compatible
 
 
 class EpochBudget(Searcher):
@@ -72,9 +71,9 @@ class EpochBudget(Searcher):
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
     ) -> bool:
-        return _set_search_properties_backwards_compatible(
-            self.searcher.set_search_properties, metric, mode, config, **spec
-        )
+        # Tune's own wrappers call this through a private shim for searchers older than `**spec`;
+        # the searcher wrapped here (OptunaSearch) takes it, so the public method is called directly
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return self.searcher.set_max_concurrency(max_concurrent)

@@ -34,7 +34,6 @@ MODEL_TRAINING_KIND = (
     "custom_model_development"  # its "model training" kind: the runs table, not GenAI traces
 )
 MAX_PARAM_LEN = 6000
-METRICS_PER_BATCH = 900  # MLflow caps a log_batch call at 1000 metrics
 
 
 def default_tracking_uri(directory: str | Path) -> str:
@@ -188,8 +187,7 @@ def log_metrics(
     """The numeric entries of `metrics` at `step` (non-finite values as NaN)."""
     timestamp = timestamp_ms or int(time.time() * 1000)
     batch = [Metric(k, _finite(v), timestamp, step) for k, v in scalar_metrics(metrics).items()]
-    for start in range(0, len(batch), METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+    client.log_batch(run_id, metrics=batch)  # MLflow splits it into batches the store takes
 
 
 def fail_run(client: MlflowClient, run_id: str, reason: str) -> None:

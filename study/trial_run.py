@@ -20,7 +20,7 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -109,7 +109,8 @@ class TrialRun:
             dataset_source, description["name"], description["digest"], schema, profile
         )
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+        entity = Dataset(**dataset.to_dict())  # what the fluent `log_input` logs, from public parts
+        self.client.log_inputs(self.run_id, [DatasetInput(entity, tags)])
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
         """One epoch's numeric metrics as series points at step = epoch. A trial retried after a lost node resumes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from mlflow.tracking import MlflowClient
 
 from study import tracking
@@ -25,3 +27,36 @@ def test_an_epoch_redone_after_a_retry_is_logged_once(tmp_path):
     again.log_epoch(_epoch(4, 0.5))
     history = sorted((m.step, m.value) for m in client.get_metric_history(run.run_id, "train_loss"))
     assert history == [(1, 1.0), (2, 0.9), (3, 0.7), (4, 0.5)]
+
+
+def test_more_metrics_than_one_mlflow_batch_are_all_logged(tmp_path):
+    """log_metrics hands MLflow one list; its client splits it under the store's 1000 per call."""
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+    experiment = tracking.get_or_create_experiment(client, "wide")
+    run_id = tracking.start_run(client, experiment, "trial")
+    tracking.log_metrics(client, run_id, {"probe_acc": [0.5] * 2500, "val_acc": 0.9})
+    assert len(client.get_run(run_id).data.metrics) == 2501
+
+
+def test_the_data_set_is_a_training_input_with_its_split_sizes(tmp_path):
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+    experiment = tracking.get_or_create_experiment(client, "data")
+    run = TrialRun.create(client, experiment, "trial", {"lr": 0.1}, tags={"role": "trial"})
+    sizes = {"train": 1294, "val": 144, "test": 359}
+    run.log_dataset(
+        {
+            "name": "digits",
+            "digest": "8819260a2d03f912848bfed011a09318",
+            "source": "built-in loader of 'digits'",
+            "sizes": sizes,
+            "image_shape": [3, 32, 32],
+            "num_classes": 10,
+        }
+    )
+    [logged] = client.get_run(run.run_id).inputs.dataset_inputs
+    assert (logged.dataset.name, logged.dataset.digest) == (
+        "digits",
+        "8819260a2d03f912848bfed011a09318",
+    )
+    assert json.loads(logged.dataset.profile) == {**sizes, "num_classes": 10}
+    assert [(tag.key, tag.value) for tag in logged.tags] == [("mlflow.data.context", "training")]
