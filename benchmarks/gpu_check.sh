@@ -23,10 +23,11 @@
 #   fashion  (~2-4 min, cap 300; best run alone: STEPS=fashion) seed_cnn on the full Fashion-MNIST,
 #                     standard, layer_to_layer and greedy at their defaults, 3 seeds each, all 9 trials
 #                     at once on the card (python -m benchmarks.fashion_check) -> fashion.json/.md.
-#                     The files travel with the repository copy: before the run
-#                       mkdir -p .data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*.gz .data/fashion-mnist/
-#                     and name `.data` in the device tool's `carry` (.data/ is git-ignored); FASHION_DIR
-#                     overrides the folder.
+#                     The files travel with the repository: before the run
+#                       mkdir -p .data/fashion-mnist
+#                       cp /usr/share/datasets/fashion-mnist/*.gz .data/fashion-mnist/
+#                     and copy the git-ignored .data/ folder along with the repository;
+#                     FASHION_DIR overrides the folder.
 #   packing  (~4 x 30-60 s, cap 90 each) 1, 2, 4, 8 concurrent `python -m study trial` processes on the one
 #                     GPU (what Ray's fractional GPUs start), seed_cnn on synthetic CIFAR-size data:
 #                     aggregate img/s and per-trial slowdown vs 1 alone -> packing.json (+ table in log)
@@ -191,8 +192,9 @@ step_bench() {
 }
 
 step_trials() {
-    # issue 13's whole-trial targets: standard training on 50,000 synthetic CIFAR-size images at the bench's batch
-    # size, then training img/s and training share of fit's wall clock against the bench step's numbers
+    # the whole-trial targets (benchmarks/README.md): standard training on 50,000 synthetic
+    # CIFAR-size images at the bench's batch size, then training img/s and training share of
+    # fit's wall clock against the bench step's numbers
     local model name t0 wall walls=()
     for model in resnet18 seed_cnn; do
         name=${model}_synthetic

@@ -28,7 +28,7 @@ TRIAL_COLUMNS = [
 @dataclass(frozen=True)
 class Target:
     """A goal: `ratios.<key>.<kind>` of the listed models (None: every model) must be <= limit, or, with `over`,
-    <= limit + that model's `ratios.<key>.<over>` (issue 13: time within its FLOPs ratio + 0.05)."""
+    <= limit + that model's `ratios.<key>.<over>` (e.g. time within its FLOPs ratio + 0.05)."""
 
     key: str
     kind: str
@@ -37,8 +37,9 @@ class Target:
     over: str | None = None
 
 
-# issue 13: layer_to_layer's time (on CPU judged by CPU time) within its FLOPs ratio + 0.05 and memory <= 1.05x;
-# greedy's memory <= 0.40x on vgg16 and resnet18; issue 7: the Ray Tune + MLflow harness <= 1.05x a plain fit
+# layer_to_layer's time (on CPU judged by CPU time) within its FLOPs ratio + 0.05 and memory
+# <= 1.05x; greedy's memory <= 0.40x on vgg16 and resnet18; the Ray Tune + MLflow harness <= 1.05x
+# a plain fit (benchmarks/README.md)
 TARGETS = (
     Target("layer_to_layer", "time", 0.05, over="flops"),
     Target("layer_to_layer", "cpu_time", 0.05, over="flops"),

@@ -1,7 +1,7 @@
 """`python -m benchmarks.trial_efficiency`: how close whole `study trial` runs come to the benchmark's step speed.
 
-Issue 13's trial targets, per `python -m study trial ... --out T.json` run (given as `T.json:WALL_S`, WALL_S
-being the whole command's wall clock):
+The trial targets (benchmarks/README.md), per `python -m study trial ... --out T.json` run (given
+as `T.json:WALL_S`, WALL_S being the whole command's wall clock):
 - `throughput_ratio`: the trial's training images/s (all epochs: images / training seconds) over the
   benchmark's step images/s for the same model, method, width and batch size (target >= 0.90);
 - `train_share`: training seconds over fit's wall clock (data load, training, evaluation), both without the
@@ -71,7 +71,8 @@ def trial_efficiency(
 
 
 def trial_targets(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 13's two trial targets per trial, in the layout of `benchmarks.report.check_targets` (met None: n/a)."""
+    """The two trial targets per trial, in the layout of `benchmarks.report.check_targets`
+    (met None: n/a)."""
     checks = []
     for e in entries:
         name = f"{e['model']}/{e['method']}/{e['dataset']}"

@@ -1,8 +1,8 @@
 """What every search space shares: the arm context, the shared nuisance space, pinning and sample cleanup.
 
 A space is an Optuna define-by-run function `space(trial, ctx) -> dict` (OptunaSearch's API).
-Every method's space starts with `shared_space`: the nuisance knobs (DESIGN §5a) with the same
-ranges for every arm; a method adds only its own knobs on top.
+Every method's space starts with `shared_space`: the nuisance knobs with the same ranges for
+every arm (docs/design.md, the fair-comparison rules); a method adds only its own knobs on top.
 Values a space samples only to derive a knob (e.g. per-stage weights that become `stage_fracs`)
 are named with `INTERNAL_PREFIX`; `to_flat_config` drops them before a `TrainConfig` is built.
 """

@@ -1,4 +1,4 @@
-"""Search space of `greedy` (DESIGN §3, seeds 002-004); the stage count always fits the epoch budget.
+"""Search space of `greedy` (docs/greedy.md); the stage count always fits the epoch budget.
 
 | knob             | range                                            | note                                   |
 |------------------|--------------------------------------------------|----------------------------------------|
@@ -8,7 +8,7 @@
 | epochs_per_block | one uniform [0.2, 1] per stage, normalised       | sequential only (decoupled: one stage) |
 The shared nuisance knobs (search_spaces.common) come first; their schedule shape (warm-up, hold,
 anneal) applies to each stage, since every stage restarts the schedule.
-auto_depth (seed 003) changes what is trained, and aux_head/width_aux change what a head costs, so they are
+auto_depth changes what is trained, and aux_head/width_aux change what a head costs, so they are
 spec choices (`[fixed.greedy]`), not searched;
 pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
 """

@@ -1,4 +1,5 @@
-"""Search space of `layer_to_layer` (DESIGN §3); the split schedule always fits the epoch budget.
+"""Search space of `layer_to_layer` (docs/layer_to_layer.md); the split schedule always fits the
+epoch budget.
 
 | knob            | range                                     | note                                        |
 |-----------------|-------------------------------------------|---------------------------------------------|

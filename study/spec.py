@@ -126,7 +126,8 @@ class Search:
 
 @dataclass
 class Report:
-    """Equal-time scoring (DESIGN §5a): the validation target of time-to-target and the verdict's test level."""
+    """Equal-time scoring (docs/design.md): the validation target of time-to-target and the
+    verdict's test level."""
 
     target_val_acc: float | dict[str, float] | None = (
         None  # all models, or a table per model; unset: the default

@@ -63,7 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="any TrainConfig field or method parameter, e.g. --set lr=0.01 --set split_ratio=0.4",
     )
     p.add_argument(
-        "--probes", action="store_true", help="linear probe per block after training (seed 003/004)"
+        "--probes",
+        action="store_true",
+        help="linear probe per block after training (docs/greedy.md)",
     )
     p.add_argument("--out", type=Path, default=None, help="write final metrics + history as JSON")
     p.add_argument(

@@ -56,7 +56,8 @@ class TuneRunner:
 
     @property
     def reuse_actors(self) -> bool:
-        """Reuse trial actors (DESIGN §8: ~2.8 s saved per trial), but not for worker-group trials: their
+        """Reuse trial actors (~2.8 s saved per trial, docs/results.md), but not for worker-group
+        trials: their
         TorchTrainer is still shutting down when the next trial would start on the actor."""
         return self.spec.resources.workers == 1
 

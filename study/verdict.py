@@ -1,5 +1,6 @@
-"""Equal-time scoring and the verdict (DESIGN §5a): time-to-target, accuracy at equal time, performance profiles,
-paired tests with Holm's correction. Pure functions over pandas frames, so every number is checkable by hand.
+"""Equal-time scoring and the verdict (docs/design.md, the fair-comparison rules): time-to-target,
+accuracy at equal time, performance profiles, paired tests with Holm's correction. Pure functions
+over pandas frames, so every number is checkable by hand.
 
 Conventions (AlgoPerf's, adapted to a study's seeds phase):
 - The training clock of a run is the cumulative `epoch_time_s` (evaluation excluded). The validation accuracy

@@ -17,7 +17,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class TrainConfig:
-    """Shared knobs (DESIGN §3). Method-specific knobs live in `params` and are checked by the method."""
+    """Shared knobs (docs/design.md); a method's own knobs live in `params`, checked by it."""
 
     model: str = "seed_cnn"
     method: str = "standard"

@@ -1,5 +1,5 @@
-"""Per-block linear probes: how linearly separable each block's output is (seed 003 separability,
-seed 004 saturation). Works for any trained BlockNet, whatever method trained it.
+"""Per-block linear probes: how linearly separable each block's output is (separability as in Xu
+2023, saturation as in Trinh 2019). Works for any trained BlockNet, whatever method trained it.
 
 For every block, its output is global-average-pooled (vector outputs stay as they are), a
 multinomial logistic regression on standardised features is fitted on (at most `max_samples`)

@@ -184,7 +184,8 @@ def report_settings(parents: list[Run]) -> Report:
 
 
 def equal_time(arms: list[ArmRuns], epochs: pd.DataFrame, settings: Report) -> EqualTime:
-    """Targets, time-to-target per arm and accuracy at the baseline's median training time (DESIGN §5a)."""
+    """Targets, time-to-target per arm and accuracy at the baseline's median training time
+    (docs/design.md, the fair-comparison rules)."""
     columns = {ACC: "test_acc", VAL: "val_acc", TIME: "train_time_s"}
     keep = ["run_id", "model", "method", "pair", *columns]
     used = pd.concat([arm.used[keep] for arm in arms], ignore_index=True).rename(columns=columns)

@@ -51,7 +51,8 @@ def test_trial_cli_writes_l2l_metrics(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_l2l_defaults_match_standard_on_digits(digits: DataSplits) -> None:
-    """DESIGN §8's protocol (seed CNN, digits, 10 epochs): L2L's defaults within 3 points of standard."""
+    """The reference run's protocol (seed CNN, digits, 10 epochs; docs/results.md): L2L's defaults
+    within 3 points of standard."""
     accuracy = {}
     for method in ("standard", "layer_to_layer"):
         config = TrainConfig(

@@ -1,4 +1,5 @@
-"""`study.report` over a real MLflow sqlite store laid out like a sweep's (DESIGN §5, the MLflow contract)."""
+"""`study.report` over a real MLflow sqlite store laid out like a sweep's (the MLflow layout of
+study/trial_run.py and study/tracking.py)."""
 
 from __future__ import annotations
 
@@ -391,7 +392,7 @@ def test_cli_prints_the_table(study):
     assert "report written to" in out.stdout
 
 
-# --- equal time and the verdict (issue 11 items 6-8) -----------------------------------------------------------
+# --- equal time and the verdict (docs/design.md, the fair-comparison rules) -----------------------
 # 3 seeds per arm, 3 epochs each. standard trains 2 s an epoch, the others 1 s. The spec's tolerance 0.05 sets the
 # target to standard's median final val_acc (91%) - 5 points = 86%.
 CURVES = {

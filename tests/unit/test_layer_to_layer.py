@@ -54,7 +54,7 @@ def _subset(splits: DataSplits, n: int) -> DataSplits:
 @pytest.mark.parametrize(
     "num_blocks,ratio,step,expected",
     [
-        (5, 0.4, 1, [2, 3, 4]),  # seed_cnn default: the reference run of DESIGN §8
+        (5, 0.4, 1, [2, 3, 4]),  # seed_cnn default: the reference run (docs/results.md)
         (5, 0.5, 1, [3, 4]),  # 2.5 rounds half up
         (5, 0.01, 1, [1, 2, 3, 4]),  # clamped up to 1
         (5, 0.99, 1, [4]),  # clamped down to L-1: one stage

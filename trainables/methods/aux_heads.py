@@ -1,7 +1,7 @@
 """Auxiliary classifiers attached to a block's output (layer_to_layer's student heads, greedy's heads).
 
 layer_to_layer (`build_aux_head`, its `aux` knob):
-- `linear`: global average pool + linear (DESIGN §3).
+- `linear`: global average pool + linear (the first design's head; it did not learn here).
 - `conv`: average pool to at most 8x8, one 3x3 conv + BN + ReLU, average pool to 2x2, linear.
 
 greedy (`build_greedy_head`; Belilovsky et al. 2019, eugenium/layerCNN `auxillary_classifier`): the

@@ -1,6 +1,8 @@
-"""layer_to_layer (seeds 000/001): early blocks are a student with an auxiliary head, later blocks a teacher.
+"""layer_to_layer (Bhyravabhottla & Lee 2023): early blocks are a student with an auxiliary head,
+later blocks a teacher.
 
-Per batch (DESIGN §3), with split s, student S = blocks[0..s-1], teacher T = blocks[s..L-1] + head:
+Per batch (docs/design.md), with split s, student S = blocks[0..s-1], teacher
+T = blocks[s..L-1] + head:
     z = S(x);  u = a_k(z);  v = T(z.detach() if beta == 0 else grad_scale(z, beta))
     L_T = CE(v, y);  L_S = (1 - alpha) CE(u, y) + alpha tau^2 KL(softmax(v/tau) || softmax(u/tau))
 one backward of L_T + L_S, one optimiser step. The split moves forward stage by stage
@@ -119,7 +121,8 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
 class _ForkAndPool(torch.autograd.Function):
     """z -> (z, avg_pool2d(z, k)) as one node. Backward adds the pooled branch's gradient, spread over each
     k x k window, into the other branch's gradient in place: the split output's two gradients never both exist
-    at full size, and no full-size zero-filled pooling gradient is made (issue 13: memory and CPU time)."""
+    at full size, and no full-size zero-filled pooling gradient is made (memory and CPU time:
+    benchmarks/README.md)."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The shared optimiser and per-step learning-rate schedule (DESIGN §3)."""
+"""The shared optimiser and per-step learning-rate schedule (docs/design.md, the methods)."""
 
 from __future__ import annotations
 

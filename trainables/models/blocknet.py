@@ -1,7 +1,7 @@
 """BlockNet: a network as an ordered list of blocks plus a classifier head.
 
 Every training method splits networks at block indices, so one method works for every
-architecture that is expressed as a BlockNet (DESIGN §2).
+architecture that is expressed as a BlockNet (docs/design.md).
 """
 
 from __future__ import annotations

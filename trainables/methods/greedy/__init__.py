@@ -1,5 +1,5 @@
-"""greedy: block-by-block training with auxiliary heads (seed 002), its decoupled form (DGL) and automatic
-depth selection (seed 003); see docs/greedy.md.
+"""greedy: block-by-block training with auxiliary heads (Belilovsky et al. 2019), its decoupled
+form (DGL, Belilovsky et al. 2020) and automatic depth selection (Xu 2023); see docs/greedy.md.
 
 One method name, `greedy`, three variants chosen by its knobs; `Greedy(config, ...)` builds the right one:
 - `sequential.SequentialGreedy` (default): one stage per block group, earlier groups frozen.

@@ -1,4 +1,5 @@
-"""Sequential greedy that chooses its depth (seed 003 has no stopping rule; this is ours, see docs/greedy.md).
+"""Sequential greedy that chooses its depth (Xu 2023 gives no stopping rule; this one is ours, see
+docs/greedy.md).
 
 After each stage, the new group's val accuracy (its prefix + classifier) counts as an improvement when
 it beats the best so far by `min_gain`; after `patience` stages without one, training stops. The

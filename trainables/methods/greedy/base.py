@@ -46,7 +46,7 @@ class GreedyParams(MethodParams):
         None  # relative epoch weights, one per stage; None = equal split
     )
     decoupled: bool = False  # DGL: all groups at once, each on detached input, own optimiser
-    auto_depth: bool = False  # seed 003: stop adding groups when val accuracy stops improving
+    auto_depth: bool = False  # stop adding groups when val accuracy stops improving (Xu 2023)
     min_gain: float = 0.005  # auto_depth: smallest val accuracy gain that counts as an improvement
     patience: int = 1  # auto_depth: groups without such a gain before stopping
     cache_features: bool = False  # compute the frozen prefix once per stage (no augmentation then)

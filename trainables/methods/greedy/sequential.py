@@ -1,4 +1,4 @@
-"""Sequential greedy (Belilovsky et al. 2019, seed 002): one stage per block group, earlier groups frozen.
+"""Sequential greedy (Belilovsky et al. 2019): one stage per block group, earlier groups frozen.
 
 Stage g trains group g and its classifier on the output of the frozen blocks before it (eval mode,
 run under `torch.no_grad()` or read from a feature cache), so memory follows one group, not the net.
