@@ -122,7 +122,7 @@ class Method(ABC):
         return {}
 
     def current_lr(self) -> float:
-        """The learning rate of `optimizer`'s first param group as it stands (NaN before a stage)."""
+        """The learning rate of `optimizer`'s first param group now (NaN before a stage)."""
         return math.nan if self.optimizer is None else float(self.optimizer.param_groups[0]["lr"])
 
     # --- the classifier training ends with (ranked, reported as val_acc, tested) ---------
