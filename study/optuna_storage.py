@@ -46,6 +46,11 @@ def study_name(arm_name: str, study_index: int | None = None) -> str:
     return arm_name if study_index is None else f"{arm_name}/study{study_index}"
 
 
+def has_final(result: dict[str, Any] | None) -> bool:
+    """Whether a trial's last result carries fit's final metrics (Tune passes it flattened)."""
+    return any(key.split("/")[0] == FINAL_KEY for key in result or {})
+
+
 @functools.cache
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """One storage object per URL in this process (opening one creates the schema: ~0.4 s CPU)."""
@@ -91,8 +96,11 @@ class StoredOptunaSearch(OptunaSearch):
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         """COMPLETE with the final val_acc only for a trial that reported its final metrics; one the
-        scheduler stopped early is PRUNED (OptunaSearch would take its last epoch as final)."""
-        finished = not error and FINAL_KEY in (result or {})
+        scheduler stopped early is PRUNED at its last val_acc (OptunaSearch would take that as
+        final, and Tune never passed the result the scheduler stopped it on as an epoch)."""
+        finished = not error and has_final(result)
+        if result and not finished and not error:
+            self.on_trial_result(trial_id, result)  # Optuna prunes at the last reported value
         super().on_trial_complete(trial_id, result if finished else None, error)
         if trial_id not in self._ot_trials:
             return
