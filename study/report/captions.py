@@ -142,6 +142,13 @@ def too_few_to_rank(complete: int) -> str:
     return f"with {_trials(complete, 'complete')} no knob can be ranked."
 
 
+def nothing_varies(complete: int, value: float) -> str:
+    return (
+        f"all {complete} complete trials reached {100 * value:.2f}% validation accuracy: "
+        "no knob can be ranked."
+    )
+
+
 def leaders(knobs: list[str], values: list[float]) -> str:
     shares = ", ".join(f"{v:.2f}" for v in values)
     names = " and ".join([", ".join(knobs[:-1]), knobs[-1]] if len(knobs) > 1 else knobs)

@@ -153,10 +153,11 @@ def knob_values(trial: FrozenTrial) -> dict[str, Any]:
 
 def importances(trials: pd.DataFrame, distributions: dict[str, BaseDistribution]) -> pd.DataFrame:
     """fANOVA over the knobs every complete trial has; PED-ANOVA (every knob, conditional ones too)
-    where its top quantile holds PED_MIN_TOP trials. Both normalised to sum to 1."""
+    where its top quantile holds PED_MIN_TOP trials. Both normalised to sum to 1. None when the
+    complete trials' values do not vary (fewer than 2, or all equal): nothing to explain."""
     complete = trials[trials["state"] == TrialState.COMPLETE.name]
     columns = pd.DataFrame(columns=[FANOVA, PED_ANOVA], dtype=float)
-    if len(complete) < 2:
+    if complete["value"].nunique() < 2:
         return columns
     study = optuna.create_study(direction="maximize")
     for row in complete.to_dict("records"):

@@ -82,6 +82,9 @@ def arm_summary(search: ArmSearch) -> str:
         search.name, len(search.trials), complete, stopped, search.count(TrialState.FAIL)
     )
     if search.importance.empty:
+        values = search.complete["value"]
+        if complete > 1:  # every complete trial reached the same value
+            return f"{head} {captions.nothing_varies(complete, float(values.iloc[0]))}"
         return f"{head} {captions.too_few_to_rank(complete)}"
     fanova = search.importance[FANOVA].dropna()
     sentences = [_leaders(fanova), *_top_own_knob(search, fanova)]

@@ -19,12 +19,15 @@ from optuna.trial import TrialState, create_trial
 from study.optuna_storage import storage_url
 from study.report.settings import FANOVA, PED_ANOVA, load_searches
 from study.report.settings_plots import arm_figures
-from study.report.settings_text import settings_lines
+from study.report.settings_text import arm_summary, settings_lines
 
 MANY, FEW = "seed_cnn/layer_to_layer", "vgg11/layer_to_layer"
 
 
-def add_search(study_dir: Path, name: str, complete: int, stopped: int, seed: int) -> None:
+def add_search(
+    study_dir: Path, name: str, complete: int, stopped: int, seed: int, value: float | None = None
+) -> None:
+    """`complete` + `stopped` trials; val_acc peaks at split_ratio 0.6, or is `value` for all."""
     rng = random.Random(seed)
     study = optuna.create_study(
         study_name=name, storage=storage_url(study_dir), direction="maximize"
@@ -55,7 +58,7 @@ def add_search(study_dir: Path, name: str, complete: int, stopped: int, seed: in
             create_trial(
                 params=params,
                 distributions=distributions,
-                value=0.9 - 0.3 * (ratio - 0.6) ** 2 - (0 if done else 0.1),
+                value=value or 0.9 - 0.3 * (ratio - 0.6) ** 2 - (0 if done else 0.1),
                 state=TrialState.COMPLETE if done else TrialState.PRUNED,
                 user_attrs={
                     "trial_id": f"t{i}",
@@ -116,6 +119,14 @@ def test_figures_are_written_per_arm(searches):
         "split_ratio_x_teacher_grad_seed_cnn_layer_to_layer.png",
     ]
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_an_arm_whose_trials_all_score_the_same_has_nothing_to_rank(tmp_path: Path):
+    add_search(tmp_path, MANY, complete=3, stopped=0, seed=2, value=0.5)
+    (search,) = load_searches(tmp_path)
+    assert search.importance.empty  # fANOVA raises on a constant value
+    assert arm_rows(settings_lines([search], "optuna.db"), MANY)[0][1:4] == ["—", "—", "—"]
+    assert "all 3 complete trials reached 50.00% validation accuracy" in arm_summary(search)
 
 
 def test_no_storage_says_so(tmp_path: Path):
