@@ -99,7 +99,7 @@ class StoredOptunaSearch(OptunaSearch):
         scheduler stopped early is PRUNED at its last val_acc (OptunaSearch would take that as
         final, and Tune never passed the result the scheduler stopped it on as an epoch)."""
         finished = not error and has_final(result)
-        if result and not finished and not error:
+        if not finished and not error and TRAINING_ITERATION in (result or {}):
             self.on_trial_result(trial_id, result)  # Optuna prunes at the last reported value
         super().on_trial_complete(trial_id, result if finished else None, error)
         if trial_id not in self._ot_trials:
