@@ -168,9 +168,7 @@ def trend(knob: str, rho: float, threshold: float) -> str:
 
 def best_region(knob: str, low: float, high: float, count: int, chosen: float) -> str:
     where = f"{knob} = {low:.3g}" if low == high else f"{knob} in [{low:.3g}, {high:.3g}]"
-    return f"the best {_trials(count, 'complete')} {'has' if count == 1 else 'have'} {where} " + (
-        f"(chosen: {chosen:.3g})"
-    )
+    return f"the best {_trials(count, 'complete')} have {where} (chosen: {chosen:.3g})"
 
 
 def best_choice(knob: str, means: dict[str, float]) -> str:
@@ -184,6 +182,10 @@ def flat(knobs: list[str]) -> str:
     return f"accuracy is flat in {', '.join(knobs)}"
 
 
+def unvaried(knobs: list[str]) -> str:
+    return f"{', '.join(knobs)} took one value in the complete trials"
+
+
 def ped_differs(knob: str, quantile: float) -> str:
     return f"PED-ANOVA (what the top {quantile:.0%} share) puts {knob} first"
 
@@ -194,11 +196,15 @@ def few_trials(complete: int, reliable: int) -> str:
 
 def stopped_apart(stopped: int) -> str:
     return (
-        f"{_trials(stopped)} stopped early, not in the importance, are drawn apart "
-        "(hollow) at their last validation accuracy"
+        f"{_trials(stopped)} stopped early, not in the importance, {_verb(stopped)} drawn apart "
+        "(hollow), at the last validation accuracy reached"
     )
 
 
 def _trials(count: int, kind: str = "") -> str:
     """`1 trial`, `3 complete trials`."""
     return f"{count} {kind + ' ' if kind else ''}trial{'' if count == 1 else 's'}"
+
+
+def _verb(count: int) -> str:
+    return "is" if count == 1 else "are"

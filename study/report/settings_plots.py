@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from optuna.distributions import IntDistribution
 
 from study.report.settings import FANOVA, PED_ANOVA, ArmSearch, pair_stem
@@ -68,7 +69,7 @@ def knobs_plot(search: ArmSearch, path: Path) -> Path:
         ax.grid(alpha=0.3)
     for ax in axes[len(knobs) :]:
         ax.set_axis_off()
-    fig.suptitle(f"{search.name}: validation accuracy per search trial ({trials_note(search)})")
+    fig.suptitle(f"{search.name}: validation accuracy per search trial\n{trials_note(search)}")
     fig.legend(handles=_legend(), loc="outside lower center", ncols=3, fontsize="small")
     fig.savefig(path, dpi=110)
     return path
@@ -118,15 +119,22 @@ def _positions(search: ArmSearch, knob: str, rows: pd.DataFrame) -> np.ndarray:
     return index.to_numpy() + jitter
 
 
-def _knob_axis(ax, search: ArmSearch, knob: str) -> None:  # noqa: ANN001
+def _knob_axis(ax: Axes, search: ArmSearch, knob: str) -> None:
     dist = search.distributions[knob]
     choices = getattr(dist, "choices", None)
     if choices is not None:
         ax.set_xticks(range(len(choices)), [str(c) for c in choices])
         ax.set_xlim(-0.5, len(choices) - 0.5)
-    elif getattr(dist, "log", False):
+        return
+    low, high = dist.low, dist.high  # type: ignore[attr-defined]
+    if getattr(dist, "log", False):
         ax.set_xscale("log")
-    elif isinstance(dist, IntDistribution):
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(low / 1.3, high * 1.3)
+        return
+    pad = 0.5 if isinstance(dist, IntDistribution) else 0.04 * (high - low)
+    ax.set_xlim(low - pad, high + pad)  # the searched range
+    if isinstance(dist, IntDistribution):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 

@@ -26,6 +26,7 @@ from study.report.tables import markdown_table
 
 MOST = 0.5  # the leading knobs named are those that together explain this share
 MAX_LEADERS = 3
+BEST_AT_LEAST = 2  # trials in the best quarter whose range of a knob is given
 
 
 def settings_lines(searches: list[ArmSearch], storage_file: str) -> list[str]:
@@ -33,6 +34,7 @@ def settings_lines(searches: list[ArmSearch], storage_file: str) -> list[str]:
     lines = [captions.SETTINGS_HEADING, ""]
     if not searches:
         return [*lines, captions.NO_SEARCHES.format(file=storage_file)]
+    searches = sorted(searches, key=lambda s: (s.arm.split("/")[0], _method_rank(s.method), s.name))
     lines += [
         captions.settings_table(RELIABLE_TRIALS, PED_QUANTILE, PED_MIN_TOP, FLAT),
         "",
@@ -88,9 +90,14 @@ def arm_summary(search: ArmSearch) -> str:
         return f"{head} {captions.too_few_to_rank(complete)}"
     fanova = search.importance[FANOVA].dropna()
     sentences = [_leaders(fanova), *_top_own_knob(search, fanova)]
-    flat = [knob for knob in search.own_knobs if knob in fanova and fanova[knob] < FLAT]
+    one_value = [k for k in search.own_knobs if search.complete[k].nunique() == 1]
+    flat = [k for k in search.own_knobs if k in fanova and fanova[k] < FLAT and k not in one_value]
     if flat:
         sentences.append(captions.flat([_with_range(search, knob) for knob in flat]))
+    if one_value:
+        sentences.append(
+            captions.unvaried([f"{k} ({search.complete[k].dropna().iloc[0]})" for k in one_value])
+        )
     ped = search.importance[PED_ANOVA].dropna()
     if len(ped) and ped.idxmax() != fanova.idxmax():
         sentences.append(captions.ped_differs(ped.idxmax(), PED_QUANTILE))
@@ -121,7 +128,8 @@ def _top_own_knob(search: ArmSearch, fanova: pd.Series) -> list[str]:
     rho = search.trend(knob)
     if rho is None:
         return []
-    best = search.complete.nlargest(math.ceil(len(search.complete) / 4), "value")[knob].dropna()
+    count = max(BEST_AT_LEAST, math.ceil(len(search.complete) / 4))  # the best quarter
+    best = search.complete.nlargest(count, "value")[knob].dropna()
     chosen = search.chosen
     return [
         captions.trend(knob, rho, TREND),
