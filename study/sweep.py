@@ -4,7 +4,8 @@ Each arm's search is one Ray Tune experiment (`<storage>/<model>-<method>-search
 phase reruns every arm's best config with seeds 1..S in one experiment (`<storage>/seeds`), so
 its trials pack the workers evenly. Rerunning the same command resumes an interrupted experiment
 (Tuner.restore) and skips the ones recorded as done in `<study-dir>/state/`. MLflow is written
-from this driver process only (study.tune_callbacks). At the end the report is built and printed.
+from this driver process only (study.tune_callbacks), and so is every search's Optuna study in
+`<study-dir>/optuna.db` (study.optuna_storage). At the end the report is built and printed.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def run_sweep(
     )  # before anything is written or waits (and before the slow imports below)
     from mlflow.tracking import MlflowClient
 
-    from study import tracking
+    from study import optuna_storage, tracking
     from study.report import write_report
     from study.tune_arm import TuneRunner
 
@@ -116,8 +117,13 @@ def run_sweep(
     )  # a server decides for itself
     experiment_id = tracking.get_or_create_experiment(client, spec.name, artifacts)
     storage = storage_path or str(study_dir / "tune")
-    runner = TuneRunner(spec, storage, uri, experiment_id, slots)
-    print(f"study {spec.name!r}: {len(spec.arms)} arms, MLflow {uri}, Tune {storage}", flush=True)
+    optuna_url = optuna_storage.storage_url(study_dir)
+    runner = TuneRunner(spec, storage, uri, experiment_id, slots, optuna_url)
+    print(
+        f"study {spec.name!r}: {len(spec.arms)} arms, MLflow {uri}, Tune {storage}, "
+        f"Optuna {optuna_url}",
+        flush=True,
+    )
     parents = {arm.name: parent_run(client, experiment_id, spec, arm) for arm in spec.arms}
     best_configs: dict[Arm, dict[str, Any]] = {}
     for index, arm in enumerate(spec.arms, 1):

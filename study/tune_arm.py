@@ -22,11 +22,11 @@ from ray import tune
 from ray.tune import ResultGrid
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import default_point, get_search_space, to_flat_config
 from study.capacity import alive_nodes, search_limit
 from study.epoch_budget import EpochBudget
+from study.optuna_storage import StoredOptunaSearch, study_name
 from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
@@ -49,10 +49,12 @@ class TuneRunner:
         tracking_uri: str,
         experiment_id: str,
         cluster_slots: int = 1,
+        optuna_storage: str | None = None,
     ):
         self.spec, self.storage = spec, storage.rstrip("/")
         self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
         self.cluster_slots = cluster_slots  # trials the cluster holds at once (study/capacity.py)
+        self.optuna_storage = optuna_storage  # URL of the searches' Optuna studies; None: in memory
 
     @property
     def reuse_actors(self) -> bool:
@@ -89,8 +91,9 @@ class TuneRunner:
                 seed=spec.search.sampler_seed,
                 n_startup_trials=spec.search.startup_trials,
                 constant_liar=concurrent > 1,
-            ),
-        )  # running trials count as bad: no duplicate picks
+            ),  # running trials count as bad: no duplicate picks
+            **self.optuna_study(arm),
+        )
         scheduler = None
         if spec.stops_early(arm.method):
             scheduler = ASHAScheduler(
@@ -185,6 +188,13 @@ class TuneRunner:
             "errored": sum(r.error is not None for r in results),
         }
 
+    def optuna_study(self, arm: Arm, study_index: int | None = None) -> dict[str, str]:
+        """Where the arm's search is kept as an Optuna study (study.optuna_storage): the searcher's
+        `storage_url` and `study_name`; none when the runner has no Optuna storage."""
+        if self.optuna_storage is None:
+            return {}
+        return {"storage_url": self.optuna_storage, "study_name": study_name(arm.name, study_index)}
+
     def _base_config(self, arm: Arm) -> dict[str, Any]:
         """The arm's fixed part of every trial config; data_dir made absolute (trials run in their own dirs)."""
         flat = self.spec.train_config(arm.model, arm.method).to_flat()
@@ -245,7 +255,7 @@ def search_spent(results: ResultGrid) -> dict[str, int]:
     return {"epochs_spent": sum(epochs), "trials": len(epochs)}
 
 
-class TrialConfigSearch(OptunaSearch):
+class TrialConfigSearch(StoredOptunaSearch):
     """OptunaSearch whose trial configs hold only what a trial trains with (values sampled only to derive a
     knob are dropped here), so a trial needs no knowledge of how it was sampled."""
 

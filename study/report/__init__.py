@@ -1,9 +1,12 @@
-"""`python -m study report`: a study's trials as Parquet, a Table-1 style Markdown comparison and plots.
+"""`python -m study report`: a study's trials as Parquet, a Table-1 style Markdown comparison and
+plots.
 
-Reads the MLflow store alone (layout: one parent run per arm with `role=arm`, one child run per trial
-with `role=trial` and `phase` search|seeds), so a report can be rebuilt at any time after a sweep.
-`frames` loads and selects the runs, `tables` writes the Markdown (its prose in `captions`), `plots`
-draws the figures; this module ties them together and logs the result to the arm runs.
+Reads the MLflow store (layout: one parent run per arm with `role=arm`, one child run per trial
+with `role=trial` and `phase` search|seeds) and the searches' Optuna studies
+(`<study-dir>/optuna.db`), so a report can be rebuilt at any time after a sweep. `frames` loads
+and selects the runs, `tables` writes the Markdown (its prose in `captions`), `plots` draws the
+figures, `settings*` the "at which settings" section; this module ties them together and logs
+the result to the arm runs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from study.optuna_storage import STORAGE_FILE
 from study.report.frames import (
     MEM,
     TIME,
@@ -27,6 +31,9 @@ from study.report.frames import (
     trials_frame,
 )
 from study.report.plots import PROFILE_PLOT, curve_plot, profile_plot, scatter_plot
+from study.report.settings import load_searches
+from study.report.settings_plots import arm_figures
+from study.report.settings_text import settings_lines
 from study.report.tables import render_markdown
 from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
 from trainables.errors import UserError
@@ -101,6 +108,8 @@ def write_report(
     arms, settings = select_arms(trials), report_settings(parents)
     equal = equal_time(arms, epochs, settings)
     markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(parents))
+    searches = load_searches(study_dir)  # "at which settings": the arms' Optuna studies
+    markdown += "\n" + "\n".join(settings_lines(searches, STORAGE_FILE))
     report_md = out / "report.md"
     report_md.write_text(markdown)
     shared = [
@@ -108,17 +117,20 @@ def write_report(
         scatter_plot(trials, MEM, "peak memory (MB)", out / "acc_vs_memory.png"),
         profile_plot(equal, out / PROFILE_PLOT),
     ]
-    curves = {
-        arm: curve_plot(
-            epochs[epochs["arm"] == arm], arm, out / f"val_curves_{arm.replace('/', '_')}.png"
-        )
+    per_arm: dict[str, list[Path]] = {
+        arm: [
+            curve_plot(
+                epochs[epochs["arm"] == arm], arm, out / f"val_curves_{arm.replace('/', '_')}.png"
+            )
+        ]
         for arm in epochs["arm"].unique()
     }
-    logged = log_to_parents(client, parents, exp.experiment_id, [report_md, *shared], curves)
+    for search in searches:
+        per_arm.setdefault(search.arm, []).extend(arm_figures(search, out))
+    logged = log_to_parents(client, parents, exp.experiment_id, [report_md, *shared], per_arm)
     log.info("report of %s (%d trials) written to %s", exp.name, len(trials), out)
-    return ReportResult(
-        out, markdown, trials_path, epochs_path, [*shared, *curves.values()], logged
-    )
+    figures = [path for paths in per_arm.values() for path in paths]
+    return ReportResult(out, markdown, trials_path, epochs_path, [*shared, *figures], logged)
 
 
 def log_to_parents(
@@ -126,13 +138,14 @@ def log_to_parents(
     parents: list[Run],
     experiment_id: str,
     shared: list[Path],
-    curves: dict[str, Path],
+    per_arm: dict[str, list[Path]],
 ) -> int:
-    """Log `shared` files and the arm's own curve plot under `report/` to every `role=arm` run; return how many."""
+    """Log `shared` files and the arm's own figures under `report/` to every `role=arm` run;
+    return how many runs got them."""
     for parent in parents:
         tags = parent.data.tags
         arm = tags.get("arm") or f"{tags.get('model')}/{tags.get('method')}"
-        for path in [*shared, *([curves[arm]] if arm in curves else [])]:
+        for path in [*shared, *per_arm.get(arm, [])]:
             client.log_artifact(parent.info.run_id, str(path), ARTIFACT_DIR)
     if not parents:
         log.warning(

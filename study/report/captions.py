@@ -84,3 +84,127 @@ def conditions(phase: str, runs: int) -> str:
     return (
         f"Time and memory above come from the {phase} ({runs} runs), as those runs recorded them:"
     )
+
+
+# --- "at which settings" (study.report.settings_text) -------------------------------------------
+SETTINGS_HEADING = "## At which settings: what the searches say"
+NO_SEARCHES = (
+    "No Optuna studies in `{file}`: the searches were not stored (a sweep writes one per arm)."
+)
+
+
+def settings_table(reliable: int, quantile: float, min_top: int, flat: float) -> str:
+    return (
+        "**Table S1.** Which searched knobs matter, per arm: fANOVA importance (Optuna's "
+        "`FanovaImportanceEvaluator`: the share of the variance of the final validation accuracy "
+        "over the arm's complete search trials that the knob explains on its own, over the knobs "
+        "that every complete trial has) and PED-ANOVA (Optuna's default evaluator: how much the "
+        f"knob's values among the top {quantile:.0%} of trials differ from all trials, conditional "
+        f"knobs included; computed where that top holds at least {min_top} trials). Each sums to 1 "
+        "per arm; `—`: not computed. Trials stopped early have no final value and are left out. "
+        "`<list>[0]`: the first stage's share of the epochs, the per-stage list a trial trained "
+        "with (its internal weights are not knobs: only their ratios matter). `Trials`: complete "
+        f"trials / search trials; ⚠ under {reliable} complete trials the ranking is unreliable. "
+        f"Below, a knob is *flat* when its fANOVA importance is under {flat:g}."
+    )
+
+
+def settings_figures(pairs: str) -> str:
+    return (
+        "Figures per arm: `importance_<arm>.png` (the table's bars), `knobs_<arm>.png` (final "
+        "validation accuracy against lr and each of the method's own knobs, every knob for "
+        "standard; one point per search trial: filled, complete; hollow, stopped early, at its "
+        "last validation accuracy; star, the chosen config)"
+        + (
+            f", and {pairs}: two knobs against each other, colour: final validation accuracy"
+            if pairs
+            else ""
+        )
+        + "."
+    )
+
+
+def trials_note(complete: int, total: int, stopped: int, reliable: int) -> str:
+    note = f"{complete} complete of {total} trials"
+    if stopped:
+        note += f", {stopped} stopped early"
+    return note + (f" ⚠ under {reliable} complete: unreliable" if complete < reliable else "")
+
+
+def search_counts(arm: str, total: int, complete: int, stopped: int, failed: int) -> str:
+    parts = [f"{complete} complete"]
+    parts += [f"{stopped} stopped early"] if stopped else []
+    parts += [f"{failed} failed"] if failed else []
+    return f"{arm} ({total} search trials: {', '.join(parts)}):"
+
+
+def too_few_to_rank(complete: int) -> str:
+    return f"with {_trials(complete, 'complete')} no knob can be ranked."
+
+
+def nothing_varies(complete: int, value: float) -> str:
+    return (
+        f"all {complete} complete trials reached {100 * value:.2f}% validation accuracy: "
+        "no knob can be ranked."
+    )
+
+
+def leaders(knobs: list[str], values: list[float]) -> str:
+    shares = ", ".join(f"{v:.2f}" for v in values)
+    names = " and ".join([", ".join(knobs[:-1]), knobs[-1]] if len(knobs) > 1 else knobs)
+    verb = "explains" if len(knobs) == 1 else "explain"
+    return f"{names} {verb} most of the variance (fANOVA {shares})"
+
+
+def no_leader(knobs: list[str], total: float) -> str:
+    return f"no knob stands out (the top {len(knobs)}, {', '.join(knobs)}, share {total:.2f})"
+
+
+def trend(knob: str, rho: float, threshold: float) -> str:
+    if abs(rho) < threshold:
+        return f"accuracy has no monotone trend in {knob} (Spearman ρ = {rho:+.2f})"
+    return f"accuracy {'rises' if rho > 0 else 'falls'} with {knob} (Spearman ρ = {rho:+.2f})"
+
+
+def best_region(knob: str, low: float, high: float, count: int, chosen: float) -> str:
+    where = f"{knob} = {low:.3g}" if low == high else f"{knob} in [{low:.3g}, {high:.3g}]"
+    return f"the best {_trials(count, 'complete')} have {where} (chosen: {chosen:.3g})"
+
+
+def best_choice(knob: str, means: dict[str, float]) -> str:
+    ranked = sorted(means.items(), key=lambda item: -item[1])
+    others = ", ".join(f"{100 * mean:.1f}% ({choice})" for choice, mean in ranked[1:])
+    top, mean = ranked[0]
+    return f"{knob} = {top} averages {100 * mean:.1f}%" + (f" against {others}" if others else "")
+
+
+def flat(knobs: list[str]) -> str:
+    return f"accuracy is flat in {', '.join(knobs)}"
+
+
+def unvaried(knobs: list[str]) -> str:
+    return f"{', '.join(knobs)} took one value in the complete trials"
+
+
+def ped_differs(knob: str, quantile: float) -> str:
+    return f"PED-ANOVA (what the top {quantile:.0%} share) puts {knob} first"
+
+
+def few_trials(complete: int, reliable: int) -> str:
+    return f"with {complete} complete trials (under {reliable}) this is a hint, not a ranking"
+
+
+def stopped_apart(stopped: int) -> str:
+    return (
+        f"{_trials(stopped)} stopped early, not in the importance, {_verb(stopped)} drawn apart "
+        "(hollow), at the last validation accuracy reached"
+    )
+
+
+def _trials(count: int, kind: str = "") -> str:
+    """`1 trial`, `3 complete trials`."""
+    return f"{count} {kind + ' ' if kind else ''}trial{'' if count == 1 else 's'}"
+
+
+def _verb(count: int) -> str:
+    return "is" if count == 1 else "are"

@@ -1,4 +1,5 @@
-"""An interrupted sweep (driver SIGKILLed mid-search) rerun with the same command finishes without redoing trials."""
+"""An interrupted sweep (driver SIGKILLed mid-search) rerun with the same command finishes without
+redoing trials, and its Optuna storage holds one trial per Tune trial."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 from study_helpers import metric_steps, mlflow_runs, tune_trial_ids
+
+from study.optuna_storage import storage_url
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS, TRIALS = 3, 3
@@ -103,6 +107,9 @@ def test_killed_sweep_resumes_without_redoing_trials(tmp_path: Path):
 
     trials = tune_trial_ids(study_dir, SEARCH)
     assert len(trials) == TRIALS and set(trials.values()) == {"TERMINATED"}, (trials, output)
+    stored = optuna.load_study(study_name="seed_cnn/standard", storage=storage_url(study_dir))
+    assert sorted(t.user_attrs["trial_id"] for t in stored.trials) == sorted(trials)  # one each
+    assert {t.state.name for t in stored.trials} == {"COMPLETE"}
     runs = mlflow_runs(study_dir, "resume", "trial")
     search = [r for r in runs if r.data.tags["phase"] == "search"]
     assert sorted(r.data.tags["trial_id"] for r in search) == sorted(

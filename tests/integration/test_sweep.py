@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from ray import tune
 from study_helpers import metric_steps, mlflow_runs, spec_data, tune_trial_ids
 
 from study import tracking
+from study.optuna_storage import storage_url
 from study.provenance import git_commit
 from study.spec import spec_from_dict
 from study.sweep import parent_run, run_sweep
 from study.trial_run import WEIGHTS_FILE
 from trainables.models import build_model
+from trainables.trainable import FINAL_KEY
 
 EPOCH_METRICS = {
     "val_acc",
@@ -108,6 +112,31 @@ def test_each_arm_records_the_search_compute_it_spent(study):
         state["search"]["epochs_spent"]
         == parents["seed_cnn/standard"].data.metrics["search/epochs_spent"]
     )
+
+
+def optuna_states(study_dir: Path, arm: str) -> dict[str, tuple[str, float | None]]:
+    """Tune trial id -> (state, value) of the arm's search as stored in `<study_dir>/optuna.db`."""
+    trials = optuna.load_study(study_name=arm, storage=storage_url(study_dir)).trials
+    assert len({t.user_attrs["trial_id"] for t in trials}) == len(trials)  # none stored twice
+    return {t.user_attrs["trial_id"]: (t.state.name, t.value) for t in trials}
+
+
+def test_each_search_is_an_optuna_study_of_its_tune_trials(study):
+    """Exactly the arm's Tune search trials, each with its state and its final val_acc."""
+    study_dir, _ = study
+    for arm in ARMS:
+        model, method = arm.split("/")
+        experiment = study_dir / "tune" / f"{model}-{method}-search"
+        expected = {}
+        for trial in tune.ExperimentAnalysis(str(experiment)).trials:
+            result = trial.last_result
+            if trial.status == "ERROR":
+                expected[trial.trial_id] = ("FAIL", None)
+            elif FINAL_KEY in result:
+                expected[trial.trial_id] = ("COMPLETE", result["val_acc"])
+            else:  # stopped early by ASHA: its last val_acc
+                expected[trial.trial_id] = ("PRUNED", result["val_acc"])
+        assert optuna_states(study_dir, arm) == expected
 
 
 def test_finished_runs_hold_epoch_and_final_metrics(study):
@@ -214,16 +243,27 @@ def test_diverged_trials_fail_with_the_reason_and_the_search_goes_on(
     experiment_id = tracking.get_or_create_experiment(client, spec.name)
     arm = spec.arms[0]
     parent = parent_run(client, experiment_id, spec, arm)
-    assert (
-        TuneRunner(spec, str(tmp_path / "tune"), uri, experiment_id).search(arm, parent, "[1/1]")
-        is None
-    )
+    runner = TuneRunner(spec, str(tmp_path / "tune"), uri, experiment_id, 1, storage_url(tmp_path))
+    assert runner.search(arm, parent, "[1/1]") is None
     runs = mlflow_runs(tmp_path, "diverging", "trial")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
     assert all(
         r.data.tags["error"].startswith("DivergedError: train_loss is nan at epoch 1") for r in runs
     )
     assert set(tune_trial_ids(tmp_path, "seed_cnn-standard-search").values()) == {"ERROR"}
+    assert set(optuna_states(tmp_path, arm.name).values()) == {("FAIL", None)}
+
+
+def test_report_says_at_which_settings_with_its_figures(study):
+    study_dir, report = study
+    assert "## At which settings" in report.markdown
+    for arm in ARMS:
+        assert f"| {arm} |" in report.markdown  # its importance rows
+        assert (study_dir / "report" / f"knobs_{arm.replace('/', '_')}.png").stat().st_size
+    assert "⚠ < 20: unreliable" in report.markdown  # 3 trials per arm
+    assert (
+        study_dir / "report" / "split_ratio_x_teacher_grad_seed_cnn_layer_to_layer.png"
+    ).exists()
 
 
 def test_report_has_every_arm_and_the_verdicts(study):
