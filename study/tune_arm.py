@@ -41,6 +41,9 @@ from trainables.trainable import (
 )
 
 SEEDS_EXPERIMENT = "seeds"
+# Tune runs the next trial in the finished trial's process: it saves a process start and the
+# imports (torch, Ray Tune: seconds of CPU), for worker-group trials too (docs/cluster.md)
+REUSE_ACTORS = True
 # Checkpoints kept per trial. With 1, Tune deletes the checkpoint that the saved experiment state
 # still names until its next snapshot; a driver killed in that window resumes into a missing file.
 CHECKPOINTS_KEPT = 2
@@ -60,12 +63,6 @@ class TuneRunner:
         self.spec, self.storage = spec, storage.rstrip("/")
         self.tracking_uri, self.experiment_id = tracking_uri, experiment_id
         self.cluster_slots = cluster_slots  # trials the cluster holds at once (study/capacity.py)
-
-    @property
-    def reuse_actors(self) -> bool:
-        """Reuse trial actors (DESIGN §8: ~2.8 s saved per trial), but not for worker-group trials: their
-        TorchTrainer is still shutting down when the next trial would start on the actor."""
-        return self.spec.resources.workers == 1
 
     def concurrency(self, limit: int) -> int:
         """budget.max_concurrent, or with "auto" what the cluster holds, capped by `limit`."""
@@ -113,7 +110,7 @@ class TuneRunner:
             scheduler=scheduler,
             num_samples=budget.max_trials,
             max_concurrent_trials=concurrent,
-            reuse_actors=self.reuse_actors,
+            reuse_actors=REUSE_ACTORS,
             trial_dirname_creator=trial_dirname,
         )
         results = self._fit(
@@ -167,7 +164,7 @@ class TuneRunner:
         total = len(seeds) * len(best_configs)
         tune_config = tune.TuneConfig(
             max_concurrent_trials=self.concurrency(total),
-            reuse_actors=self.reuse_actors,
+            reuse_actors=REUSE_ACTORS,
             trial_dirname_creator=trial_dirname,
         )
         resources = self.spec.resources

@@ -13,6 +13,7 @@ lost nodes) cost no training.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,6 +155,9 @@ def _train_workers(config: dict[str, Any], group: WorkerGroup) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    # Ray Train's watcher of node preemption is one more actor process per trial; a preempted node
+    # is a lost node to Tune, which retries the trial from its last checkpoint (budget.max_failures)
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     storage = tune.get_context().get_storage()
     trainer = TorchTrainer(
         _worker_loop,
