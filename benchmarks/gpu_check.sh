@@ -30,12 +30,12 @@
 #   packing  (~4 x 30-60 s, cap 90 each) 1, 2, 4, 8 concurrent `python -m study trial` processes on the one
 #                     GPU (what Ray's fractional GPUs start), seed_cnn on synthetic CIFAR-size data:
 #                     aggregate img/s and per-trial slowdown vs 1 alone -> packing.json (+ table in log)
-#   sweep    (~2 min, cap 200; not a default step) the sweep users run, on the card: the quick
-#                     spec on digits, seed_cnn's 3 arms, 4 search trials each, all 4 at once on
-#                     the one GPU (resources.gpu=0.25), then 1 seed per arm. Ray, Optuna and MLflow
-#                     come from the GPU kit: `make gpu-kit` writes build/gpu-kit, copy that folder
-#                     along (GPU_KIT: another place); it is installed into a venv that sees the
-#                     machine's torch. An interpreter that imports them already is used as is.
+#   sweep    (~2 min, cap 90 + 200; not a default step) the sweep users run, on the card: the
+#                     quick spec on digits, seed_cnn's 3 arms, 4 search trials of 4 epochs each, all
+#                     4 at once on the one GPU (resources.gpu=0.25), then 1 seed per arm. Ray,
+#                     Optuna and MLflow come from the GPU kit: `make gpu-kit` writes build/gpu-kit,
+#                     copy that folder along (GPU_KIT: another place); it is installed into a venv
+#                     that sees the machine's torch. An interpreter that has them is used as is.
 #                     The study folder (report, MLflow store, logs, console output)
 #                     -> sweep-<gpu>-<date>.tar.gz (unpack it under benchmarks/results/ to commit
 #                     it); the report is also printed in the log.
@@ -280,8 +280,9 @@ step_sweep() {
                --set fixed.max_train_samples=256 --set budget.max_concurrent=1)
     fi
     run_step sweep $((cap + 110)) "$py" -m study sweep --spec quick --study-dir "$dir" \
-        --set 'models=["seed_cnn"]' --set budget.max_trials=4 --set budget.max_concurrent=4 \
-        --set budget.seeds=1 --set resources.gpu="$gpu" --set fixed.device="$device" "${extra[@]}" \
+        --set 'models=["seed_cnn"]' --set budget.epochs=4 --set budget.search_epochs=16 \
+        --set budget.max_trials=4 --set budget.max_concurrent=4 --set budget.seeds=1 \
+        --set resources.gpu="$gpu" --set fixed.device="$device" "${extra[@]}" \
         >"$WORK/sweep-console.txt" 2>&1
     cat "$WORK/sweep-console.txt"  # one line per trial, then the report
     cp "$WORK/sweep-console.txt" "$dir/console.txt" 2>/dev/null
