@@ -82,15 +82,15 @@ def test_a_study_whose_every_trial_diverges_exits_1_with_one_line(tmp_path: Path
     result = sweep(tmp_path, "diverging", workers=workers, seeds=1, lr=1e6)
     assert result.returncode == 1, result.stderr[-3000:]
     lines = trial_lines(result.stdout)
-    assert len(lines) == 2 and all(line.endswith(f"errored: {DIVERGED}") for line in lines)
+    assert len(lines) == 2 and all(f"errored: {DIVERGED}" in line for line in lines), lines
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr[-3000:]
     assert re.fullmatch(
         r"error: study 'diverging' failed: the search phase ended with no finished trial; "
-        rf"first failure: seed_cnn/standard trial \w+: {DIVERGED} \(log: .*sweep\.log\)",
+        rf"first failure: seed_cnn/standard trial \w+: {DIVERGED}.* \(log: .*sweep\.log\)",
         errors[0],
     ), errors[0]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "Trials did not complete" not in result.stderr
     for text in CHATTER:
         assert text not in result.stdout + result.stderr, text
     log = (tmp_path / LOG_FILE).read_text()
