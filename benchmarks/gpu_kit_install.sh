@@ -4,11 +4,11 @@
 #   bash install.sh VENV            # from inside the kit folder, or
 #   bash KIT/install.sh VENV        # from anywhere; PYTHON picks the interpreter (default python3)
 #
-# Creates the venv VENV with --system-site-packages and, since that interpreter may itself live in
-# a venv (whose packages --system-site-packages does not reach), a .pth file naming its
-# site-packages: the machine's own torch, numpy, pandas and pyarrow stay visible. Then installs every
-# wheel of the kit into VENV, offline and without resolving (the kit was resolved when it was
-# built), and imports what the sweep needs. Run the sweep with VENV/bin/python.
+# Creates the venv VENV with --system-site-packages and, since that interpreter may itself live
+# in a venv (whose packages --system-site-packages does not reach), a .pth file naming its
+# site-packages: the machine's own torch, numpy, pandas and pyarrow stay visible. Then installs
+# every wheel of the kit into VENV, offline and without resolving (the kit was resolved when it
+# was built), and imports what the sweep needs. Run the sweep with VENV/bin/python.
 set -euo pipefail
 
 VENV=${1:?usage: install.sh VENV}
@@ -31,6 +31,7 @@ import ray.tune
 import sqlalchemy
 import torch
 
-print(f"installed: ray {ray.__version__}, optuna {optuna.__version__}, mlflow {mlflow.__version__};",
-      f"torch {torch.__version__} from {torch.__file__.rsplit('/', 2)[0]}")
+print(f"installed: ray {ray.__version__}, optuna {optuna.__version__},",
+      f"mlflow {mlflow.__version__}; torch {torch.__version__} from",
+      torch.__file__.rsplit("/", 2)[0])
 EOF
