@@ -10,7 +10,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint format test trial sweep report ui bench clean
+.PHONY: help setup lint format test trial sweep report ui bench gpu-kit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ ui: $(STAMP) ## MLflow UI on 127.0.0.1:5000 over the study's store; prints the l
 
 bench: $(STAMP) ## method and harness cost as ratios (FULL=1 for larger models); results in benchmarks/results/
 	$(PY) -m benchmarks.run $(if $(FULL),--full,)
+
+gpu-kit: ## Ray, Optuna and MLflow wheels for an offline GPU machine (<= 64 MiB) -> build/gpu-kit
+	python3 -m benchmarks.gpu_kit --out build/gpu-kit
 
 clean: ## remove caches and run outputs (keeps .venv; rm -rf .venv to reinstall)
 	rm -rf runs mlflow.db mlruns .pytest_cache build *.egg-info

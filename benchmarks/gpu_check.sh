@@ -31,6 +31,15 @@
 #   packing  (~4 x 30-60 s, cap 90 each) 1, 2, 4, 8 concurrent `python -m study trial` processes on the one
 #                     GPU (what Ray's fractional GPUs start), seed_cnn on synthetic CIFAR-size data:
 #                     aggregate img/s and per-trial slowdown vs 1 alone -> packing.json (+ table in log)
+#   sweep    (~2 min, cap 90 + 200; not a default step) the sweep users run, on the card: the
+#                     quick spec on digits, seed_cnn's 3 arms, 4 search trials of 4 epochs each, all
+#                     4 at once on the one GPU (resources.gpu=0.25), then 1 seed per arm. Ray,
+#                     Optuna and MLflow come from the GPU kit: `make gpu-kit` writes build/gpu-kit,
+#                     copy that folder along (GPU_KIT: another place); it is installed into a venv
+#                     that sees the machine's torch. An interpreter that has them is used as is.
+#                     The study folder (report, MLflow store, logs, console output)
+#                     -> sweep-<gpu>-<date>.tar.gz (unpack it under benchmarks/results/ to commit
+#                     it); the report is also printed in the log.
 # Everything printed also goes to log.txt. The files land in $OUT, flat.
 #
 # GPU_CHECK_SMOKE=1 runs the same steps on the CPU with tiny settings (to test this script);
@@ -252,6 +261,38 @@ step_fashion() {
     [[ $SMOKE == 1 ]] && extra=(--jobs 3 --seeds 1 --set width=0.25 --set max_train_samples=256 --set epochs=5)
     run_step fashion 300 "$PY" -m benchmarks.fashion_check --device "$DEVICE" --data-dir "$dir" "${extra[@]}" \
         --out "$OUT"
+}
+
+step_sweep() {
+    local py=$PY kit=${GPU_KIT:-build/gpu-kit} dir=$WORK/sweep-study cap=90
+    [[ $SMOKE == 1 ]] && cap=900  # a CPU smoke run on a busy 2-core machine needs minutes
+    if ! "$PY" -c "import ray, optuna, mlflow" 2>/dev/null; then
+        if [[ ! -e $kit/install.sh ]]; then
+            echo "=== [sweep] SKIPPED: $PY lacks Ray, Optuna or MLflow, and $kit has no kit"
+            SUMMARY+=("sweep: skipped (no kit)")
+            return 0
+        fi
+        run_step sweep_install "$cap" env PYTHON="$PY" bash "$kit/install.sh" "$WORK/kit-venv"
+        py=$WORK/kit-venv/bin/python
+    fi
+    local device=cuda gpu=0.25 extra=()
+    if [[ $SMOKE == 1 ]]; then
+        device=cpu gpu=0
+        extra=(--set budget.epochs=2 --set budget.search_epochs=4 --set budget.max_trials=2
+               --set fixed.max_train_samples=256 --set budget.max_concurrent=1)
+    fi
+    run_step sweep $((cap + 110)) "$py" -m study sweep --spec quick --study-dir "$dir" \
+        --set 'models=["seed_cnn"]' --set budget.epochs=4 --set budget.search_epochs=16 \
+        --set budget.max_trials=4 --set budget.max_concurrent=4 --set budget.seeds=1 \
+        --set resources.gpu="$gpu" --set fixed.device="$device" "${extra[@]}" \
+        >"$WORK/sweep-console.txt" 2>&1
+    cat "$WORK/sweep-console.txt"  # one line per trial, then the report
+    cp "$WORK/sweep-console.txt" "$dir/console.txt" 2>/dev/null
+    local name  # the bench step's file-name stem: the GPU's name (the host's on the CPU)
+    name=$("$PY" -c "import torch; from benchmarks.run import machine_info as m
+print(m(torch.device('$device'), '')['name'])" 2>/dev/null)
+    [[ -d $dir ]] && tar -czf "$OUT/sweep-${name:-unknown}-$(date +%F).tar.gz" -C "$WORK" \
+        --exclude=sweep-study/tune sweep-study
 }
 
 main() {

@@ -6,6 +6,8 @@ its trials pack the workers evenly. Rerunning the same command resumes an interr
 (Tuner.restore) and skips the ones recorded as done in `<study-dir>/state/`. MLflow is written
 from this driver process only (study.tune_callbacks), and so is every search's Optuna study in
 `<study-dir>/optuna.db` (study.optuna_storage). At the end the report is built and printed.
+A phase that ends with no finished trial fails the study (study.phase_check: exit status 1, one
+line); Ray's tracebacks of failed trials go to `<study-dir>/logs/sweep.log` (study.sweep_log).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import json
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.phase_check import StudyFailed, check_phase
 from study.spec import Arm, StudySpec, load_spec, spec_names
+from study.sweep_log import study_log
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
@@ -80,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         args.spec, args.overrides
     )  # every spec error is raised here, before Ray starts
     study_dir = args.study_dir or Path("runs") / spec.name
-    report = run_sweep(spec, study_dir, args.tracking_uri, args.address, args.storage_path)
+    with study_log(study_dir, args.verbose) as log_file:
+        try:
+            report = run_sweep(spec, study_dir, args.tracking_uri, args.address, args.storage_path)
+        except StudyFailed as err:
+            print(f"error: study {spec.name!r} failed: {err} (log: {log_file})", file=sys.stderr)
+            return 1
     print(report.markdown)
     print(f"report: {report.report_dir}")
     return 0
@@ -126,26 +136,31 @@ def run_sweep(
     )
     parents = {arm.name: parent_run(client, experiment_id, spec, arm) for arm in spec.arms}
     best_configs: dict[Arm, dict[str, Any]] = {}
+    search_failures: list[str] = []
     for index, arm in enumerate(spec.arms, 1):
         label = f"[{index}/{len(spec.arms)}]"
         best = state.get(f"{arm.slug}-search")
         if best is None:
             best = runner.search(arm, parents[arm.name], label)
-            state.put(f"{arm.slug}-search", best or {"failed": True})
+            state.put(f"{arm.slug}-search", best)
         elif "config" in best:
             print(
                 f"{label} {arm.name}: searched before, best val_acc {best['val_acc']:.4f}",
                 flush=True,
             )
-        if best and "config" in best:
+        if "config" in best:
             best_configs[arm] = best["config"]
         else:
+            search_failures.append(best.get("failed") or "no trial finished")
             tracking.fail_run(client, parents[arm.name], "no search trial finished")
-    if spec.budget.seeds and best_configs and state.get("seeds") is None:
+    check_phase("search", None if best_configs else search_failures[0])
+    if spec.budget.seeds and state.get("seeds") is None:
         state.put(
             "seeds",
             runner.seeds(best_configs, {arm.name: parents[arm.name] for arm in best_configs}),
         )
+    if spec.budget.seeds:
+        check_phase("seeds", state.get("seeds").get("failed"))
     for arm, config in best_configs.items():
         tracking.log_arm_summary(client, experiment_id, parents[arm.name], config)
         client.set_terminated(parents[arm.name], status="FINISHED")
@@ -154,6 +169,10 @@ def run_sweep(
 
 def init_ray(address: str | None, state_api: bool = False) -> None:
     """Connect to `address` / $RAY_ADDRESS, else start a local Ray; a Ray already initialised is used as is.
+
+    What trial processes print (Ray Train's line per report, the workers' epoch lines, Ray's own
+    notices) stays in Ray's log files (`logs/` of the Ray session folder) unless this process logs
+    info (`-v`): the console shows the sweep's own line per trial.
 
     `state_api`: the local Ray runs its dashboard, whose address every Ray process gets in
     RAY_API_SERVER_ADDRESS. Worker-group trials need it: when Tune stops such a trial, Ray Train's
@@ -171,21 +190,25 @@ def init_ray(address: str | None, state_api: bool = False) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {
+        "logging_level": logging.WARNING,
+        "log_to_driver": logging.getLogger().isEnabledFor(logging.INFO),
+    }
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, **quiet)
     elif state_api:
         with socket.socket() as s:  # a free port, so that its address can be set before Ray starts
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(
-            logging_level=logging.WARNING,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=port,
+            **quiet,
         )
     else:
-        ray.init(logging_level=logging.WARNING, include_dashboard=False)
+        ray.init(include_dashboard=False, **quiet)
 
 
 def preflight(spec: StudySpec) -> int:

@@ -27,11 +27,18 @@ from search_spaces import default_point, get_search_space, to_flat_config
 from study.capacity import alive_nodes, search_limit
 from study.epoch_budget import EpochBudget
 from study.optuna_storage import StoredOptunaSearch, study_name
+from study.phase_check import phase_failure
 from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
 from trainables.config import TrainConfig
-from trainables.trainable import ARM_CONFIG_KEY, FINAL_KEY, flat_config, with_resources
+from trainables.distributed import DRIVER_CPU
+from trainables.trainable import (
+    ARM_CONFIG_KEY,
+    FINAL_KEY,
+    flat_config,
+    with_resources,
+)
 
 SEEDS_EXPERIMENT = "seeds"
 # Checkpoints kept per trial. With 1, Tune deletes the checkpoint that the saved experiment state
@@ -58,9 +65,10 @@ class TuneRunner:
 
     @property
     def reuse_actors(self) -> bool:
-        """Reuse trial actors (~2.8 s saved per trial, docs/results.md), but not for worker-group
-        trials: their
-        TorchTrainer is still shutting down when the next trial would start on the actor."""
+        """Tune runs the next trial in a finished trial's process (saves ~2.8 s per trial and the
+        imports), but not for worker-group trials: a trial Tune stops (ASHA, or its last epoch) is
+        still shutting its worker group down when the next would start, and Tune gives up on an
+        actor whose trial thread has not ended within 2 s (the trial then fails)."""
         return self.spec.resources.workers == 1
 
     def concurrency(self, limit: int) -> int:
@@ -68,9 +76,10 @@ class TuneRunner:
         chosen = self.spec.budget.max_concurrent
         return min(self.cluster_slots, limit) if chosen == "auto" else chosen
 
-    def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any] | None:
+    def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any]:
         """Optuna TPE (first trial: the method's defaults) within the arm's epoch budget, ASHA on val_acc where
-        valid; the best trial's config and what the search spent, or None."""
+        valid; the best trial's config and what the search spent, or {"failed": the first failure's
+        reason} when no trial finished."""
         spec, budget = self.spec, self.spec.budget
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = self._base_config(arm)
@@ -137,7 +146,7 @@ class TuneRunner:
                 f"{label} {arm.name}: no search trial finished; the arm has no seeds phase",
                 flush=True,
             )
-            return None
+            return {"failed": phase_failure(results)}
         config = TrainConfig.from_flat(flat_config(best.config)).to_flat()
         searched = {k: _short(v) for k, v in config.items() if base.get(k) != v} or "the defaults"
         print(
@@ -166,7 +175,8 @@ class TuneRunner:
             reuse_actors=self.reuse_actors,
             trial_dirname_creator=trial_dirname,
         )
-        cpu, gpu = seeds_resources(self.spec.resources.cpu, self.spec.resources.gpu, node_cpus())
+        resources = self.spec.resources
+        cpu, gpu = seeds_resources(resources.cpu, resources.gpu, node_cpus(), resources.workers)
         print(
             f"[seeds]: time and memory are reported from these trials, so each has its device alone: "
             f"{cpu:g} CPU(s), {gpu:g} GPU(s) per trial",
@@ -186,6 +196,7 @@ class TuneRunner:
             "seeds": seeds,
             "arms": [arm.name for arm in best_configs],
             "errored": sum(r.error is not None for r in results),
+            "failed": phase_failure(results),
         }
 
     def optuna_study(self, arm: Arm, study_index: int | None = None) -> dict[str, str]:
@@ -271,15 +282,20 @@ def best_result(results: ResultGrid) -> tune.Result | None:
     return max(full or usable, key=lambda r: r.metrics["val_acc"], default=None)
 
 
-def seeds_resources(cpu: float, gpu: float, node_cpus: list[float]) -> tuple[float, float]:
+def seeds_resources(
+    cpu: float, gpu: float, node_cpus: list[float], workers: int = 1
+) -> tuple[float, float]:
     """(CPUs, GPUs) per seeds-phase trial, whose time and memory the report shows: no trial shares a device.
 
     With GPUs: a whole GPU each (at least `ceil(gpu)`), the search's CPUs. CPU only: every CPU of the smallest
-    node, so trials run one per machine with all its cores as torch threads (the search may pack them).
+    node, so trials run one per machine with all its cores as torch threads (the search may pack
+    them); a worker group's workers get them less the DRIVER_CPU of the trial that drives them, else
+    the group would need more than a node and never start.
     """
     if gpu > 0:
         return cpu, float(max(1, math.ceil(gpu)))
-    return float(min(node_cpus, default=cpu)), 0.0
+    driver = DRIVER_CPU if workers > 1 else 0.0
+    return float(min(node_cpus, default=cpu)) - driver, 0.0
 
 
 def node_cpus() -> list[float]:

@@ -20,6 +20,7 @@ from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from study import tracking
+from study.phase_check import last_line
 from study.spec import Arm
 from study.system_metrics import SYSTEM_SAMPLES_KEY
 from study.trial_run import TrialRun
@@ -159,9 +160,9 @@ def error_reason(trial: Trial) -> str:
     reason = (trial.last_result or {}).get(DIVERGED_KEY)
     if reason:
         return reason
-    text = (trial.error_file and _read(trial.error_file)) or "unknown error (no error file)"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
+    return last_line(
+        (trial.error_file and _read(trial.error_file)) or "unknown error (no error file)"
+    )
 
 
 def _read(path: str) -> str:

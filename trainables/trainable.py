@@ -13,8 +13,10 @@ lost nodes) cost no training.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +42,47 @@ DATASET_KEY = (
 ExtraResults = Callable[[], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class WorkerGroup:
+    """A trial as `size` data-parallel workers (Ray Train), each reserving `per_worker` CPU/GPU."""
+
+    size: int
+    per_worker: dict[str, float]
+
+    @property
+    def threads(self) -> int:
+        """Torch threads per worker: its whole cores (a group that fills a node leaves its driver's
+        DRIVER_CPU out of the last core, which is still a core for the workers)."""
+        return max(1, int(self.per_worker.get("CPU", 1) + distributed.DRIVER_CPU))
+
+    def trial_resources(self) -> dict[str, float]:
+        """What the trial reserves, the workers and their driver, keyed as `trial_resources()` keys
+        a one-process trial's."""
+        return {
+            "trial_cpus": self.size * self.per_worker.get("CPU", 0.0) + distributed.DRIVER_CPU,
+            "trial_gpus": self.size * self.per_worker.get("GPU", 0.0),
+        }
+
+
 def train_trial(
     config: dict[str, Any],
-    workers: int = 1,
-    worker_resources: dict[str, float] | None = None,
+    group: WorkerGroup | None = None,
     extra_results: ExtraResults | None = None,
 ) -> None:
-    """Train one Tune trial to the end of its budget (or until Tune stops it); with `workers` > 1 as a Ray
-    Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to Tune.
-    `extra_results()` is merged into every report of a one-worker trial (the sweep's system metrics)."""
-    if workers > 1:
-        _train_workers(config, workers, worker_resources or {})
+    """Train one Tune trial to the end of its budget (or until Tune stops it); with a worker `group`
+    as a Ray Train worker group whose rank 0 reports to Tune. `extra_results()` is merged into every
+    report of a one-process trial (the sweep's system metrics)."""
+    if group is not None:
+        _train_workers(config, group)
         return
-    _train(flat_config(config), tune.report, tune.get_checkpoint(), trial_cpus(), extra_results)
+    _train(
+        flat_config(config),
+        tune.report,
+        tune.get_checkpoint(),
+        trial_cpus(),
+        trial_resources(),
+        extra_results,
+    )
 
 
 def _train(
@@ -60,9 +90,11 @@ def _train(
     report: Callable[..., None],
     checkpoint: Any,
     threads: int,
+    resources: dict[str, float],
     extra_results: ExtraResults | None = None,
 ) -> None:
-    """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`."""
+    """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent
+    to `report`; the final metrics also hold `resources` (what Ray reserved for the trial)."""
     train_config = TrainConfig.from_flat(flat)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no console line per saved checkpoint
     torch.set_num_threads(threads)
@@ -102,7 +134,7 @@ def _train(
             {DIVERGED_KEY: reason},
         )
         raise
-    summary = {**{k: v for k, v in final.items() if k != "history"}, **trial_resources()}
+    summary = {**{k: v for k, v in final.items() if k != "history"}, **resources}
     send(
         {
             **numbers(deferred.get("metrics", {})),
@@ -114,9 +146,7 @@ def _train(
     )
 
 
-def _train_workers(
-    config: dict[str, Any], workers: int, worker_resources: dict[str, float]
-) -> None:
+def _train_workers(config: dict[str, Any], group: WorkerGroup) -> None:
     """The trial as a TorchTrainer (gloo on CPU, NCCL on GPU) whose reports reach Tune through
     TuneReportCallback (Ray Train V2). Its checkpoints live in the trial's own storage folder, so a
     retried trial (a lost node) restarts the worker group from the last one."""
@@ -124,18 +154,21 @@ def _train_workers(
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    # Ray Train's watcher of node preemption is one more actor process per trial; a preempted node
+    # is a lost node to Tune, which retries the trial from its last checkpoint (budget.max_failures)
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     storage = tune.get_context().get_storage()
-    use_gpu = worker_resources.get("GPU", 0) > 0
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
             "flat": flat_config(config),
-            "threads": max(1, int(worker_resources.get("CPU", 1))),
+            "threads": group.threads,
+            "resources": group.trial_resources(),
         },
         scaling_config=ScalingConfig(
-            num_workers=workers,
-            use_gpu=use_gpu,
-            resources_per_worker={k: v for k, v in worker_resources.items() if v > 0},
+            num_workers=group.size,
+            use_gpu=group.per_worker.get("GPU", 0) > 0,
+            resources_per_worker={k: v for k, v in group.per_worker.items() if v > 0},
         ),
         run_config=RunConfig(
             name="workers",
@@ -153,7 +186,11 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
 
     _train(
-        loop_config["flat"], ray.train.report, ray.train.get_checkpoint(), loop_config["threads"]
+        loop_config["flat"],
+        ray.train.report,
+        ray.train.get_checkpoint(),
+        loop_config["threads"],
+        loop_config["resources"],
     )
 
 
@@ -216,11 +253,11 @@ def with_resources(
     (workers = 1), or a small driver whose worker group asks for `cpu`/`gpu` split over the workers."""
     if workers == 1:
         return tune.with_resources(trainable, {"cpu": cpu, "gpu": gpu})
-    per_worker = {"CPU": cpu / workers, "GPU": gpu / workers}
+    group = WorkerGroup(workers, {"CPU": cpu / workers, "GPU": gpu / workers})
 
     def train_trial_workers(
         config: dict[str, Any],
     ) -> None:  # a plain function: Tune can reuse its actors
-        train_trial(config, workers, per_worker)
+        train_trial(config, group)
 
     return tune.with_resources(train_trial_workers, {"cpu": distributed.DRIVER_CPU})

@@ -18,6 +18,7 @@ from study.provenance import git_commit
 from study.spec import spec_from_dict
 from study.sweep import parent_run, run_sweep
 from study.trial_run import WEIGHTS_FILE
+from trainables.distributed import DRIVER_CPU
 from trainables.models import build_model
 from trainables.trainable import FINAL_KEY
 
@@ -234,7 +235,8 @@ def test_arm_runs_show_best_config_and_seed_means(study):
 def test_diverged_trials_fail_with_the_reason_and_the_search_goes_on(
     ray_local: None, tmp_path: Path
 ):
-    """An arm whose every trial diverges: FAILED runs with the reason, and its search ends without raising."""
+    """An arm whose every trial diverges: FAILED runs with the reason, and its search ends without
+    raising, naming its first failure."""
     from study.tune_arm import TuneRunner
 
     spec = spec_from_dict(DIVERGING)
@@ -243,8 +245,12 @@ def test_diverged_trials_fail_with_the_reason_and_the_search_goes_on(
     experiment_id = tracking.get_or_create_experiment(client, spec.name)
     arm = spec.arms[0]
     parent = parent_run(client, experiment_id, spec, arm)
-    runner = TuneRunner(spec, str(tmp_path / "tune"), uri, experiment_id, 1, storage_url(tmp_path))
-    assert runner.search(arm, parent, "[1/1]") is None
+    searched = TuneRunner(
+        spec, str(tmp_path / "tune"), uri, experiment_id, 1, storage_url(tmp_path)
+    ).search(arm, parent, "[1/1]")
+    assert searched.keys() == {"failed"}
+    assert searched["failed"].startswith("seed_cnn/standard trial ")
+    assert ": DivergedError: train_loss is nan at epoch 1" in searched["failed"]
     runs = mlflow_runs(tmp_path, "diverging", "trial")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
     assert all(
@@ -284,6 +290,8 @@ def test_seeds_trials_get_a_whole_device():
         1.0,
     )  # a whole GPU, however the search packs them
     assert seeds_resources(1.0, 0.0, [8.0, 4.0]) == (4.0, 0.0)  # every core of the smallest node
+    # a worker group's workers leave their driver's share: 2 x 1 CPU + 0.01 would fit no node
+    assert seeds_resources(1.0, 0.0, [2.0], workers=2) == (2.0 - DRIVER_CPU, 0.0)
 
 
 def test_seeds_trials_size_themselves_from_the_live_nodes(ray_local: None):
