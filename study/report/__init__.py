@@ -25,8 +25,15 @@ from study.report.frames import (
     search_spent,
     select_arms,
     trials_frame,
+    with_chance,
 )
-from study.report.plots import PROFILE_PLOT, curve_plot, profile_plot, scatter_plot
+from study.report.plots import (
+    PROFILE_PLOT,
+    curve_plot,
+    profile_plot,
+    progress_plots,
+    scatter_plot,
+)
 from study.report.tables import render_markdown
 from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
 
@@ -88,7 +95,7 @@ def write_report(
         )
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    trials = trials_frame(runs)
+    trials = with_chance(client, trials_frame(runs))
     epochs = epochs_frame(client, trials)
     trials_path, epochs_path = out / "trials.parquet", out / "epochs.parquet"
     trials.to_parquet(trials_path, index=False)
@@ -106,6 +113,7 @@ def write_report(
         scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
         scatter_plot(trials, MEM, "peak memory (MB)", out / "acc_vs_memory.png"),
         profile_plot(equal, out / PROFILE_PLOT),
+        *progress_plots(trials, out),
     ]
     curves = {
         arm: curve_plot(
