@@ -110,15 +110,16 @@ def test_search_progress_is_the_best_final_val_acc_so_far_against_compute_spent(
         {"method": "standard", "end_time": pd.Timestamp(1), "metrics.epoch": 2, "acc": math.nan},
         {"method": "standard", "end_time": pd.Timestamp(2), "metrics.epoch": 4, "acc": 0.8},
         {"method": "standard", "end_time": pd.Timestamp(4), "metrics.epoch": 4, "acc": 0.75},
+        {"method": "standard", "end_time": pd.Timestamp(5), "metrics.epoch": 2, "acc": math.nan},
         {"method": "greedy", "end_time": pd.Timestamp(1), "metrics.epoch": 4, "acc": 0.6},
     ]
     frame = trials([{**row, "phase": "search", "seed": 0} for row in rows])
     progress = frames.search_progress(frame)
     standard = progress[progress["method"] == "standard"]
-    assert list(standard["spent"]) == [2, 6, 10, 14]
-    assert list(standard["best"].fillna(-1)) == [-1, 0.8, 0.8, 0.8]
+    assert list(standard["spent"]) == [2, 6, 10, 14, 16]
+    assert list(standard["best"].fillna(-1)) == [-1, 0.8, 0.8, 0.8, 0.8]
     assert list(progress.loc[progress["method"] == "greedy", "best"]) == [0.6]
-    computed = frame.assign(**{frames.COMPUTE_SPENT: [1.5, 0.5, 1.5, 1.5, 2.0]})
+    computed = frame.assign(**{frames.COMPUTE_SPENT: [1.5, 0.5, 1.5, 1.5, 0.5, 2.0]})
     assert list(frames.search_progress(computed)["spent"])[:4] == [0.5, 2.0, 3.5, 5.0]
 
 
