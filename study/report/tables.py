@@ -239,7 +239,7 @@ def verdict_lines(found: list[verdict.Family], alpha: float, margin: float) -> l
     sizes = {name: verdicts[0].tested if verdicts else 0 for name, verdicts in decided.items()}
     lines = ["## Verdict", "", captions.verdict_intro(sizes, alpha, margin, studies)]
     for name, verdicts in decided.items():
-        lines += ["", f"### {name.capitalize()} (Holm family of {sizes[name]})"]
+        lines += ["", f"### {name.capitalize()} (Holm family, m = {sizes[name]} tested)"]
         lines += ["", captions.FAMILY[name]] if name in captions.FAMILY else []
         lines += [line for v in verdicts for line in ("", verdict_line(v))]
     if not found:

@@ -562,8 +562,8 @@ def test_verdict_lines_holm_within_each_family(timed):
     }
     lines = [line for line in timed.markdown.splitlines() if line.startswith("Verdict")]
     assert len(lines) == 4
-    assert "### Equal epochs (Holm family of 2)" in timed.markdown
-    assert "### Equal time (Holm family of 2)" in timed.markdown
+    assert "### Equal epochs (Holm family, m = 2 tested)" in timed.markdown
+    assert "### Equal time (Holm family, m = 2 tested)" in timed.markdown
     for name, family in diffs.items():
         p = _holm({method: _p_two_sided(d) for method, d in family.items()})
         p_tost = {method: _p_tost(d, TIMED_MARGIN) for method, d in family.items()}
