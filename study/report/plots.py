@@ -20,6 +20,7 @@ from study.report.frames import (
     EqualTime,
     arm_order,
     search_progress,
+    spent_column,
 )
 
 MARKERS = "osD^vPX*<>"
@@ -133,11 +134,8 @@ def progress_plots(trials: pd.DataFrame, folder: Path) -> list[Path]:
     """Per model, the tunability plot (`search_progress`): best validation accuracy so far against
     search compute spent, one step line per arm."""
     progress = search_progress(trials)
-    unit = (
-        "standard-epoch units"
-        if COMPUTE_SPENT in trials and trials[COMPUTE_SPENT].notna().any()
-        else "trial-epochs"
-    )
+    search = trials[trials["phase"] == "search"]
+    unit = "standard-epoch units" if spent_column(search) == COMPUTE_SPENT else "trial-epochs"
     colours = _method_colours([method for _, method in arm_order(trials)])
     paths = []
     for model, arms in progress.groupby("model", sort=True):

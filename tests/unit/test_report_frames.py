@@ -121,6 +121,8 @@ def test_search_progress_is_the_best_final_val_acc_so_far_against_compute_spent(
     assert list(progress.loc[progress["method"] == "greedy", "best"]) == [0.6]
     computed = frame.assign(**{frames.COMPUTE_SPENT: [1.5, 0.5, 1.5, 1.5, 0.5, 2.0]})
     assert list(frames.search_progress(computed)["spent"])[:4] == [0.5, 2.0, 3.5, 5.0]
+    unlogged = frame.assign(**{frames.COMPUTE_SPENT: math.nan})  # e.g. older trials: epochs
+    assert list(frames.search_progress(unlogged)["spent"])[:5] == [2, 6, 10, 14, 16]
 
 
 def test_the_seeds_family_is_named_after_the_budget_unit():
@@ -128,3 +130,30 @@ def test_the_seeds_family_is_named_after_the_budget_unit():
     assert frames.budget_family(frame) == "equal epochs"  # runs from before FLOPs budgets
     assert frames.budget_family(frame.assign(**{"params.budget_unit": "epochs"})) == "equal epochs"
     assert frames.budget_family(frame.assign(**{"params.budget_unit": "flops"})) == "equal compute"
+
+
+def decided_line(method: str, differences: list[float], pairs: list[str]) -> str:
+    base = pd.Series(80.0, index=pairs)
+    found = verdict.comparison("m", method, "standard", "test accuracy", base, base + differences)
+    [decided] = verdict.decide(verdict.Family("control", [found]), 0.05, 1.0)
+    return tables.verdict_line(decided)
+
+
+def test_a_control_that_comes_out_beats_is_called_a_false_positive_of_the_control():
+    pairs = ["1", "2", "3", "4", "5"]
+    line = decided_line("standard:control", [3.0, 3.1, 2.9, 3.2, 2.8], pairs)
+    assert ": beats; margin ±1.00 points;" in line
+    assert "a false positive of the control" in line
+    assert "false positive" not in decided_line("greedy", [3.0, 3.1, 2.9, 3.2, 2.8], pairs)
+    assert "false positive" not in decided_line("standard:control", [0.1, -0.1, 0, 0.05, 0], pairs)
+
+
+def test_verdict_lines_say_whether_the_test_is_over_studies_or_seeds():
+    studies = [f"{k}:{i}" for k in range(3) for i in (1, 2)]
+    line = decided_line("greedy", [1.0, -2.0, 3.0, 0.0, -1.0, 2.0], studies)
+    assert "3 study means: 3 studies, the test is over the studies' means" in line
+    assert "inconclusive" in line and "Studies needed for power 0.8" in line
+    assert "(from 3 study means;" in line
+    two = decided_line("greedy", [1.0, -2.0, 3.0, 0.0], studies[:4])
+    assert "4 pairs from 2 studies: the test is over seeds only" in two
+    assert "Seeds needed for power 0.8" in two
