@@ -125,12 +125,12 @@ def verdict_intro(sizes: dict[str, int], alpha: float, margin: float, studies: i
         f"the larger of the two) is below α (the {1 - 2 * alpha:.0%} CI printed second lies "
         "inside the margin exactly when the unadjusted p_TOST is below α); both: "
         '"beats (by less than the margin)"; otherwise **inconclusive**, with the seeds that '
-        "would settle it: the "
-        f"fewest pairs for power {POWER:g}, two-sided at α/m (m: the family's tested comparisons; "
-        "conservative for Holm), from the noncentral t with the observed SD of the paired "
-        "differences, to detect a true difference of the margin or to show equivalence when the "
-        f"true difference is 0. An SD from 3 pairs is rough: its {CONFIDENCE:.0%} CI runs from "
-        f"{low:.2f}× to {high:.1f}× the estimate. {pairs} A diverged run counts with chance "
+        f"would settle it: the fewest pairs for power {POWER:g} at α/m (m: the family's tested "
+        "comparisons; conservative for Holm), from the noncentral t with the observed SD of the "
+        "paired differences, to detect a true difference of the margin (two-sided test) or to "
+        "show equivalence when the true difference is 0 (both one-sided tests, each at α/m). An "
+        f"SD from 3 pairs is rough: its {CONFIDENCE:.0%} CI runs from {low:.2f}× to {high:.1f}× "
+        f"the estimate. {pairs} A diverged run counts with chance "
         "accuracy. Fewer than 2 pairs: no test, not in the family. Differences equal on every "
         "pair (zero variance): p = 1 when all are 0, else p = 0."
     )

@@ -325,13 +325,20 @@ def rerun_comparisons(trials: pd.DataFrame, seeds: pd.DataFrame) -> list[verdict
     return verdict.compare(runs, "points", "test accuracy", verdict.against_baseline)
 
 
+def spent_column(search: pd.DataFrame) -> str:
+    """What a search trial's compute is read from: COMPUTE_SPENT once the trials log it, else
+    EPOCHS_SPENT."""
+    logged = COMPUTE_SPENT in search and search[COMPUTE_SPENT].notna().any()
+    return COMPUTE_SPENT if logged else EPOCHS_SPENT
+
+
 def search_progress(trials: pd.DataFrame) -> pd.DataFrame:
     """Per arm's search, trial by trial in the order they ended: `spent`, the search compute so
     far (compute_epochs once trials log it, else trial-epochs; stopped trials count), and `best`,
     the best final validation accuracy so far of the trials that ran to the end (what the search
     picks by)."""
     search = trials[trials["phase"] == "search"].sort_values("end_time", kind="stable")
-    spent = COMPUTE_SPENT if COMPUTE_SPENT in search else EPOCHS_SPENT
+    spent = spent_column(search)
     rows = []
     for (model, method), arm in search.groupby(["model", "method"], sort=False):
         rows.append(

@@ -587,12 +587,13 @@ def test_verdict_lines_holm_within_each_family(timed):
             if outcome[name, method] == "inconclusive":
                 needed = verdict.pairs_needed(stdev(d), TIMED_MARGIN, 0.05 / 2)
                 assert (
-                    f"Seeds needed for power 0.8 at α/m = 0.025 (two-sided), from the observed SD "
-                    f"of the paired differences, {stdev(d):.2f} points (from 3 pairs;" in line
+                    f"Seeds needed for power 0.8 at α/m = 0.025, from the observed SD of the "
+                    f"paired differences, {stdev(d):.2f} points (from 3 pairs;" in line
                 ), line
                 assert (
-                    f"{needed[0]} to detect a difference of {TIMED_MARGIN:.2f} points, "
-                    f"{needed[1]} to show equivalence within ±{TIMED_MARGIN:.2f} points." in line
+                    f"{needed[0]} to detect a difference of {TIMED_MARGIN:.2f} points "
+                    f"(two-sided), {needed[1]} to show equivalence within ±{TIMED_MARGIN:.2f} "
+                    "points (both one-sided tests)." in line
                 ), line
     # pooled over all 4, greedy's equal-epochs p would be adjusted by 3 or 4, not 2
     assert "over seeds only (it covers seed luck, not tuning luck)" in timed.markdown

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from study import verdict
-from study.report import frames, tables
+from study.report import frames, tables, verdict_text
 from study.report.frames import ACC, MEM, TIME, VAL
 from trainables.training import DivergedError
 
@@ -136,7 +136,7 @@ def decided_line(method: str, differences: list[float], pairs: list[str]) -> str
     base = pd.Series(80.0, index=pairs)
     found = verdict.comparison("m", method, "standard", "test accuracy", base, base + differences)
     [decided] = verdict.decide(verdict.Family("control", [found]), 0.05, 1.0)
-    return tables.verdict_line(decided)
+    return verdict_text.verdict_line(decided)
 
 
 def test_a_control_that_comes_out_beats_is_called_a_false_positive_of_the_control():
