@@ -132,7 +132,8 @@ def verdict_intro(sizes: dict[str, int], alpha: float, margin: float, studies: i
         f"SD from 3 pairs is rough: its {CONFIDENCE:.0%} CI runs from {low:.2f}× to {high:.1f}× "
         f"the estimate. {pairs} A diverged run counts with chance "
         "accuracy. Fewer than 2 pairs: no test, not in the family. Differences equal on every "
-        "pair (zero variance): p = 1 when all are 0, else p = 0."
+        "pair (zero variance): p = 1 when all are 0, else p = 0; p_TOST = 0 when that common "
+        "difference is inside the margin, else 1."
     )
 
 

@@ -132,7 +132,7 @@ def profile_plot(equal: EqualTime, path: Path) -> Path:
 
 def progress_plots(trials: pd.DataFrame, folder: Path) -> list[Path]:
     """Per model, the tunability plot (`search_progress`): best validation accuracy so far against
-    search compute spent, one step line per arm."""
+    search compute spent, one step line per arm, a marker where a trial ended."""
     progress = search_progress(trials)
     search = trials[trials["phase"] == "search"]
     unit = "standard-epoch units" if spent_column(search) == COMPUTE_SPENT else "trial-epochs"
@@ -148,6 +148,8 @@ def progress_plots(trials: pd.DataFrame, folder: Path) -> list[Path]:
                 where="post",
                 color=colours[method],
                 lw=2,
+                marker="o",
+                ms=4,
                 label=method,
             )
         ax.set(
