@@ -1,5 +1,5 @@
-"""study.report.frames on constructed trials frames: which runs count, the equal-time family from the
-equal-time phase's runs, and the search progress behind the tunability plot."""
+"""study.report.frames on constructed trials frames: which runs count, the equal-time family from
+the equal-time phase's runs, and the search progress behind the tunability plot."""
 
 from __future__ import annotations
 
