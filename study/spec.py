@@ -126,8 +126,8 @@ class Search:
 
 @dataclass
 class Report:
-    """Equal-time scoring (docs/design.md): the validation target of time-to-target and the
-    verdict's test level."""
+    """Equal-time scoring and the verdict (docs/verdict.md): the validation target of
+    time-to-target, the test level and the equivalence margin."""
 
     target_val_acc: float | dict[str, float] | None = (
         None  # all models, or a table per model; unset: the default
@@ -135,9 +135,8 @@ class Report:
     target_tolerance: float = (
         0.01  # default target = standard's median final val_acc minus this (per model)
     )
-    alpha: float = (
-        0.05  # family-wise error rate of the verdict (Holm's correction over all comparisons)
-    )
+    alpha: float = 0.05  # family-wise error rate of each verdict family (Holm within a family)
+    margin: float = 1.0  # points of accuracy: a smaller difference counts as equivalent (TOST)
 
     def __post_init__(self) -> None:
         targets = (
@@ -156,6 +155,7 @@ class Report:
                 )
         check_range("report.target_tolerance", self.target_tolerance, 0.0, 1.0, high_open=True)
         check_range("report.alpha", self.alpha, 0.0, 1.0, low_open=True, high_open=True)
+        check_range("report.margin", self.margin, 0.0, 100.0, low_open=True, high_open=True)
 
     def targets(self, models: list[str]) -> dict[str, float]:
         """The targets the spec sets, per model (models without one get the default in the report)."""

@@ -29,8 +29,15 @@ from study.report.frames import (
     search_spent,
     select_arms,
     trials_frame,
+    with_chance,
 )
-from study.report.plots import PROFILE_PLOT, curve_plot, profile_plot, scatter_plot
+from study.report.plots import (
+    PROFILE_PLOT,
+    curve_plot,
+    profile_plot,
+    progress_plots,
+    scatter_plot,
+)
 from study.report.settings import load_searches
 from study.report.settings_plots import arm_figures
 from study.report.settings_text import settings_lines
@@ -96,7 +103,7 @@ def write_report(
         )
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    trials = trials_frame(runs)
+    trials = with_chance(client, trials_frame(runs))
     epochs = epochs_frame(client, trials)
     trials_path, epochs_path = out / "trials.parquet", out / "epochs.parquet"
     trials.to_parquet(trials_path, index=False)
@@ -116,6 +123,7 @@ def write_report(
         scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
         scatter_plot(trials, MEM, "peak memory (MB)", out / "acc_vs_memory.png"),
         profile_plot(equal, out / PROFILE_PLOT),
+        *progress_plots(trials, out),
     ]
     per_arm: dict[str, list[Path]] = {
         arm: [

@@ -3,7 +3,8 @@ were made. Functions take the few values a caption quotes; the tables module fil
 
 from __future__ import annotations
 
-from study.verdict import BASELINE, CONFIDENCE, TAU_MAX
+from study import across_workloads
+from study.verdict import BASELINE, CONFIDENCE, MIN_STUDIES, POWER, TAU_MAX, sd_interval
 
 SEEDS_FALLBACK = (
     "† no seeds-phase runs for this arm: the best search-phase trial by validation accuracy "
@@ -13,10 +14,35 @@ NO_PAIRS = "No model has both {baseline} and one of {compared}."
 NO_TARGET = "No arm has a target (the target defaults need a finished standard run)."
 NO_BUDGET = f"No model has a finished {BASELINE} run to set the budget."
 NOTHING_TO_COMPARE = f"No model has both {BASELINE} and another method: nothing to compare."
+FALSE_POSITIVE = (
+    "For a control arm this is a false positive of the control: the same method against itself "
+    "comes out beats or loses at rate α by design, and nothing is tuned to hide it."
+)
+FAMILY = {
+    "control": (
+        "A control arm trains the same method again under its own label, searched and seeded as "
+        "its own arm (its own sampler seed and seed numbers); against its method's arm it should "
+        "come out equivalent or inconclusive."
+    ),
+}
 TRAINING_TIME = (
     "- Training time: the sum of `epoch_time_s`, the training loop only (evaluation, checkpoints "
     "and start-up excluded), with CUDA synchronised at both ends."
 )
+
+
+def summary() -> str:
+    return (
+        "Across workloads (model × data set), per method against "
+        f"{BASELINE}: P(method > {BASELINE}), the probability that a seeds-phase run of the method "
+        f"has a higher test accuracy than one of {BASELINE} (every pair of runs within a workload, "
+        "ties counting 1/2, averaged over workloads: rliable's probability of improvement), and "
+        "the interquartile mean (IQM, the mean of the middle 50%) of the paired test-accuracy "
+        f"differences, in points. {CONFIDENCE:.0%} CIs: stratified percentile bootstrap "
+        f"({across_workloads.RESAMPLES} resamples; runs resampled within each workload and arm; "
+        "n/a when a workload has fewer than 2 runs of an arm). A diverged run counts with chance "
+        "accuracy."
+    )
 
 
 def table1(datasets: str) -> str:
@@ -24,7 +50,10 @@ def table1(datasets: str) -> str:
         f"**Table 1.** Test accuracy (%, mean ± {CONFIDENCE:.0%} CI over seeds, t-distribution), "
         "total training time (s, mean) and peak memory (MB, mean; `RSS`: process high-water mark, "
         f"not exact) per model and training method on {datasets}. `n`: runs in the statistics; "
-        "`failed`: failed runs of the same phase, excluded from the statistics."
+        "`failed`: runs of the same phase that did not finish. A run that diverged (its loss "
+        'stopped being finite) is an outcome: "1 of 5 diverged" means one of the `n` runs, '
+        "counted with chance accuracy (1 / classes; no time or memory). Any other failure is the "
+        "infrastructure's: retried (budget.max_failures), and excluded if it still failed."
     )
 
 
@@ -43,8 +72,9 @@ def table3(targets: str) -> str:
         "`epoch_time_s`, evaluation excluded) until validation accuracy first reaches the model's "
         "target, median over the runs; a run that never reaches it counts as ∞ (shown as "
         "`∞ (miss)`), and so does an arm where at least half of the runs miss. `Reached`: runs "
-        "that reached the target / runs (failed seeds-phase runs count as misses unless they "
-        "reached it first). `× best`: time / the model's fastest arm. "
+        "that reached the target / runs (diverged runs count, as misses unless they reached it "
+        "first; runs lost to infrastructure failures do not). `× best`: time / the model's "
+        "fastest arm. "
         f"Targets: {targets or 'none (no ' + BASELINE + ' runs)'}."
     )
 
@@ -68,15 +98,51 @@ def table4() -> str:
     )
 
 
-def verdict_intro(tested: int, alpha: float) -> str:
+def verdict_intro(sizes: dict[str, int], alpha: float, margin: float, studies: int) -> str:
+    families = "; ".join(f"{name} ({m} tested)" for name, m in sizes.items())
+    low, high = sd_interval(1.0, 3)
+    if studies >= MIN_STUDIES:
+        pairs = (
+            f"Pairs are (study, seed) over {studies} independent searches per arm; pairs within a "
+            "study share its tuned config, so the test is over the studies' means."
+        )
+    elif studies > 1:
+        pairs = (
+            f"Pairs are (study, seed) over {studies} independent searches per arm, fewer than "
+            f"{MIN_STUDIES}: the test is over seeds only."
+        )
+    else:
+        pairs = (
+            "A pair is the same seed index in both arms, after one search per arm: the test is "
+            "over seeds only (it covers seed luck, not tuning luck)."
+        )
     return (
-        f"Each method against {BASELINE} per model, at equal epochs (test accuracy after the full "
-        f"budget) and at equal time (validation accuracy at {BASELINE}'s median training time, "
-        "Table 4). Paired t-tests over the seeds (a pair = the same seed), Holm's correction across "
-        f"all {tested} tested comparisons at α = {alpha:g}; effects in points with their "
-        f"{CONFIDENCE:.0%} CI (t-interval, not adjusted). Fewer than 2 pairs: no test, the verdict "
-        'is "matches" and the comparison is not in the Holm family. Differences equal on every '
-        "seed (zero variance): p = 1 when all are 0, else p = 0."
+        f"Each question is its own Holm family, corrected within and never across: {families}. "
+        f"Within a family, at α = {alpha:g} and a margin of ±{margin:g} points (report.margin): "
+        "**beats** / **loses** when the Holm-adjusted two-sided paired t-test is significant "
+        f"(the {CONFIDENCE:.0%} CI printed first is its t-interval, not adjusted); "
+        "**equivalent** when the Holm-adjusted p of two one-sided tests against ±margin (p_TOST, "
+        f"the larger of the two) is below α (the {1 - 2 * alpha:.0%} CI printed second lies "
+        "inside the margin exactly when the unadjusted p_TOST is below α); both: "
+        '"beats (by less than the margin)"; otherwise **inconclusive**, with the seeds that '
+        f"would settle it: the fewest pairs for power {POWER:g} at α/m (m: the family's tested "
+        "comparisons; conservative for Holm), from the noncentral t with the observed SD of the "
+        "paired differences, to detect a true difference of the margin (two-sided test) or to "
+        "show equivalence when the true difference is 0 (both one-sided tests, each at α/m). An "
+        f"SD from 3 pairs is rough: its {CONFIDENCE:.0%} CI runs from {low:.2f}× to {high:.1f}× "
+        f"the estimate. {pairs} A diverged run counts with chance "
+        "accuracy. Fewer than 2 pairs: no test, not in the family. Differences equal on every "
+        "pair (zero variance): p = 1 when all are 0, else p = 0; p_TOST = 0 when that common "
+        "difference is inside the margin, else 1."
+    )
+
+
+def search_progress(plots: str) -> str:
+    return (
+        f"Tunability ({plots}, one per model): per arm, the best final validation accuracy so far "
+        "of the search trials that ran to the end (what the search picks by) against the search "
+        "compute spent (trials in the order they ended, those stopped early included). It shows "
+        "how fast each method's search finds its best."
     )
 
 

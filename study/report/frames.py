@@ -1,9 +1,11 @@
-"""The report's data: trials and epochs frames from MLflow, the runs each arm's statistics use, and the
-equal-time scoring over them (pure pandas over what the sweep logged)."""
+"""The report's data: trials and epochs frames from MLflow, the runs each arm's statistics use (a
+diverged run counts with chance accuracy), the equal-time scoring over them, the verdict's families
+and the search progress (pure pandas over what the sweep logged)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 
@@ -15,6 +17,8 @@ from mlflow.tracking import MlflowClient
 from study import verdict
 from study.spec import Report
 from study.verdict import BASELINE
+
+log = logging.getLogger(__name__)
 
 COMPARED = ("layer_to_layer", "greedy")
 
@@ -32,6 +36,9 @@ PROMOTED_TAGS = ("arm", "model", "method", "phase", "trial_id", "error")
 
 
 FAILED_STATUSES = ("FAILED", "KILLED")
+
+
+DIVERGED = "DivergedError"  # how a diverged trial's `error` tag begins (trainables/trainable.py)
 
 
 def final_metric(key: str) -> str:
@@ -59,6 +66,13 @@ RSS_MEMORY = {
 TAUS = np.linspace(1.0, verdict.TAU_MAX, 301)
 
 
+EQUAL_TIME_PHASE = "equal_time"  # the phase that reruns every arm for standard's training time
+
+
+COMPUTE_SPENT = "metrics.compute_epochs"  # a trial's last value: its compute in standard epochs
+EPOCHS_SPENT = "metrics.epoch"  # its last epoch: the trial-epochs it ran
+
+
 @dataclass
 class ArmRuns:
     """One (model, method) arm: the runs its statistics use and the failures among the runs considered."""
@@ -68,8 +82,9 @@ class ArmRuns:
     from_seeds: (
         bool  # False: no seeds-phase runs, `used` is the best search trial by validation accuracy
     )
-    used: pd.DataFrame  # FINISHED runs with a test accuracy; column `pair` pairs runs across arms
-    failed_runs: pd.DataFrame  # FAILED or KILLED runs of the same phase
+    used: pd.DataFrame  # the runs that count (`counted`); column `pair` pairs runs across arms
+    failed_runs: pd.DataFrame  # FAILED or KILLED runs of the same phase that did not diverge
+    diverged: int = 0  # runs in `used` that diverged (counted with chance accuracy)
 
 
 @dataclass
@@ -87,10 +102,14 @@ class EqualTime:
 
 def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """MLflow's runs frame (run_id, status, times, `metrics.*`, `params.*`, `tags.*`) with the contract tags,
-    the run name and the seed as columns of their own, and every SUMMARY_KEYS final metric present."""
+    the run name and the seed as columns of their own, and every SUMMARY_KEYS final metric present;
+    `diverged`: the run ended FAILED because its loss stopped being finite."""
     frame = runs.copy()
     for key in PROMOTED_TAGS:
         frame[key] = frame.get(f"tags.{key}")
+    frame["diverged"] = (frame["status"] == "FAILED") & frame["error"].fillna("").str.startswith(
+        DIVERGED
+    )
     frame["arm"] = frame["arm"].fillna(frame["model"] + "/" + frame["method"])
     frame["run_name"] = frame["tags.mlflow.runName"]
     frame["seed"] = pd.to_numeric(frame.get("params.seed"), errors="coerce").astype("Int64")
@@ -125,27 +144,66 @@ def epochs_frame(client: MlflowClient, trials: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def with_chance(client: MlflowClient, trials: pd.DataFrame) -> pd.DataFrame:
+    """`trials` with `chance_acc`, the accuracy a diverged run counts with: 1 / the class count of
+    its data set, from the data set input its runs logged (the diverged runs first). Unrecorded: 0,
+    with a warning (a diverged run must count as worse). NaN for data sets without diverged runs."""
+    chance: dict[str, float] = {}
+    for dataset in trials.loc[trials["diverged"], "params.dataset"].dropna().unique():
+        runs = trials[trials["params.dataset"] == dataset].sort_values("diverged", ascending=False)
+        classes = next(filter(None, (logged_classes(client, r) for r in runs["run_id"])), None)
+        if classes is None:
+            log.warning("no run of %s recorded its class count: diverged runs count as 0", dataset)
+        chance[dataset] = 1.0 / classes if classes else 0.0
+    return trials.assign(chance_acc=trials["params.dataset"].map(chance).astype(float))
+
+
+def logged_classes(client: MlflowClient, run_id: str) -> int | None:
+    """The class count in the profile of the data set a run logged as its input (None if none)."""
+    for dataset_input in client.get_run(run_id).inputs.dataset_inputs:
+        profile = json.loads(dataset_input.dataset.profile or "{}")
+        if "num_classes" in profile:
+            return int(profile["num_classes"])
+    return None
+
+
+def counted(considered: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count in an arm's statistics: finished ones with a test accuracy, and diverged
+    ones with chance accuracy (test and final validation; no time or memory); the last run of each
+    seed, `pair` = the seed."""
+    finished = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
+    diverged = considered[considered["diverged"]]
+    at_chance = diverged["chance_acc"]
+    diverged = diverged.assign(**{ACC: at_chance, VAL: at_chance, TIME: math.nan, MEM: math.nan})
+    return (
+        pd.concat([finished, diverged])
+        .sort_values("start_time", kind="stable")
+        .drop_duplicates("seed", keep="last")
+        .assign(pair=lambda f: f["seed"].astype(str))
+    )
+
+
 def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
-    """Per arm, in table order: the finished seeds-phase runs, else the best search trial by validation accuracy."""
+    """Per arm, in table order: the seeds-phase runs that count (`counted`), else the best search
+    trial by validation accuracy."""
     arms = []
     for model, method in arm_order(trials):
         runs = trials[(trials["model"] == model) & (trials["method"] == method)]
         from_seeds = bool((runs["phase"] == "seeds").any())
         considered = runs[runs["phase"] == "seeds"] if from_seeds else runs
-        usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
         if from_seeds:
-            used = usable.drop_duplicates("seed", keep="last").assign(
-                pair=lambda f: f["seed"].astype(str)
-            )
+            used = counted(considered)
         else:
+            usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
             score = usable[final_metric("best_val_acc")].fillna(usable[VAL]).fillna(-math.inf)
             used = (
                 usable.loc[[score.idxmax()]].assign(pair="best")
                 if len(usable)
                 else usable.assign(pair="")
             )
-        failed = considered[considered["status"].isin(FAILED_STATUSES)]
-        arms.append(ArmRuns(model, method, from_seeds, used, failed))
+        failed = considered[considered["status"].isin(FAILED_STATUSES) & ~considered["diverged"]]
+        diverged = int(used["diverged"].sum()) if from_seeds else 0
+        arms.append(ArmRuns(model, method, from_seeds, used, failed, diverged))
     return arms
 
 
@@ -189,14 +247,10 @@ def equal_time(arms: list[ArmRuns], epochs: pd.DataFrame, settings: Report) -> E
     columns = {ACC: "test_acc", VAL: "val_acc", TIME: "train_time_s"}
     keep = ["run_id", "model", "method", "pair", *columns]
     used = pd.concat([arm.used[keep] for arm in arms], ignore_index=True).rename(columns=columns)
-    timed = pd.concat(
-        [used, *(arm.failed_runs[["run_id", "model", "method"]] for arm in arms if arm.from_seeds)],
-        ignore_index=True,
-    )
     targets = verdict.workload_targets(
         used, settings.targets(sorted(used["model"].unique())), settings.target_tolerance
     )
-    table = verdict.time_to_target_table(timed, epochs, targets)
+    table = verdict.time_to_target_table(used, epochs, targets)
     budgets = {
         model: float(runs["train_time_s"].median())
         for model, runs in used[used["method"] == BASELINE].groupby("model")
@@ -215,18 +269,91 @@ def equal_time(arms: list[ArmRuns], epochs: pd.DataFrame, settings: Report) -> E
     return EqualTime(targets, table, budgets, used, verdict.performance_profile(table, TAUS))
 
 
-def comparisons(equal: EqualTime) -> list[verdict.Comparison]:
-    """Every method against the baseline per model, at equal epochs and at equal time, Holm-corrected together."""
-    runs = equal.runs
-    return verdict.with_holm(
-        verdict.compare(runs, "test_acc", "equal epochs", "test accuracy")
-        + verdict.compare(
-            runs[runs["model"].isin(list(equal.budgets))],
-            "acc_at_time",
+def budget_family(trials: pd.DataFrame) -> str:
+    """The seeds phase's question: "equal compute" under a FLOPs budget, else "equal epochs"."""
+    units = trials.get("params.budget_unit")
+    return "equal compute" if units is not None and (units == "flops").any() else "equal epochs"
+
+
+def in_points(runs: pd.DataFrame, value: str) -> pd.DataFrame:
+    """model, method, pair and `points`: 100 × `value` (the verdict's and the margin's unit)."""
+    return runs[["model", "method", "pair"]].assign(points=100 * runs[value].astype(float))
+
+
+def seeds_points(arms: list[ArmRuns]) -> pd.DataFrame:
+    """Every arm's counted runs' test accuracy in points (`in_points`)."""
+    return in_points(pd.concat([arm.used for arm in arms], ignore_index=True), ACC)
+
+
+def families(arms: list[ArmRuns], trials: pd.DataFrame, equal: EqualTime) -> list[verdict.Family]:
+    """The verdict's questions, each its own Holm family: the seeds phase's test accuracy (equal
+    compute or equal epochs), equal time (`rerun_comparisons`; without an equal-time phase,
+    validation accuracy at standard's median training time) and the control arms against their
+    method's arm. Families without a comparison are left out."""
+    seeds = seeds_points(arms)
+    at_time = equal.runs[equal.runs["model"].isin(list(equal.budgets))]
+    found = [
+        verdict.Family(
+            budget_family(trials),
+            verdict.compare(seeds, "points", "test accuracy", verdict.against_baseline),
+        ),
+        verdict.Family(
             "equal time",
-            "validation accuracy",
+            rerun_comparisons(trials, seeds)
+            or verdict.compare(
+                in_points(at_time, "acc_at_time"),
+                "points",
+                f"validation accuracy at {BASELINE}'s median training time",
+                verdict.against_baseline,
+            ),
+        ),
+        verdict.Family(
+            "control",
+            verdict.compare(seeds, "points", "test accuracy", verdict.against_own_method),
+        ),
+    ]
+    return [family for family in found if family.comparisons]
+
+
+def rerun_comparisons(trials: pd.DataFrame, seeds: pd.DataFrame) -> list[verdict.Comparison]:
+    """The equal-time phase's test accuracy (its runs that count, `counted`) of every method's arm
+    against standard's seeds-phase runs (`seeds`, in points), paired by `pair`; empty without it."""
+    reruns = trials[trials["phase"] == EQUAL_TIME_PHASE]
+    if reruns.empty:
+        return []
+    timed = pd.concat([counted(runs) for _, runs in reruns.groupby(["model", "method"])])
+    runs = pd.concat([seeds[seeds["method"] == BASELINE], in_points(timed, ACC)])
+    return verdict.compare(runs, "points", "test accuracy", verdict.against_baseline)
+
+
+def spent_column(search: pd.DataFrame) -> str:
+    """What a search trial's compute is read from: COMPUTE_SPENT once the trials log it, else
+    EPOCHS_SPENT."""
+    logged = COMPUTE_SPENT in search and search[COMPUTE_SPENT].notna().any()
+    return COMPUTE_SPENT if logged else EPOCHS_SPENT
+
+
+def search_progress(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per arm's search, trial by trial in the order they ended: `spent`, the search compute so
+    far (compute_epochs once trials log it, else trial-epochs; stopped trials count), and `best`,
+    the best final validation accuracy so far of the trials that ran to the end (what the search
+    picks by)."""
+    search = trials[trials["phase"] == "search"].sort_values("end_time", kind="stable")
+    spent = spent_column(search)
+    rows = []
+    for (model, method), arm in search.groupby(["model", "method"], sort=False):
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "method": method,
+                    "spent": pd.to_numeric(arm[spent]).fillna(0).cumsum(),
+                    "best": arm[VAL].cummax().ffill(),
+                }
+            )
         )
-    )
+    columns = ["model", "method", "spent", "best"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 
 
 def exact_memory(runs: pd.DataFrame) -> bool:

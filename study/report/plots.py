@@ -1,4 +1,5 @@
-"""The report's figures: accuracy against time and memory, validation curves, the performance profile."""
+"""The report's figures: accuracy against time and memory, validation curves, the performance
+profile and the search progress (tunability) per model."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from study import verdict
-from study.report.frames import ACC, FAILED_STATUSES, EqualTime, arm_order
+from study.report.frames import (
+    ACC,
+    COMPUTE_SPENT,
+    FAILED_STATUSES,
+    EqualTime,
+    arm_order,
+    search_progress,
+    spent_column,
+)
 
 MARKERS = "osD^vPX*<>"
 
 
 PROFILE_PLOT = "performance_profile.png"
+
+
+PROGRESS_PLOT = "search_progress_{model}.png"
 
 
 def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> Path:
@@ -116,6 +128,41 @@ def profile_plot(equal: EqualTime, path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=110)
     return path
+
+
+def progress_plots(trials: pd.DataFrame, folder: Path) -> list[Path]:
+    """Per model, the tunability plot (`search_progress`): best validation accuracy so far against
+    search compute spent, one step line per arm, a marker where a trial ended."""
+    progress = search_progress(trials)
+    search = trials[trials["phase"] == "search"]
+    unit = "standard-epoch units" if spent_column(search) == COMPUTE_SPENT else "trial-epochs"
+    colours = _method_colours([method for _, method in arm_order(trials)])
+    paths = []
+    for model, arms in progress.groupby("model", sort=True):
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.add_subplot()
+        for method, arm in arms.groupby("method", sort=False):
+            ax.step(
+                arm["spent"],
+                100 * arm["best"],
+                where="post",
+                color=colours[method],
+                lw=2,
+                marker="o",
+                ms=4,
+                label=method,
+            )
+        ax.set(
+            xlabel=f"search compute spent ({unit})",
+            ylabel="best validation accuracy so far (%)",
+            title=f"{model}: search progress per arm",
+        )
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        path = folder / PROGRESS_PLOT.format(model=model)
+        fig.savefig(path, dpi=110)
+        paths.append(path)
+    return paths
 
 
 def _method_colours(methods: list[str]) -> dict[str, tuple[float, ...]]:

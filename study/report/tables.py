@@ -1,4 +1,5 @@
-"""The report's Markdown: its tables, verdict lines and measurement conditions (captions: study.report.captions)."""
+"""The report's Markdown: its tables, the summary and verdict (study.report.verdict_text) and the
+measurement conditions (captions: study.report.captions)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import pandas as pd
 
-from study import verdict
+from study import across_workloads, verdict
 from study.markdown import markdown_table
 from study.report import captions
 from study.report.frames import (
@@ -19,14 +20,16 @@ from study.report.frames import (
     TIME,
     ArmRuns,
     EqualTime,
-    comparisons,
     exact_memory,
+    families,
     final_metric,
     max_concurrent,
+    seeds_points,
 )
-from study.report.plots import PROFILE_PLOT
+from study.report.plots import PROFILE_PLOT, PROGRESS_PLOT
+from study.report.verdict_text import summary_lines, verdict_lines
 from study.spec import Report
-from study.verdict import BASELINE, CONFIDENCE, mean_ci
+from study.verdict import BASELINE, mean_ci
 
 
 def render_markdown(
@@ -50,6 +53,8 @@ def render_markdown(
     lines = [
         f"# Study report: {experiment}",
         "",
+        *summary_lines(across_workloads.summarize(seeds_points(arms), "points")),
+        "",
         captions.table1(datasets),
     ]
     if not all(arm.from_seeds for arm in arms):
@@ -71,7 +76,7 @@ def render_markdown(
             _pm(*mean_ci(100 * arm.used[ACC])),
             _num(arm.used[MEM].mean(), 1) + ("" if exact_memory(arm.used) else " RSS"),
             str(len(arm.used)),
-            str(len(arm.failed_runs)),
+            failed_cell(arm),
         ]
         for arm in arms
     ]
@@ -109,7 +114,9 @@ def render_markdown(
         "",
         *equal_time_lines(equal),
         "",
-        *verdict_lines(comparisons(equal), settings.alpha),
+        *verdict_lines(families(arms, trials, equal), settings.alpha, settings.margin),
+        "",
+        *progress_lines(trials),
         "",
         *condition_lines(arms),
     ]
@@ -203,34 +210,20 @@ def equal_time_lines(equal: EqualTime) -> list[str]:
     return [*lines, "", *markdown_table(header, rows, right_from=2)]
 
 
-def verdict_lines(found: list[verdict.Comparison], alpha: float) -> list[str]:
-    """One `Verdict` line per model and comparison, after a paragraph that says how they were decided."""
-    lines = [
-        "## Verdict",
-        "",
-        captions.verdict_intro(sum(math.isfinite(c.test.p) for c in found), alpha),
-    ]
-    for c in found:
-        t = c.test
-        ci = (
-            "n/a"
-            if not math.isfinite(t.ci_low)
-            else f"[{100 * t.ci_low:+.2f}, {100 * t.ci_high:+.2f}]"
-        )
-        p = (
-            "no test"
-            if not math.isfinite(t.p)
-            else f"p = {t.p:.3g}, Holm-adjusted p = {c.p_holm:.3g}"
-        )
-        effect = "n/a" if not math.isfinite(t.mean) else f"{100 * t.mean:+.2f} points"
-        lines += [
-            "",
-            f"Verdict {c.model}, {c.method} vs {BASELINE}, {c.budget}: {c.verdict(alpha)}; effect {effect} "
-            f"{c.quantity} ({CONFIDENCE:.0%} CI {ci}; {t.n} pair{'s' if t.n != 1 else ''}; {p}).",
-        ]
-    if not found:
-        lines += ["", captions.NOTHING_TO_COMPARE]
-    return lines
+def failed_cell(arm: ArmRuns) -> str:
+    """Table 1's `failed`: "1 of 5 diverged" (counted in `n`), then the failures not counted."""
+    parts = [f"{arm.diverged} of {len(arm.used)} diverged"] if arm.diverged else []
+    parts += [f"{len(arm.failed_runs)} other, excluded"] if len(arm.failed_runs) else []
+    return "; ".join(parts) or "0"
+
+
+def progress_lines(trials: pd.DataFrame) -> list[str]:
+    """Where the search-progress plots are and what they show."""
+    models = sorted(trials.loc[trials["phase"] == "search", "model"].dropna().unique())
+    if not models:
+        return []
+    plots = ", ".join(f"`{PROGRESS_PLOT.format(model=m)}`" for m in models)
+    return ["## Search progress", "", captions.search_progress(plots)]
 
 
 def condition_lines(arms: list[ArmRuns]) -> list[str]:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study import tracking
+from study import tracking, verdict
 from study.report import ReportResult, write_report
 from study.trial_run import TrialRun
 from trainables.config import TrainConfig
@@ -36,6 +36,15 @@ TIME = {
     "greedy": (8.0, 16.0, 24.0),
 }
 MEM = {"standard": 100.0, "layer_to_layer": 150.0, "greedy": 40.0}
+# The data set input a trial logs (trainables.data.describe_splits): its class count sets chance.
+DATASET = {
+    "name": "cifar10",
+    "digest": "0" * 32,
+    "source": "built-in loader of 'cifar10'",
+    "sizes": {"train": 45000, "val": 5000, "test": 10000},
+    "image_shape": [3, 32, 32],
+    "num_classes": 10,
+}
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +154,8 @@ def add_trial(
 def study(
     tmp_path_factory: pytest.TempPathFactory, blank_db: Path
 ) -> tuple[Path, MlflowClient, dict[str, str], ReportResult]:
-    """2 models x 3 methods, 3 seeds each, 2 search trials for one arm, one failed seeds run; report written."""
+    """2 models x 3 methods, 3 seeds each, 2 search trials for one arm, a diverged seeds run and
+    one lost to the infrastructure; report written."""
     study_dir = tmp_path_factory.mktemp("quick")
     client, exp_id = new_store(blank_db, study_dir, "quick")
     parents = {}
@@ -169,7 +179,7 @@ def study(
             90.0,
         )
     client.set_tag(run_id, "early_stopped", "true")  # as the sweep marks a trial that ASHA stopped
-    add_trial(
+    diverged = add_trial(
         client,
         exp_id,
         parents["vgg11/greedy"],
@@ -177,10 +187,24 @@ def study(
         "greedy",
         "seeds",
         3,
-        0.10,
+        0.30,
         9.0,
         40.0,
         error="DivergedError: train_loss is nan at epoch 3 (vgg11/greedy)",
+    )
+    TrialRun(client, diverged).log_dataset(DATASET)  # as the trial's first result logs it
+    add_trial(
+        client,
+        exp_id,
+        parents["seed_cnn/layer_to_layer"],
+        "seed_cnn",
+        "layer_to_layer",
+        "seeds",
+        4,
+        0.99,
+        9.0,
+        40.0,
+        error="RayActorError: The actor died unexpectedly before finishing this task.",
     )
     return study_dir, client, parents, write_report(study_dir)
 
@@ -207,7 +231,7 @@ def row(markdown: str, table: str, *first: str) -> list[str]:
 def test_parquet_files_hold_every_trial_and_epoch(study):
     study_dir, _, _, result = study
     trials = pd.read_parquet(study_dir / "report" / "trials.parquet")
-    assert len(trials) == 6 * 3 + 2 + 1
+    assert len(trials) == 6 * 3 + 2 + 2
     for column in (
         "run_id",
         "status",
@@ -226,7 +250,9 @@ def test_parquet_files_hold_every_trial_and_epoch(study):
     ):
         assert column in trials.columns, column
     assert sorted(trials["status"].unique()) == ["FAILED", "FINISHED"]
-    assert trials.loc[trials["status"] == "FAILED", "error"].str.contains("DivergedError").all()
+    failed = trials[trials["status"] == "FAILED"]
+    assert failed["error"].str.startswith(("DivergedError", "RayActorError")).all()
+    assert list(failed["diverged"]) == [True, False] and "chance_acc" in trials
 
     epochs = pd.read_parquet(result.epochs_path)
     assert list(epochs.columns) == [
@@ -243,9 +269,9 @@ def test_parquet_files_hold_every_trial_and_epoch(study):
         "epoch_time_s",
         "peak_mem_mb",
     ]
-    assert len(epochs) == 20 * EPOCHS + (
+    assert len(epochs) == 20 * EPOCHS + 2 * (
         EPOCHS - 1
-    )  # 20 finished runs, the failed one stopped one epoch early
+    )  # 20 finished runs, the failed ones stopped one epoch early
     last = epochs[(epochs["arm"] == "vgg11/standard") & (epochs["epoch"] == EPOCHS)]
     assert (
         last["peak_mem_mb"] == MEM["standard"] - 20
@@ -272,10 +298,20 @@ def test_table_has_every_arm_with_mean_and_ci(study):
     assert row(markdown, "Table 1", "vgg11", "layer_to_layer")[3] == "64.00 ± 4.97"
 
 
-def test_failed_run_is_counted_and_excluded(study):
+def test_diverged_run_counts_at_chance_and_an_infrastructure_failure_does_not(study):
     cells = row(study[3].markdown, "Table 1", "vgg11", "greedy")
-    assert cells[3] == "55.00 ± 0.00"  # the failed run's logged 10% is not in the mean
-    assert cells[5:] == ["3", "1"]
+    # 55, 55, 55 and the diverged run at chance (1 / 10 classes, from its logged data set), not
+    # the 30% it logged: mean 43.75, SD 22.5 -> t(0.975, 3) = 3.1824 * 22.5 / 2 = 35.80
+    assert cells[3] == "43.75 ± 35.80"
+    assert cells[2] == "16.0"  # its time is not in the mean: it has none
+    assert cells[5:] == ["4", "1 of 4 diverged"]
+    # the lost run is not counted (it would add 99%)
+    assert row(study[3].markdown, "Table 1", "seed_cnn", "layer_to_layer")[3:] == [
+        "81.00 ± 4.97",
+        "150.0",
+        "3",
+        "1 other, excluded",
+    ]
     assert (
         "Search phase: 2 trials, 1 stopped early by the scheduler, 0 failed." in study[3].markdown
     )
@@ -310,7 +346,8 @@ def test_plots_written_and_logged_to_every_arm_run(study):
         "performance_profile.png",
         "val_curves_seed_cnn_standard.png",
     } <= names
-    assert len(result.plots) == 3 + 6
+    assert "search_progress_seed_cnn.png" in names  # the one model whose search ran
+    assert len(result.plots) == 3 + 1 + 6
     for path in result.plots:
         assert path.parent == study_dir / "report" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.parents_logged == 6
@@ -321,6 +358,7 @@ def test_plots_written_and_logged_to_every_arm_run(study):
             "acc_vs_time.png",
             "acc_vs_memory.png",
             "performance_profile.png",
+            "search_progress_seed_cnn.png",
             f"val_curves_{arm.replace('/', '_')}.png",
         }
         assert set(logged) == {f"report/{name}" for name in expected}
@@ -414,6 +452,7 @@ TEST_ACC = {
     "greedy": (0.70, 0.71, 0.69),
 }
 EPOCH_S = {"standard": 2.0, "layer_to_layer": 1.0, "greedy": 1.0}
+TIMED_MARGIN = 2.0  # points (the spec's report.margin)
 
 
 @pytest.fixture(scope="module")
@@ -422,9 +461,9 @@ def timed(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> ReportRes
     client, exp_id = new_store(blank_db, study_dir, "timed")
     for method, curves in CURVES.items():
         parent = add_arm(client, exp_id, "seed_cnn", method)
-        client.log_param(
-            parent, "report.target_tolerance", "0.05"
-        )  # as the sweep logs the spec's [report]
+        # as the sweep logs the spec's [report]
+        client.log_param(parent, "report.target_tolerance", "0.05")
+        client.log_param(parent, "report.margin", str(TIMED_MARGIN))
         for seed, (curve, acc) in enumerate(zip(curves, TEST_ACC[method]), 1):
             add_trial(
                 client,
@@ -474,7 +513,7 @@ def test_accuracy_at_equal_time(timed):
 
 
 def _p_two_sided(differences: list[float]) -> float:
-    """The paired t-test's p by its formula: t = mean / (sd / sqrt(n)), two-sided, n - 1 degrees of freedom."""
+    """The paired t-test's p by its formula: t = mean / (sd / sqrt(n)), two-sided, n - 1 df."""
     from statistics import mean, stdev
 
     from scipy.stats import t as student
@@ -483,52 +522,109 @@ def _p_two_sided(differences: list[float]) -> float:
     return 2 * student.sf(abs(mean(differences) / (stdev(differences) / n**0.5)), n - 1)
 
 
-def test_verdict_lines_with_holm_adjusted_p(timed):
-    diffs = {  # points, other - standard per seed
-        ("layer_to_layer", "equal epochs"): [5.0, 5.0, 5.5],
-        ("greedy", "equal epochs"): [-20.0, -20.0, -23.0],
-        ("layer_to_layer", "equal time"): [3.0, -1.0, 4.0],
-        ("greedy", "equal time"): [-20.0, -12.0, -6.0],
-    }
-    p = {key: _p_two_sided(d) for key, d in diffs.items()}
-    order = sorted(
-        p, key=p.get
-    )  # Holm: the i-th smallest p times (m - i + 1), running maximum, capped at 1
+def _p_tost(differences: list[float], margin: float) -> float:
+    """TOST by its formula: the larger one-sided p of H0 mean <= -margin and H0 mean >= margin."""
+    from statistics import mean, stdev
+
+    from scipy.stats import t as student
+
+    n = len(differences)
+    se = stdev(differences) / n**0.5
+    low = student.sf((mean(differences) + margin) / se, n - 1)
+    high = student.cdf((mean(differences) - margin) / se, n - 1)
+    return max(low, high)
+
+
+def _holm(p: dict) -> dict:
+    """Holm by hand: the i-th smallest p times (m - i + 1), running maximum, capped at 1."""
     holm, running = {}, 0.0
-    for i, key in enumerate(order):
-        running = max(running, min(1.0, (len(order) - i) * p[key]))
+    for i, key in enumerate(sorted(p, key=p.get)):
+        running = max(running, min(1.0, (len(p) - i) * p[key]))
         holm[key] = running
-    assert order == [
-        ("layer_to_layer", "equal epochs"),
-        ("greedy", "equal epochs"),
-        ("greedy", "equal time"),
-        ("layer_to_layer", "equal time"),
-    ]
+    return holm
+
+
+def test_verdict_lines_holm_within_each_family(timed):
+    from statistics import stdev
+
+    diffs = {  # points, other - standard per seed, per family
+        "equal epochs": {"layer_to_layer": [5.0, 5.0, 5.5], "greedy": [-20.0, -20.0, -23.0]},
+        "equal time": {"layer_to_layer": [3.0, -1.0, 4.0], "greedy": [-20.0, -12.0, -6.0]},
+    }
+    outcome = {
+        ("equal epochs", "layer_to_layer"): "beats",
+        ("equal epochs", "greedy"): "loses",
+        ("equal time", "layer_to_layer"): "inconclusive",
+        ("equal time", "greedy"): "inconclusive",
+    }
+    quantity = {
+        "equal epochs": "test accuracy",
+        "equal time": "validation accuracy at standard's median training time",
+    }
     lines = [line for line in timed.markdown.splitlines() if line.startswith("Verdict")]
     assert len(lines) == 4
-    expected = {
-        ("layer_to_layer", "equal epochs"): "beats; effect +5.17 points test accuracy",
-        ("greedy", "equal epochs"): "loses; effect -21.00 points test accuracy",
-        (
-            "layer_to_layer",
-            "equal time",
-        ): "matches (no significant difference at 3 seeds); effect +2.00 points",
-        (
-            "greedy",
-            "equal time",
-        ): "matches (no significant difference at 3 seeds); effect -12.67 points",
-    }
-    for (method, budget), text in expected.items():
-        [line] = [
-            line
-            for line in lines
-            if line.startswith(f"Verdict seed_cnn, {method} vs standard, {budget}: ")
-        ]
-        assert text in line, line
-        assert (
-            f"p = {p[method, budget]:.3g}, Holm-adjusted p = {holm[method, budget]:.3g}" in line
-        ), line
-    assert holm[("greedy", "equal epochs")] < 0.05 < holm[("greedy", "equal time")]
+    assert "### Equal epochs (Holm family, m = 2 tested)" in timed.markdown
+    assert "### Equal time (Holm family, m = 2 tested)" in timed.markdown
+    for name, family in diffs.items():
+        p = _holm({method: _p_two_sided(d) for method, d in family.items()})
+        p_tost = {method: _p_tost(d, TIMED_MARGIN) for method, d in family.items()}
+        tost = _holm(p_tost)
+        for method, d in family.items():
+            [line] = [
+                line
+                for line in lines
+                if line.startswith(f"Verdict seed_cnn, {method} vs standard, {name}: ")
+            ]
+            mean = sum(d) / len(d)
+            assert line.startswith(
+                f"Verdict seed_cnn, {method} vs standard, {name}: {outcome[name, method]}; "
+                f"margin ±{TIMED_MARGIN:.2f} points; effect {mean:+.2f} points {quantity[name]} "
+            ), line
+            assert f"p = {_p_two_sided(d):.3g}, Holm-adjusted p = {p[method]:.3g}" in line
+            assert (
+                f"p_TOST = {p_tost[method]:.3g}, Holm-adjusted p_TOST = {tost[method]:.3g}" in line
+            )
+            assert "3 pairs" in line
+            if outcome[name, method] == "inconclusive":
+                needed = verdict.pairs_needed(stdev(d), TIMED_MARGIN, 0.05 / 2)
+                assert (
+                    f"Seeds needed for power 0.8 at α/m = 0.025, from the observed SD of the "
+                    f"paired differences, {stdev(d):.2f} points (from 3 pairs;" in line
+                ), line
+                assert (
+                    f"{needed[0]} to detect a difference of {TIMED_MARGIN:.2f} points "
+                    f"(two-sided), {needed[1]} to show equivalence within ±{TIMED_MARGIN:.2f} "
+                    "points (both one-sided tests)." in line
+                ), line
+    # pooled over all 4, greedy's equal-epochs p would be adjusted by 3 or 4, not 2
+    assert "over seeds only (it covers seed luck, not tuning luck)" in timed.markdown
+
+
+def test_reports_read_four_outcomes_with_margin_and_never_matches(study, timed):
+    outcomes = ("beats", "loses", "equivalent", "inconclusive")
+    for result in (study[3], timed):
+        assert "matches" not in result.markdown
+        lines = [line for line in result.markdown.splitlines() if line.startswith("Verdict")]
+        assert lines
+        for line in lines:
+            said = line.split(": ", 1)[1].split(";", 1)[0]
+            assert said.split(" (by less")[0] in outcomes, line
+            assert "; margin ±" in line, line
+            assert ("Seeds needed" in line) == (said == "inconclusive"), line
+
+
+def test_summary_line_per_method(timed):
+    summary = timed.markdown[timed.markdown.index("## Summary") : timed.markdown.index("**Table 1")]
+    lines = [line for line in summary.splitlines() if line.startswith("- ")]
+    # one workload: layer_to_layer's 3 test accuracies all beat standard's 3, greedy's none
+    assert [line.split(":")[0] for line in lines] == [
+        "- layer_to_layer vs standard over 1 workload",
+        "- greedy vs standard over 1 workload",
+    ]
+    assert "P(layer_to_layer > standard) = 1.00 (95% CI [1.00, 1.00])" in lines[0]
+    assert "P(greedy > standard) = 0.00" in lines[1]
+    # 5, 5, 5.5: a quarter of 3 values is 0 values, so nothing is trimmed: the mean
+    assert "IQM of the test-accuracy difference +5.17 points" in lines[0]
 
 
 def test_measurement_conditions_and_rss_memory(timed):

@@ -20,6 +20,14 @@ def test_named_specs_load_with_their_arms():
     assert "[budget]" in quick.source  # the file's text travels with the spec (logged as spec.toml)
 
 
+def test_every_named_spec_sets_its_margin_and_says_why():
+    for name in spec_names():
+        lines = load_spec(name).source.splitlines()
+        [index] = [i for i, line in enumerate(lines) if line.startswith("margin = ")]
+        assert lines[index - 1].startswith("# "), name  # the reason, just above
+        assert "test images" in "\n".join(lines[index - 3 : index]), name  # what a point is
+
+
 def test_path_spec_and_dotted_overrides(tmp_path: Path):
     path = tmp_path / "mine.toml"
     path.write_text(
@@ -78,6 +86,7 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
             "report.target_val_acc.<model>='vgg11' is not valid; choose one of: seed_cnn",
         ),
         ({"report": {"alpha": 0}}, "report.alpha=0 is out of range"),
+        ({"report": {"margin": 0}}, "report.margin=0 is out of range; valid range: (0.0, 100.0)"),
         (
             {"fixed": {"greedy": {"lr": 0.01}}},
             "fixed.greedy.lr pins a shared knob for one arm only; every arm searches "
