@@ -233,12 +233,13 @@ def trained(arm: ArmRuns) -> Trained:
     compute = _numbers(runs, final_metric("compute_epochs"))
     budget = _numbers(runs, "params.epochs")
     workers = _numbers(runs, final_metric("workers")).fillna(1.0)
+    unit = first.get("params.budget_unit")
     return Trained(
         knobs,
         stage_epochs or "n/a",
         float(compute.mean()),
         float(budget.iloc[0]),
-        str(first.get("params.budget_unit") or "epochs"),  # runs from before the unit existed
+        unit if isinstance(unit, str) else "epochs",  # runs from before the unit existed
         int(((compute / budget - 1).abs() <= COMPUTE_TOLERANCE).sum()),
         float((runs[TIME] * workers).mean()),
     )
