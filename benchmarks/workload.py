@@ -17,18 +17,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.allocator import AllocatorTrace
 from benchmarks.synthetic import synthetic_splits
+from trainables.compute import count_flops as flops_counted
 from trainables.config import TrainConfig, check_choice
 from trainables.data import Batcher, ImageSet
 from trainables.measure import PeakMemory, Timer, resolve_device
 from trainables.methods import Method, Stage
 from trainables.training import build_method, uses_channels_last
 
-# Epoch budget given to every method: it only sets schedule lengths and the epochs per stage
-# (the weights of greedy's per-block times); it must allow one epoch per stage of any model.
+# Epoch budget given to every method (whole epochs, budget_unit "epochs", so every method's stages
+# split it alike): it only sets schedule lengths and the epochs per stage (the weights of greedy's
+# per-block times); it must allow one epoch per stage of any model.
 PLAN_EPOCHS = 100
 STAGE_CHOICES = ("all", "first")
 
@@ -73,6 +74,7 @@ class Workload:
             model=self.model,
             method=self.method,
             epochs=PLAN_EPOCHS,
+            budget_unit="epochs",
             batch_size=self.batch_size,
             width=self.width,
             seed=self.seed,
@@ -146,7 +148,6 @@ def _run_stage(
 ) -> StageRun:
     generator = torch.Generator().manual_seed(method.config.seed + stage.index)
     timer = Timer(method.device)
-    flop_counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
     memory.reset()
     with (
         allocator.mark(f"stage{stage.index}") if allocator is not None else contextlib.nullcontext()
@@ -156,13 +157,14 @@ def _run_stage(
             compile_blocks(method, compiled)
         method.train_mode()
         _epoch(method, warm, batcher, generator)
-        with flop_counter:
-            timer.start()
-            cpu_start = time.process_time()
-            images = _epoch(method, timed, batcher, generator)
-            seconds = timer.stop()
-            cpu_seconds = time.process_time() - cpu_start
-    flops = float(flop_counter.get_total_flops()) if count_flops else float("nan")
+        timer.start()
+        cpu_start = time.process_time()
+        if count_flops:  # the counter's own overhead makes this run's times meaningless
+            images, flops = flops_counted(lambda: _epoch(method, timed, batcher, generator))
+        else:
+            images, flops = _epoch(method, timed, batcher, generator), float("nan")
+        seconds = timer.stop()
+        cpu_seconds = time.process_time() - cpu_start
     return StageRun(
         stage.index,
         stage.epochs,

@@ -30,9 +30,11 @@ DEFAULT_POINTS: dict[str, Callable[[ArmContext], dict[str, Any]]] = {
 def arm_context(
     method: str,
     model: str,
-    epochs: int,
+    epochs: float,
     optimizer: str = "adamw",
     pinned: Mapping[str, Any] | None = None,
+    unit: str = "flops",
+    dataset: str = "digits",
 ) -> ArmContext:
     """The context of one (model, method) arm; unknown methods get a ValueError naming the valid ones."""
     if method not in SEARCH_SPACES:
@@ -45,30 +47,37 @@ def arm_context(
         epochs=epochs,
         optimizer=optimizer,
         pinned=dict(pinned or {}),
+        method=method,
+        dataset=dataset,
+        unit=unit,
     )
 
 
 def get_search_space(
     method: str,
     model: str,
-    epochs: int,
+    epochs: float,
     optimizer: str = "adamw",
     pinned: Mapping[str, Any] | None = None,
+    unit: str = "flops",
+    dataset: str = "digits",
 ) -> Callable[..., dict[str, Any]]:
     """The define-by-run function of one arm (OptunaSearch's `space=`); `pinned` knobs are not searched."""
-    ctx = arm_context(method, model, epochs, optimizer, pinned)
+    ctx = arm_context(method, model, epochs, optimizer, pinned, unit, dataset)
     return bound_space(SEARCH_SPACES[method], ctx)
 
 
 def default_point(
     method: str,
     model: str,
-    epochs: int,
+    epochs: float,
     optimizer: str = "adamw",
     pinned: Mapping[str, Any] | None = None,
+    unit: str = "flops",
+    dataset: str = "digits",
 ) -> dict[str, Any]:
     """The method's defaults as Optuna params (OptunaSearch's `points_to_evaluate` entry), minus pinned knobs."""
-    ctx = arm_context(method, model, epochs, optimizer, pinned)
+    ctx = arm_context(method, model, epochs, optimizer, pinned, unit, dataset)
     return {k: v for k, v in DEFAULT_POINTS[method](ctx).items() if k not in ctx.pinned}
 
 

@@ -43,13 +43,33 @@ WEIGHT_RANGE = (
 
 @dataclass(frozen=True)
 class ArmContext:
-    """What a space may depend on: the arm's model (its block count), the budget it must fit, pinned values."""
+    """What a space may depend on: the arm's model (its block count), the budget it must fit (in
+    `unit`, trainables/compute.py), pinned values."""
 
     model: str
     num_blocks: int
-    epochs: int
+    epochs: float
     optimizer: str = "adamw"
     pinned: Mapping[str, Any] = field(default_factory=dict)  # spec `fixed` values: never searched
+    method: str = "standard"
+    dataset: str = "digits"
+    unit: str = "flops"
+
+    def fits(self, **params: Any) -> bool:
+        """Whether the arm's method with `params` (over the pinned values) can give each of its
+        stages one epoch within the budget (trainables.compute.fits_budget)."""
+        from trainables.compute import fits_budget
+
+        flat = {
+            **self.pinned,
+            **params,
+            "model": self.model,
+            "method": self.method,
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "budget_unit": self.unit,
+        }
+        return fits_budget(TrainConfig.from_flat(flat))
 
 
 Space = Callable[["optuna.Trial", ArmContext], dict[str, Any]]

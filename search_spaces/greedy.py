@@ -1,11 +1,14 @@
-"""Search space of `greedy` (docs/greedy.md); the stage count always fits the epoch budget.
+"""Search space of `greedy` (docs/greedy.md, docs/search.md); its stages always fit the budget.
 
-| knob             | range                                            | note                                   |
-|------------------|--------------------------------------------------|----------------------------------------|
-| aux_k            | int [1, 3]                                       | the paper's k (head: k-1 conv layers)  |
-| decoupled        | {false, true}                                    | DGL: all groups at once, detached      |
-| blocks_per_stage | int [ceil(L/epochs), max(that, ceil(L/2))]       | every stage gets >= 1 epoch            |
-| epochs_per_block | one uniform [0.2, 1] per stage, normalised       | sequential only (decoupled: one stage) |
+| knob             | range                                        | note                          |
+|------------------|----------------------------------------------|-------------------------------|
+| aux_k            | int [1, 3]                                   | the paper's k                 |
+| decoupled        | {false, true}                                | DGL: all groups at once       |
+| blocks_per_stage | int [fewest that fits, max(that, ceil(L/2))] | every stage gets >= 1 epoch   |
+| epochs_per_block | one uniform [0.2, 1] per stage, normalised   | sequential only (DGL: 1 stage) |
+"Fits": one epoch of each sequential stage fits the budget (trainables.compute.fits_budget): with
+budget.unit "epochs" ceil(L / blocks_per_stage) <= epochs; with "flops" its FLOPs, which depend on
+aux_k and the head, are at most 1.1 x epochs standard epochs (a decoupled epoch costs no more).
 The shared nuisance knobs (search_spaces.common) come first; their schedule shape (warm-up, hold,
 anneal) applies to each stage, since every stage restarts the schedule.
 auto_depth changes what is trained, and aux_head/width_aux change what a head costs, so they are
@@ -25,6 +28,7 @@ from search_spaces.common import (
     shared_defaults,
     shared_space,
 )
+from trainables.errors import UserError
 
 if TYPE_CHECKING:
     import optuna
@@ -40,10 +44,10 @@ def space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
     """Shared knobs plus the aux head's k, decoupling, block grouping and the epoch share per stage."""
     shared_space(trial, ctx)
     L = ctx.num_blocks
-    trial.suggest_int("aux_k", 1, 3)
+    aux_k = trial.suggest_int("aux_k", 1, 3)
     sequential_only = any(ctx.pinned.get(key) not in (None, False) for key in SEQUENTIAL_ONLY)
     decoupled = False if sequential_only else trial.suggest_categorical("decoupled", (False, True))
-    fewest = math.ceil(L / ctx.epochs)
+    fewest = fewest_blocks_per_stage(ctx, aux_k)
     per_stage = trial.suggest_int("blocks_per_stage", fewest, max(fewest, math.ceil(L / 2)))
     if decoupled:
         return {}
@@ -60,6 +64,20 @@ def defaults(ctx: ArmContext) -> dict[str, Any]:
         **shared_defaults(ctx, ANNEAL_FRAC),
         "aux_k": p.aux_k,
         "decoupled": p.decoupled,
-        "blocks_per_stage": max(p.blocks_per_stage, math.ceil(ctx.num_blocks / ctx.epochs)),
+        "blocks_per_stage": max(p.blocks_per_stage, fewest_blocks_per_stage(ctx, p.aux_k)),
         **equal_stages,
     }
+
+
+def fewest_blocks_per_stage(ctx: ArmContext, aux_k: int) -> int:
+    """The fewest blocks per stage whose sequential stages, with an aux head of `aux_k`, fit the
+    budget (one stage of all blocks, standard training, always does)."""
+    for per_stage in range(1, ctx.num_blocks + 1):
+        if ctx.fits(
+            aux_k=aux_k, blocks_per_stage=per_stage, decoupled=False, epochs_per_block=None
+        ):
+            return per_stage
+    raise UserError(
+        f"epochs={ctx.epochs} is too small for greedy's search on {ctx.model}: not even one stage "
+        "of all blocks fits; raise epochs"
+    )

@@ -21,7 +21,7 @@ from optuna.distributions import (
 
 from search_spaces import NOTES, get_search_space
 from search_spaces.common import INTERNAL_PREFIX, SHARED_KNOBS
-from study.spec import Arm, StudySpec, load_spec, spec_names
+from study.spec import Arm, Budget, StudySpec, load_spec, spec_names
 
 SAMPLES = 64
 _PER_STAGE = re.compile(rf"^{re.escape(INTERNAL_PREFIX)}(.+)_(\d+)$")
@@ -58,7 +58,13 @@ def arm_distributions(
     """Every distinct distribution each knob of the arm's space was sampled from, over `samples` random trials."""
     optimizer = spec.train_config(arm.model, arm.method).optimizer
     space = get_search_space(
-        arm.method, arm.model, spec.budget.epochs, optimizer, spec.pinned(arm.method)
+        arm.method,
+        arm.model,
+        spec.budget.epochs,
+        optimizer,
+        spec.pinned(arm.method),
+        spec.budget.unit,
+        spec.dataset,
     )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen: dict[str, list[BaseDistribution]] = defaultdict(list)
@@ -79,9 +85,7 @@ def describe(spec: StudySpec) -> str:
     lines = [
         f"study {spec.name!r}: {spec.dataset}, {len(spec.models)} models x {len(spec.methods)} methods = "
         f"{len(spec.arms)} arms",
-        f"budget per arm: {b.search_epochs} trial-epochs of search (budget.search_epochs, the same for every "
-        f"arm), at most {b.max_trials} trials (budget.max_trials) of {b.epochs} epochs; then the best config "
-        f"rerun with {b.seeds} seeds",
+        *budget_lines(b),
         "early stopping (ASHA on val_acc, grace_period {}, reduction_factor {}): {}".format(
             b.grace_period, b.reduction_factor, ", ".join(stopped) or "none"
         )
@@ -100,6 +104,30 @@ def describe(spec: StudySpec) -> str:
         if arm.method in NOTES:
             lines.append(f"  note    {NOTES[arm.method]}")
     return "\n".join(lines)
+
+
+def budget_lines(b: Budget) -> list[str]:
+    """What the budget means in its unit (budget.unit), per trial and for the search."""
+    if b.unit == "flops":
+        unit = "standard epochs of FLOPs"
+        meaning = (
+            f"budget.unit = flops: a trial's budget, budget.epochs = {b.epochs:g}, is the training "
+            f"FLOPs of {b.epochs:g} epochs of standard training of the arm's model (torch's "
+            "FlopCounterMode: convolutions and matmuls, forward and backward); each arm's runs "
+            "derive their own whole epochs per stage from their counted FLOPs, >= 1 per stage"
+        )
+    else:
+        unit = "trial-epochs"
+        meaning = (
+            f"budget.unit = epochs: a trial trains {b.epochs:g} epochs of its own method, split "
+            "over its stages, whatever an epoch costs (the layer-to-layer paper's equal epochs)"
+        )
+    return [
+        meaning,
+        f"budget per arm: {b.search_epochs:g} {unit} of search (budget.search_epochs, the same for "
+        f"every arm; each trial is charged what it ran), at most {b.max_trials} trials "
+        f"(budget.max_trials); then the best config rerun with {b.seeds} seeds",
+    ]
 
 
 def _own_lines(names: list[str], knobs: dict[str, list[BaseDistribution]]) -> list[str]:

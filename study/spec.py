@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.common import ARM_WIDE
-from trainables.config import TrainConfig, check_choice, check_range, parse_value
+from trainables.config import BUDGET_UNITS, TrainConfig, check_choice, check_range, parse_value
 from trainables.errors import UserError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
@@ -23,6 +23,7 @@ CONTROLLED = (
     "method",
     "dataset",
     "epochs",
+    "budget_unit",
     "seed",
     "params",
 )  # set by the spec/sweep, not by `fixed`
@@ -53,18 +54,23 @@ class Arm:
 
 @dataclass
 class Budget:
-    """Per arm: epochs per trial, search compute and trial cap, seeds of the final phase, ASHA, concurrency."""
+    """Per arm: the budget per trial and its unit, search compute and trial cap, seeds of the final
+    phase, ASHA, concurrency."""
 
-    epochs: int = 10
+    # what `epochs`, `search_epochs` and `grace_period` count (trainables/compute.py): "flops",
+    # standard epochs of training FLOPs (each arm's runs derive their own epochs from them), or
+    # "epochs", whole epochs of the arm's own method
+    unit: str = "flops"
+    epochs: float = 10  # per trial, in `unit`
     max_trials: int = 8  # cap on search trials per arm
-    search_epochs: int | None = (
-        None  # trial-epochs of search per arm, equal for every arm; unset: epochs x max_trials
+    search_epochs: float | None = (
+        None  # search compute per arm in `unit`, equal for every arm; unset: epochs x max_trials
     )
     early_stopping: bool = (
         True  # ASHA, for the methods it is valid for (study/tune_arm.py); false: no arm stops
     )
     seeds: int = 3
-    grace_period: int = 1
+    grace_period: float = 1  # ASHA: compute (in `unit`) before a trial can be stopped
     reduction_factor: int = 2
     max_concurrent: int | str = (
         "auto"  # trials at once; "auto": what the cluster holds (study/capacity.py)
@@ -72,7 +78,13 @@ class Budget:
     max_failures: int = 1
 
     def __post_init__(self) -> None:
-        check_range("budget.epochs", self.epochs, 1, None)
+        check_choice("budget.unit", self.unit, BUDGET_UNITS)
+        check_range("budget.epochs", self.epochs, 0.0, None, low_open=True)
+        if self.unit == "epochs" and self.epochs != int(self.epochs):
+            raise UserError(
+                f"budget.epochs={self.epochs!r} must be a whole number with budget.unit=epochs; "
+                'use budget.unit="flops" for a fractional budget'
+            )
         check_range("budget.max_trials", self.max_trials, 1, None)
         if self.search_epochs is None:
             self.search_epochs = self.epochs * self.max_trials
@@ -80,7 +92,7 @@ class Budget:
             "budget.search_epochs", self.search_epochs, self.epochs, None
         )  # at least one whole trial
         check_range("budget.seeds", self.seeds, 0, None)
-        check_range("budget.grace_period", self.grace_period, 1, self.epochs)
+        check_range("budget.grace_period", self.grace_period, 0.0, self.epochs, low_open=True)
         check_range("budget.reduction_factor", self.reduction_factor, 2, None)
         if self.max_concurrent != "auto":
             if not isinstance(self.max_concurrent, int) or isinstance(self.max_concurrent, bool):
@@ -252,6 +264,7 @@ class StudySpec:
             "method": method,
             "dataset": self.dataset,
             "epochs": self.budget.epochs,
+            "budget_unit": self.budget.unit,
             "seed": self.search.trial_seed if seed is None else seed,
         }
         config = TrainConfig.from_flat(flat)

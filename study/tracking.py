@@ -204,7 +204,7 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
-ARM_SUMMARY_KEYS = ("test_acc", "train_time_s", "peak_mem_mb")
+ARM_SUMMARY_KEYS = ("test_acc", "train_time_s", "peak_mem_mb", "compute_epochs")
 
 
 def log_arm_summary(

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from study.system_metrics import SYSTEM_SAMPLES_KEY, SystemSampler
+from trainables.compute import RunPlan, run_plan
 from trainables.config import TrainConfig, parse_value
 from trainables.data import describe_splits
 from trainables.errors import UserError
@@ -44,7 +45,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="seed_cnn")
     p.add_argument("--method", default="standard")
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=10,
+        help="the budget: standard epochs of training FLOPs (fractional allowed), or whole epochs "
+        "with --set budget_unit=epochs (trainables/compute.py)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--data-dir",
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     splits = load_splits(
         config
     )  # then missing or corrupted data, before MLflow and the progress bar
+    plan = run_plan(config, len(splits.train))
     console = Console(stderr=True)
     tracker = None if args.no_mlflow else open_run(args, config)
     if tracker:
@@ -116,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[status]}"),
         console=console,
     ) as progress:
-        task = progress.add_task(f"{config.model}/{config.method}", total=config.epochs, status="")
+        task = progress.add_task(
+            f"{config.model}/{config.method}", total=plan.total_epochs, status=""
+        )
 
         def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
             progress.update(task, completed=metrics["epoch"], status=_status(metrics))
@@ -134,12 +144,13 @@ def run(args: argparse.Namespace) -> int:
             if tracker:
                 tracker.fail(f"{type(err).__name__}: {err}")
             raise
-        progress.update(task, completed=config.epochs)
+        progress.update(task, completed=final["epochs_run"])
     if tracker:
         if last_state:
             tracker.log_weights(last_state)
         tracker.finish(final)
     Console().print(_summary_table(config, final))
+    print(describe_compute(config, plan, final))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
@@ -153,6 +164,26 @@ def _status(metrics: dict[str, Any]) -> str:
     parts = [f"val_acc={metrics['val_acc']:.3f}", f"loss={metrics['train_loss']:.3f}"]
     parts += [f"{k}={metrics[k]}" for k in ("stage", "split", "block") if k in metrics]
     return " ".join(parts)
+
+
+def describe_compute(config: TrainConfig, plan: RunPlan, final: dict[str, Any]) -> str:
+    """The epochs per stage the run chose for its budget and the FLOPs it used."""
+    budget = (
+        f"{config.epochs:g} standard epochs of FLOPs"
+        if config.budget_unit == "flops"
+        else f"{config.epochs:g} epochs"
+    )
+    used = (
+        f"FLOPs used: {final['flops']:.3e} = {final['compute_epochs']:.2f} standard epochs "
+        f"(one standard epoch: {plan.standard_epoch_flops:.3e} FLOPs)"
+    )
+    if final["epochs_run"] < plan.total_epochs:
+        used += (
+            f"; stopped after {final['epochs_run']} of {plan.total_epochs} epochs, so less than "
+            f"the planned {plan.compute_epochs:.2f}"
+        )
+    stages = ", ".join(str(e) for e in plan.stage_epochs)
+    return f"budget: {budget}; epochs per stage: {stages}\n{used}"
 
 
 def _summary_table(config: TrainConfig, final: dict[str, Any]) -> Table:
@@ -173,7 +204,7 @@ def open_run(args: argparse.Namespace, config: TrainConfig) -> TrialRun:
     from mlflow.tracking import MlflowClient
 
     from study import tracking
-    from study.trial_run import TrialRun
+    from study.trial_run import TrialRun, run_params
 
     uri = args.tracking_uri or tracking.default_tracking_uri(Path.cwd())
     client = MlflowClient(uri)
@@ -181,7 +212,7 @@ def open_run(args: argparse.Namespace, config: TrainConfig) -> TrialRun:
     name = f"{config.model}-{config.method}-s{config.seed}"
     tags = {"role": "cli-trial", "model": config.model, "method": config.method}
     run = TrialRun.create(
-        client, experiment_id, name, config.to_flat(), tags, source="python -m study trial"
+        client, experiment_id, name, run_params(config), tags, source="python -m study trial"
     )
     print(f"MLflow run {run.run_id} in {uri} (experiment {args.experiment!r})", file=sys.stderr)
     return run

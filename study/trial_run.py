@@ -1,6 +1,7 @@
 """The one writer of a trial's MLflow run, shared by `study trial` (in-process) and the sweep driver.
 
-Layout: params = the trial's flat TrainConfig (the searched knobs among them); tags = MLflow's source
+Layout: params = the trial's flat TrainConfig (the searched knobs among them) and every method knob
+it left at its default (`run_params`); tags = MLflow's source
 tags, the parent link and what the caller adds; the data set as a run input (MLflow's Dataset:
 name, digest, split sizes, source); per-epoch metrics as series at step = epoch; system metrics under
 `system/`; fit's final metrics once, as `final/<key>`, and its other results in `final_results.json`;
@@ -9,6 +10,7 @@ text results (device, mem_source) as tags; seeds-phase and `study trial` runs ge
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -26,6 +28,7 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from study import tracking
+from trainables.config import TrainConfig
 
 SYSTEM_PREFIX = (
     "system/"  # as MLflow's SystemMetricsMonitor names them: the run's system-metrics tab
@@ -55,6 +58,15 @@ class SplitsDataset(MetaDataset):
 
     def to_dict(self) -> dict[str, str]:
         return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+
+def run_params(config: TrainConfig) -> dict[str, Any]:
+    """A trial run's params: its flat TrainConfig with every method knob, defaults included, so a
+    run (and the report's Table 1b) says what it trained even where the config left a knob unset."""
+    from trainables.methods import get_method
+
+    knobs = get_method(config.method).Params.from_dict(config.params, config.method)
+    return {**dataclasses.asdict(knobs), **config.to_flat()}
 
 
 class TrialRun:

@@ -1,8 +1,9 @@
 """The sweep's Ray Tune experiments: one Optuna search per arm, then one seeds phase for all arms.
 
-Every arm's search gets the same compute, `budget.search_epochs` trial-epochs (study.epoch_budget),
-with `budget.max_trials` as a cap. ASHA stops trials early only in the arms whose method allows it
-(`StudySpec.stops_early`, docs/search.md).
+Every arm's search gets the same compute, `budget.search_epochs` in the budget's unit (standard
+epochs of FLOPs, or trial-epochs; study.epoch_budget), with `budget.max_trials` as a cap. ASHA
+stops trials early only in the arms whose method allows it (`StudySpec.stops_early`,
+docs/search.md), at rungs of the same unit.
 
 Each experiment lives in `<storage>/<name>`; one that was interrupted is resumed with
 Tuner.restore (finished trials stay finished, running ones continue from their checkpoints).
@@ -10,8 +11,10 @@ Tuner.restore (finished trials stay finished, running ones continue from their c
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from study.phase_check import phase_failure
 from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
+from trainables.compute import run_plan
 from trainables.config import TrainConfig
 from trainables.distributed import DRIVER_CPU
 from trainables.trainable import (
@@ -41,6 +45,9 @@ from trainables.trainable import (
 )
 
 SEEDS_EXPERIMENT = "seeds"
+# the result that charges a search trial its compute, and ASHA's time attribute, per budget unit
+CHARGED = {"flops": "compute_epochs", "epochs": "epoch"}
+UNIT_NAMES = {"flops": "standard epochs of FLOPs", "epochs": "trial-epochs"}
 # Checkpoints kept per trial. With 1, Tune deletes the checkpoint that the saved experiment state
 # still names until its next snapshot; a driver killed in that window resumes into a missing file.
 CHECKPOINTS_KEPT = 2
@@ -77,9 +84,9 @@ class TuneRunner:
         return min(self.cluster_slots, limit) if chosen == "auto" else chosen
 
     def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any]:
-        """Optuna TPE (first trial: the method's defaults) within the arm's epoch budget, ASHA on val_acc where
-        valid; the best trial's config and what the search spent, or {"failed": the first failure's
-        reason} when no trial finished."""
+        """Optuna TPE (first trial: the method's defaults) within the arm's search budget, ASHA on
+        val_acc where valid; the best trial's config and what the search spent, or {"failed": the
+        first failure's reason} when no trial finished."""
         spec, budget = self.spec, self.spec.budget
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = self._base_config(arm)
@@ -89,7 +96,10 @@ class TuneRunner:
             budget.epochs,
             base["optimizer"],
             spec.pinned(arm.method),
+            budget.unit,
+            spec.dataset,
         )
+        charged = CHARGED[budget.unit]
         concurrent = self.concurrency(search_limit(spec))
         searcher = TrialConfigSearch(
             get_search_space(*space_args),
@@ -106,15 +116,17 @@ class TuneRunner:
         scheduler = None
         if spec.stops_early(arm.method):
             scheduler = ASHAScheduler(
-                time_attr="epoch",
+                time_attr=charged,
                 metric="val_acc",
                 mode="max",
-                max_t=budget.epochs,
+                max_t=budget.epochs,  # sets the rungs; a run's plan may cost a little more:
+                stop_last_trials=False,  # every trial ends at the end of its own plan
                 grace_period=budget.grace_period,
                 reduction_factor=budget.reduction_factor,
             )
+        planned = functools.partial(planned_charge, base)
         tune_config = tune.TuneConfig(
-            search_alg=EpochBudget(searcher, budget.search_epochs, budget.epochs),
+            search_alg=EpochBudget(searcher, budget.search_epochs, planned, charged),
             scheduler=scheduler,
             num_samples=budget.max_trials,
             max_concurrent_trials=concurrent,
@@ -131,13 +143,13 @@ class TuneRunner:
             "search",
             (spec.resources.cpu, spec.resources.gpu),
         )
-        spent = search_spent(results)
+        spent = search_spent(results, charged, planned)
         client = MlflowClient(self.tracking_uri)
         for key, value in spent.items():
             client.log_metric(parent_run_id, f"search/{key}", value)
         print(
-            f"{label} {arm.name}: search spent {spent['epochs_spent']} of {budget.search_epochs} trial-epochs "
-            f"in {spent['trials']} trials",
+            f"{label} {arm.name}: search spent {spent['compute_spent']:.2f} of "
+            f"{budget.search_epochs:g} {UNIT_NAMES[budget.unit]} in {spent['trials']} trials",
             flush=True,
         )
         best = best_result(results)
@@ -260,10 +272,25 @@ class TuneRunner:
         return results
 
 
-def search_spent(results: ResultGrid) -> dict[str, int]:
-    """What an arm's search spent: trial-epochs (each trial's last reported epoch, summed) and trials."""
-    epochs = [int((r.metrics or {}).get("epoch", 0)) for r in results]
-    return {"epochs_spent": sum(epochs), "trials": len(epochs)}
+def search_spent(
+    results: ResultGrid, charged: str, planned: Callable[[dict[str, Any]], float]
+) -> dict[str, float]:
+    """What an arm's search spent in the budget's unit (each trial's last `charged` value, which
+    study.epoch_budget charged it, summed), the largest planned cost of one of its trials (the
+    arms' spend ends within one such cost of each other) and the trial count."""
+    costs = [float((r.metrics or {}).get(charged, 0.0)) for r in results]
+    return {
+        "compute_spent": sum(costs),
+        "largest_trial": max((planned(r.config) for r in results), default=0.0),
+        "trials": len(costs),
+    }
+
+
+def planned_charge(base: dict[str, Any], suggestion: dict[str, Any]) -> float:
+    """What a trial of `suggestion` over the arm's `base` config is planned to cost, in the budget's
+    unit (its run plan; the charge is per image, so one batch stands in for the data set)."""
+    config = TrainConfig.from_flat({**base, **suggestion})
+    return run_plan(config, config.batch_size).charge
 
 
 class TrialConfigSearch(StoredOptunaSearch):

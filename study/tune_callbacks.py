@@ -23,7 +23,7 @@ from study import tracking
 from study.phase_check import last_line
 from study.spec import Arm
 from study.system_metrics import SYSTEM_SAMPLES_KEY
-from study.trial_run import TrialRun
+from study.trial_run import TrialRun, run_params
 from trainables.config import TrainConfig
 from trainables.trainable import (
     DATASET_KEY,
@@ -140,7 +140,7 @@ class MlflowTrialCallback(tune.Callback):
             self.client,
             self.experiment_id,
             f"{arm.name} {self.phase} {label}",
-            config.to_flat(),
+            run_params(config),
             tags,
             parent_run_id=self.parents[arm.name],
             source="python -m study sweep",

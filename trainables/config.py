@@ -13,6 +13,7 @@ from trainables.errors import UserError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+BUDGET_UNITS = ("flops", "epochs")  # what `epochs` counts (trainables/compute.py)
 
 
 @dataclass
@@ -23,7 +24,11 @@ class TrainConfig:
     method: str = "standard"
     dataset: str = "digits"
     data_dir: str | None = None
-    epochs: int = 10
+    # the run's budget in standard-epoch units: with budget_unit "flops" the training FLOPs of this
+    # many epochs of standard training of the model (may be fractional; each method derives its own
+    # epochs per stage), with "epochs" a whole number of epochs split over the stages
+    epochs: float = 10
+    budget_unit: str = "flops"
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 1e-3
@@ -54,7 +59,16 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("device", self.device, DEVICES)
-        check_range("epochs", self.epochs, 1, None)
+        check_choice("budget_unit", self.budget_unit, BUDGET_UNITS)
+        if self.budget_unit == "epochs":
+            check_range("epochs", self.epochs, 1, None)
+            if self.epochs != int(self.epochs):
+                raise UserError(
+                    f"epochs={self.epochs!r} must be a whole number with budget_unit=epochs; "
+                    "use budget_unit=flops for a fractional budget (standard epochs of FLOPs)"
+                )
+        else:
+            check_range("epochs", self.epochs, 0.0, None, low_open=True)
         check_range("batch_size", self.batch_size, 1, None)
         check_range("lr", self.lr, 0.0, None, low_open=True)
         check_range("weight_decay", self.weight_decay, 0.0, None)

@@ -26,6 +26,14 @@ from trainables.errors import UserError
 log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "synthetic")
+# classes per data set, known before loading (trainables.compute counts FLOPs without data)
+NUM_CLASSES = {
+    "digits": 10,
+    "fashion_mnist": 10,
+    "cifar10": 10,
+    "cifar100": 100,
+    "synthetic": 10,
+}
 SPLIT_SEED = 1234  # fixed: every trial of a study sees the same train/val/test split
 DIGITS_TEST_FRACTION = 0.2
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)

@@ -115,8 +115,8 @@ def _train(
     def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
         last.update(metrics)
         if (
-            metrics["epoch"] == train_config.epochs
-        ):  # reported with the final metrics, once test_acc is known
+            metrics["epoch"] == metrics["epochs_total"]
+        ):  # the plan's last epoch is reported with the final metrics, once test_acc is known
             deferred.update(metrics=metrics, state=checkpoint())
         else:
             send(numbers(metrics), checkpoint())
@@ -128,6 +128,7 @@ def _train(
         send(
             {
                 "epoch": int(last.get("epoch", 0)),
+                "compute_epochs": float(last.get("compute_epochs", 0.0)),
                 "val_acc": float(last.get("val_acc", 0.0)),
                 DIVERGED_KEY: reason,
             },
@@ -139,6 +140,7 @@ def _train(
         {
             **numbers(deferred.get("metrics", {})),
             "epoch": int(final["epochs_run"]),
+            "compute_epochs": final["compute_epochs"],  # also after an early end (auto_depth)
             "val_acc": final["val_acc"],
             FINAL_KEY: summary,
         },

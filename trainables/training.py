@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables import distributed
+from trainables.compute import RunPlan, run_plan
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
 from trainables.errors import UserError
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 Checkpoint = dict[str, Any]
 EpochCallback = Callable[[dict[str, Any], Callable[[], Checkpoint]], None]
 EVAL_BATCH = 512
-PLAN_CHECK_CLASSES = (
-    10  # any class count: a method's plan depends on the blocks, not on the classes
-)
 
 
 class DivergedError(FloatingPointError):
@@ -62,13 +60,10 @@ def validate(config: TrainConfig) -> None:
 
 
 def check_plan(config: TrainConfig) -> None:
-    """Build the method around a shape-only (meta device) model, so that the errors that need the model's
-    block count (budget too small for the stages, stage weights of the wrong length) come before any data
-    loads. Not part of `validate`: a spec's base config need not fit, the search space fits each sample."""
-    meta = torch.device("meta")
-    with meta:
-        model = build_model(config.model, PLAN_CHECK_CLASSES, config.width)
-        get_method(config.method)(config, model, PLAN_CHECK_CLASSES, meta, steps_per_epoch=1)
+    """Plan the run on a shape-only (meta device) model, so that the errors that need the model
+    (budget too small for the stages, stage weights of the wrong length) come before any data loads.
+    Not part of `validate`: a spec's base config need not fit, the search space fits each sample."""
+    run_plan(config, config.batch_size)
 
 
 def fit(
@@ -95,7 +90,8 @@ def fit(
     batcher = Batcher(splits, channels_last=uses_channels_last(config, device))
     memory = PeakMemory(device)
 
-    method = build_method(config, splits, device)
+    plan = run_plan(config, len(splits.train))
+    method = build_method(config, splits, device, plan.stage_epochs)
     model = method.model
     stages = method.plan()
     generator = torch.Generator().manual_seed(config.seed)
@@ -137,6 +133,7 @@ def fit(
             if epoch <= done_epochs:
                 continue
             metrics = _train_epoch(config, method, stage, splits, batcher, generator, memory, epoch)
+            metrics.update(compute_epochs=plan.compute_after(epoch), epochs_total=plan.total_epochs)
             metrics.update(evaluate(method, splits.val, batcher, prefix="val"))
             last_in_stage = epoch_in_stage == stage.epochs - 1
             if last_in_stage:
@@ -154,6 +151,7 @@ def fit(
                 break
 
     final = _final_metrics(config, method, model, splits, batcher, history)
+    final.update(compute_metrics(plan, final["epochs_run"]))
     final["params_trained"] = sum(trained.values())  # aux heads included
     final.update(
         device=describe_device(device),
@@ -184,13 +182,42 @@ def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
     return config.channels_last and device.type == "cuda"
 
 
-def build_method(config: TrainConfig, splits: DataSplits, device: torch.device) -> Method:
-    """The model of `config` on `device` and the method that trains it (fit and the benchmarks share this)."""
+def compute_metrics(plan: RunPlan, epochs_run: int) -> dict[str, Any]:
+    """What a run's plan gave it and what it used: `flops` of the epochs it ran, in standard epochs
+    too (`compute_epochs`), against the whole plan's (a run that stops early uses less)."""
+    used = plan.compute_after(epochs_run)
+    if epochs_run < plan.total_epochs:
+        log.info(
+            "stopped after %d of %d epochs: used %.2f of the planned %.2f standard epochs of FLOPs",
+            epochs_run,
+            plan.total_epochs,
+            used,
+            plan.compute_epochs,
+        )
+    return {
+        "flops": plan.flops_after(epochs_run),
+        "compute_epochs": used,
+        "compute_epochs_planned": plan.compute_epochs,
+        "stage_epochs": list(plan.stage_epochs),
+        "epochs_total": plan.total_epochs,
+    }
+
+
+def build_method(
+    config: TrainConfig,
+    splits: DataSplits,
+    device: torch.device,
+    stage_epochs: list[int] | None = None,
+) -> Method:
+    """The model of `config` on `device` and the method that trains it (fit and the benchmarks share
+    this); `stage_epochs` as the run plan gave them, else the method plans itself when asked."""
     model = build_model(config.model, splits.num_classes, config.width).to(device)
     if uses_channels_last(config, device):
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = max(1, len(splits.train) // config.batch_size)
-    method = get_method(config.method)(config, model, splits.num_classes, device, steps_per_epoch)
+    method = get_method(config.method)(
+        config, model, splits.num_classes, device, steps_per_epoch, stage_epochs
+    )
     method.aux_modules().to(device)
     return method
 

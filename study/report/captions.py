@@ -57,6 +57,30 @@ def table1(datasets: str) -> str:
     )
 
 
+def table1b(tolerance: float) -> str:
+    return (
+        "**Table 1b.** What each arm trained, from the same runs as Table 1: the knobs its search "
+        "chose (`variant`: sequential greedy, decoupled = DGL, or auto_depth; `epochs_per_block`: "
+        "greedy's stage weights; a teacher_grad near 1 means end-to-end training plus an "
+        "auxiliary loss), its whole epochs per stage, and the training FLOPs of a run in "
+        "standard epochs (torch FlopCounterMode: convolutions and matmuls, forward and backward; "
+        "one standard epoch = one epoch of standard training of the same model and data), mean "
+        f"over the runs. `Within {tolerance:.0%} of budget`: the runs whose FLOPs are within "
+        f"{tolerance:.0%} of the "
+        "budget `epochs` (budget.unit = flops; an auto_depth run that stops early uses less). "
+        "`Device-seconds`: training seconds times the devices a run held, mean. `Search "
+        "compute`: what the arm's search spent in the budget's unit, and its trial count."
+    )
+
+
+def search_spend(per_arm: str, spread: float, trial: float) -> str:
+    ok = "within" if spread <= trial else "NOT within"
+    return (
+        f"Search compute per arm (budget.search_epochs, in the budget's unit, in trials): "
+        f"{per_arm}; the arms differ by {spread:.2f}, {ok} one trial's cost ({trial:.2f})."
+    )
+
+
 def table2() -> str:
     return (
         f"**Table 2.** Paired differences against {BASELINE} training per model (runs paired by "

@@ -72,6 +72,27 @@ EQUAL_TIME_PHASE = "equal_time"  # the phase that reruns every arm for standard'
 COMPUTE_SPENT = "metrics.compute_epochs"  # a trial's last value: its compute in standard epochs
 EPOCHS_SPENT = "metrics.epoch"  # its last epoch: the trial-epochs it ran
 
+# the knobs that say what an arm trained, as its runs logged them (`variant`: greedy's, derived)
+KNOBS = {
+    "layer_to_layer": (
+        "split_ratio",
+        "split_step",
+        "kd_alpha",
+        "kd_temperature",
+        "teacher_grad",
+        "finetune_frac",
+    ),
+    "greedy": (
+        "variant",
+        "aux_k",
+        "aux_head",
+        "final_head",
+        "blocks_per_stage",
+        "epochs_per_block",
+    ),
+}
+COMPUTE_TOLERANCE = 0.1  # a run's FLOPs may differ this much from its budget (whole epochs)
+
 
 @dataclass
 class ArmRuns:
@@ -214,17 +235,87 @@ def arm_order(trials: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(((m, k) for m, k in pairs), key=lambda p: (p[0], rank.get(p[1], len(rank)), p[1]))
 
 
-def search_spent(parents: list[Run]) -> dict[str, tuple[int, int]]:
-    """arm -> (trial-epochs, trials) its search spent: the `search/*` metrics on its parent run (study/tune_arm.py)."""
+@dataclass
+class SearchSpend:
+    """What an arm's search spent, in the budget's unit, and its costliest trial's share."""
+
+    compute: float
+    largest_trial: float
+    trials: int
+
+
+def search_spent(parents: list[Run]) -> dict[str, SearchSpend]:
+    """arm -> what its search spent: the `search/*` metrics of its parent run (study/tune_arm)."""
     spent = {}
     for parent in parents:
         metrics = parent.data.metrics
-        if "search/epochs_spent" in metrics:
-            spent[parent.data.tags["arm"]] = (
-                int(metrics["search/epochs_spent"]),
+        if "search/compute_spent" in metrics:
+            spent[parent.data.tags["arm"]] = SearchSpend(
+                metrics["search/compute_spent"],
+                metrics.get("search/largest_trial", math.nan),
                 int(metrics["search/trials"]),
             )
     return spent
+
+
+@dataclass
+class Trained:
+    """What an arm's runs trained: chosen knobs, epochs per stage, compute against the budget."""
+
+    knobs: dict[str, str]
+    stage_epochs: str  # e.g. "4,4,3" (the first run's; the runs of an arm share their config)
+    compute: float  # mean `compute_epochs`: FLOPs in standard epochs
+    budget: float  # the runs' `epochs`
+    unit: str  # their budget_unit
+    within: int  # runs whose compute is within COMPUTE_TOLERANCE of the budget ("flops")
+    device_s: float  # mean training seconds x the devices a run held (its data-parallel workers)
+
+
+def trained(arm: ArmRuns) -> Trained:
+    """`Trained` of an arm's runs (the seeds runs, or the best search trial)."""
+    runs = arm.used
+    if runs.empty:
+        return Trained({}, "n/a", math.nan, math.nan, "?", 0, math.nan)
+    first = runs.iloc[0]
+    knobs = {}
+    for knob in KNOBS.get(arm.method, ()):
+        value = greedy_variant(first) if knob == "variant" else first.get(f"params.{knob}")
+        if isinstance(value, str):
+            knobs[knob] = value
+    stages = sorted(
+        (c for c in runs if c.startswith(final_metric("stage_epochs/"))),
+        key=lambda c: int(c.rsplit("/", 1)[1]),
+    )
+    stage_epochs = ",".join(f"{first[c]:.0f}" for c in stages if pd.notna(first[c]))
+    compute = _numbers(runs, final_metric("compute_epochs"))
+    budget = _numbers(runs, "params.epochs")
+    workers = _numbers(runs, final_metric("workers")).fillna(1.0)
+    unit = first.get("params.budget_unit")
+    return Trained(
+        knobs,
+        stage_epochs or "n/a",
+        float(compute.mean()),
+        float(budget.iloc[0]),
+        unit if isinstance(unit, str) else "epochs",  # runs from before the unit existed
+        int(((compute / budget - 1).abs() <= COMPUTE_TOLERANCE).sum()),
+        float((runs[TIME] * workers).mean()),
+    )
+
+
+def _numbers(runs: pd.DataFrame, column: str) -> pd.Series:
+    """`column` as numbers (params are text), NaN where absent."""
+    if column not in runs:
+        return pd.Series(math.nan, index=runs.index)
+    return pd.to_numeric(runs[column], errors="coerce")
+
+
+def greedy_variant(params: pd.Series) -> str | None:
+    """sequential, decoupled (DGL) or auto_depth, from a greedy run's logged params."""
+    if "params.decoupled" not in params:
+        return None
+    if params.get("params.decoupled") == "True":
+        return "decoupled"
+    return "auto_depth" if params.get("params.auto_depth") == "True" else "sequential"
 
 
 def report_settings(parents: list[Run]) -> Report:

@@ -3,6 +3,7 @@ measurement conditions (captions: study.report.captions)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -13,6 +14,7 @@ from study.report import captions
 from study.report.frames import (
     ACC,
     COMPARED,
+    COMPUTE_TOLERANCE,
     EXACT_MEMORY,
     FAILED_STATUSES,
     MEM,
@@ -20,11 +22,13 @@ from study.report.frames import (
     TIME,
     ArmRuns,
     EqualTime,
+    SearchSpend,
     exact_memory,
     families,
     final_metric,
     max_concurrent,
     seeds_points,
+    trained,
 )
 from study.report.plots import PROFILE_PLOT, PROGRESS_PLOT
 from study.report.verdict_text import summary_lines, verdict_lines
@@ -38,7 +42,7 @@ def render_markdown(
     arms: list[ArmRuns],
     equal: EqualTime,
     settings: Report,
-    spent: dict[str, tuple[int, int]],
+    spent: dict[str, SearchSpend],
 ) -> str:
     """The report: Tables 1-2 (equal epochs), 3-4 (equal time), the verdict lines and the measurement conditions."""
     datasets = (
@@ -47,9 +51,6 @@ def render_markdown(
         else "?"
     )
     search = trials[trials["phase"] != "seeds"]
-    spent_text = ", ".join(
-        f"{arm} {epochs} in {count}" for arm, (epochs, count) in sorted(spent.items())
-    )
     lines = [
         f"# Study report: {experiment}",
         "",
@@ -84,13 +85,11 @@ def render_markdown(
         "",
         *markdown_table(header, rows, right_from=2),
         "",
+        *trained_lines(arms, spent),
+        "",
         f"Search phase: {len(search)} trials, {_count(search, 'tags.early_stopped', 'true')} stopped early "
         f"by the scheduler, {int(search['status'].isin(FAILED_STATUSES).sum())} failed."
-        + (
-            f" Search compute per arm (budget.search_epochs; trial-epochs in trials): {spent_text}."
-            if spent
-            else ""
-        ),
+        + search_spend_text(spent),
         "",
         captions.table2(),
     ]
@@ -121,6 +120,56 @@ def render_markdown(
         *condition_lines(arms),
     ]
     return "\n".join(lines) + "\n"
+
+
+def trained_lines(arms: list[ArmRuns], spent: dict[str, SearchSpend]) -> list[str]:
+    """Table 1b: what each arm trained (its chosen knobs, epochs per stage, compute against the
+    budget, device-seconds) and what its search spent."""
+    header = [
+        "Model",
+        "Method",
+        "Chosen knobs",
+        "Epochs per stage",
+        "Compute (standard epochs)",
+        f"Within {COMPUTE_TOLERANCE:.0%} of budget",
+        "Device-seconds",
+        "Search compute (trials)",
+    ]
+    rows = []
+    for arm in arms:
+        t, search = trained(arm), spent.get(f"{arm.model}/{arm.method}")
+        knobs = ", ".join(f"{k}={_short(v)}" for k, v in t.knobs.items()) or "—"
+        within = (
+            f"{t.within}/{len(arm.used)} (budget {t.budget:g})"
+            if t.unit == "flops"
+            else f"unit: epochs ({t.budget:g})"
+        )
+        rows.append(
+            [
+                arm.model,
+                arm.method,
+                knobs,
+                t.stage_epochs,
+                _num(t.compute, 2),
+                within,
+                _num(t.device_s, 1),
+                f"{search.compute:.2f} ({search.trials})" if search else "n/a",
+            ]
+        )
+    return [captions.table1b(COMPUTE_TOLERANCE), "", *markdown_table(header, rows, right_from=3)]
+
+
+def search_spend_text(spent: dict[str, SearchSpend]) -> str:
+    """Every arm's search compute, and whether they ended within one trial's cost of each other."""
+    if not spent:
+        return ""
+    computes = [s.compute for s in spent.values()]
+    spread, trial = max(computes) - min(computes), max(s.largest_trial for s in spent.values())
+    return " " + captions.search_spend(
+        ", ".join(f"{arm} {s.compute:.2f} in {s.trials}" for arm, s in sorted(spent.items())),
+        spread,
+        trial,
+    )
 
 
 def paired_rows(arms: list[ArmRuns]) -> list[list[str]]:
@@ -278,6 +327,19 @@ def _ratio(value: float) -> str:
 
 def _num(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def _short(text: str) -> str:
+    """A logged param as the table shows it: numbers to 3 significant digits (lists too)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return "/".join(f"{v:.2g}" if isinstance(v, float) else str(v) for v in value)
+    return text
 
 
 def _pm(mean: float, half: float | None, signed: bool = False) -> str:

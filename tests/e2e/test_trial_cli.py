@@ -70,6 +70,11 @@ def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
         out["history"][0]
     )
     assert "test_acc" in result.stdout  # the summary table
+    # the plan: standard's epochs are the FLOPs unit, so 2 standard epochs of FLOPs are 2 epochs
+    assert (out["stage_epochs"], out["epochs_run"], out["compute_epochs"]) == ([2], 2, 2.0)
+    assert out["flops"] > 0 and [h["compute_epochs"] for h in out["history"]] == [1.0, 2.0]
+    assert "budget: 2 standard epochs of FLOPs; epochs per stage: 2" in result.stdout
+    assert "= 2.00 standard epochs" in result.stdout
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("trials")
@@ -77,6 +82,7 @@ def test_trial_writes_json_and_mlflow_run(tmp_path: Path):
     assert run.info.status == "FINISHED"
     assert run.data.metrics["final/test_acc"] == out["test_acc"]
     assert run.data.params["model"] == "seed_cnn" and run.data.tags["mlflow.source.git.commit"]
+    assert run.data.params["budget_unit"] == "flops"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [
         1,
         2,

@@ -18,6 +18,9 @@ TINY_SPEC: dict[str, Any] = {
     "budget": {
         "epochs": 2,
         "max_trials": 3,
+        # standard epochs of FLOPs: room for the 3 trials of every arm (a layer_to_layer trial
+        # on seed_cnn costs about 2.1; the cap, not the budget, ends these searches)
+        "search_epochs": 7,
         "seeds": 2,
         "grace_period": 1,
         "max_concurrent": 2,

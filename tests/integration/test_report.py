@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from study import tracking, verdict
 from study.report import ReportResult, write_report
-from study.trial_run import TrialRun
+from study.trial_run import TrialRun, run_params
 from trainables.config import TrainConfig
 from trainables.errors import UserError
 
@@ -45,6 +45,23 @@ DATASET = {
     "image_shape": [3, 32, 32],
     "num_classes": 10,
 }
+
+# What each method's runs trained: its knobs, epochs per stage and FLOPs in standard epochs.
+KNOBS = {
+    "standard": {},
+    "layer_to_layer": {
+        "split_ratio": 0.4123,
+        "split_step": 1,
+        "kd_alpha": 0.5,
+        "kd_temperature": 4.0,
+        "teacher_grad": 0.95,
+        "finetune_frac": 0.1,
+    },
+    "greedy": {"aux_k": 2, "decoupled": False, "epochs_per_block": [0.25, 0.75]},
+}
+STAGE_EPOCHS = {"standard": [3], "layer_to_layer": [1, 1, 1], "greedy": [1, 2]}
+COMPUTE = {"standard": 3.0, "layer_to_layer": 3.2, "greedy": 2.5}  # greedy: 17% under budget
+SEARCH_SPENT = {"seed_cnn/standard": (30.0, 3.0, 10), "seed_cnn/greedy": (28.5, 2.5, 12)}
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +122,16 @@ def add_trial(
         "trial_id": f"{model}_{method}_{phase}_{seed}_{acc}",
         "study": "quick",
     }
-    config = TrainConfig(model=model, method=method, dataset="cifar10", epochs=EPOCHS, seed=seed)
-    run = TrialRun.create(
-        client, exp_id, f"{model}/{method}/{phase}-{seed}", config.to_flat(), tags, parent
+    config = TrainConfig(
+        model=model,
+        method=method,
+        dataset="cifar10",
+        epochs=EPOCHS,
+        seed=seed,
+        params=KNOBS[method],
     )
+    name = f"{model}/{method}/{phase}-{seed}"
+    run = TrialRun.create(client, exp_id, name, run_params(config), tags, parent)
     curve = val_curve or tuple(acc - 0.01 * (EPOCHS - epoch) for epoch in range(1, EPOCHS + 1))
     history = []
     for epoch in range(1, EPOCHS + (0 if error else 1)):
@@ -133,6 +156,8 @@ def add_trial(
         "best_val_acc": max(curve),
         "val_acc": curve[-1],
         "epochs_run": len(history),
+        "compute_epochs": COMPUTE[method],
+        "stage_epochs": STAGE_EPOCHS[method],
         "trial_cpus": 2,
         "trial_gpus": 0,
         "torch_threads": 2,
@@ -165,6 +190,16 @@ def study(
             add_trial(
                 client, exp_id, parent, model, method, "seeds", seed, acc, time_s, MEM[method]
             )
+    for arm, (spent, largest, trials) in SEARCH_SPENT.items():
+        tracking.log_metrics(
+            client,
+            parents[arm],
+            {
+                "search/compute_spent": spent,
+                "search/largest_trial": largest,
+                "search/trials": trials,
+            },
+        )
     for acc in (0.5, 0.7):
         run_id = add_trial(
             client,
@@ -296,6 +331,34 @@ def test_table_has_every_arm_with_mean_and_ci(study):
     # [79, 80, 75]: mean 78, sd sqrt(7) -> 4.3027 * 2.6458 / sqrt(3) = 6.57
     assert row(markdown, "Table 1", "seed_cnn", "greedy")[2:5] == ["16.0", "78.00 ± 6.57", "40.0"]
     assert row(markdown, "Table 1", "vgg11", "layer_to_layer")[3] == "64.00 ± 4.97"
+
+
+def test_table_1b_says_what_each_arm_trained_and_its_compute(study):
+    markdown = study[3].markdown
+    assert row(markdown, "Table 1b", "seed_cnn", "layer_to_layer") == [
+        "seed_cnn",
+        "layer_to_layer",
+        "split_ratio=0.412, split_step=1, kd_alpha=0.5, kd_temperature=4, teacher_grad=0.95, "
+        "finetune_frac=0.1",
+        "1,1,1",
+        "3.20",
+        "3/3 (budget 3)",
+        "30.0",  # device-seconds: one device each, TIME's mean
+        "n/a",
+    ]
+    greedy = row(markdown, "Table 1b", "seed_cnn", "greedy")
+    assert greedy[2] == (
+        "variant=sequential, aux_k=2, aux_head=paper, blocks_per_stage=1, "
+        "epochs_per_block=0.25/0.75"
+    )
+    assert greedy[3:6] == ["1,2", "2.50", "0/3 (budget 3)"]  # 17% under: not within 10%
+    assert greedy[7] == "28.50 (12)"
+    assert row(markdown, "Table 1b", "seed_cnn", "standard")[2:4] == ["—", "3"]
+    assert (
+        "Search compute per arm (budget.search_epochs, in the budget's unit, in trials): "
+        "seed_cnn/greedy 28.50 in 12, seed_cnn/standard 30.00 in 10; the arms differ by 1.50, "
+        "within one trial's cost (3.00)." in markdown
+    )
 
 
 def test_diverged_run_counts_at_chance_and_an_infrastructure_failure_does_not(study):

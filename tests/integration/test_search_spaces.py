@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 import torch
 
 from search_spaces import SEARCH_SPACES, default_point, get_search_space, num_blocks, to_flat_config
+from trainables.compute import fits_budget
 from trainables.config import TrainConfig
 from trainables.methods import get_method
 from trainables.models import build_model
@@ -18,10 +21,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def sample_configs(
     method: str,
     model: str,
-    epochs: int,
+    epochs: float,
     trials: int,
     pinned: dict | None = None,
     first: dict | None = None,
+    unit: str = "epochs",
 ) -> list[TrainConfig]:
     """Run the space through a real Optuna study (TPE) and build the TrainConfig of every sample."""
     study = optuna.create_study(
@@ -29,15 +33,14 @@ def sample_configs(
     )
     if first:
         study.enqueue_trial(first)
-    space = get_search_space(method, model, epochs, pinned=pinned)
+    space = get_search_space(method, model, epochs, pinned=pinned, unit=unit)
     configs = []
     for i in range(trials):
         trial = study.ask()
         derived = space(trial)
         flat = to_flat_config({**trial.params, **derived, **(pinned or {})})
-        configs.append(
-            TrainConfig.from_flat({**flat, "model": model, "method": method, "epochs": epochs})
-        )
+        fixed = {"model": model, "method": method, "epochs": epochs, "budget_unit": unit}
+        configs.append(TrainConfig.from_flat({**flat, **fixed}))
         study.tell(trial, float(i % 3))  # some signal so TPE's model-based phase runs
     return configs
 
@@ -49,15 +52,32 @@ def build(config: TrainConfig):
     return get_method(config.method)(config, model, 10, torch.device("cpu"), steps_per_epoch=4)
 
 
+def assert_fits(config: TrainConfig) -> None:
+    """The method's plan spends the budget: `epochs` whole epochs, or one epoch per stage fits the
+    FLOPs budget (within BUDGET_TOLERANCE) and the plan is built from it."""
+    stages = build(config).plan()
+    if config.budget_unit == "epochs":
+        assert sum(stage.epochs for stage in stages) == config.epochs
+    else:
+        assert fits_budget(config) and all(stage.epochs >= 1 for stage in stages)
+
+
+@pytest.mark.parametrize("unit", ["epochs", "flops"])
 @pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
-@pytest.mark.parametrize("model, epochs", [("seed_cnn", 3), ("vgg11", 2), ("densenet", 8)])
-def test_every_sample_builds_a_method_that_fits_the_budget(method, model, epochs):
-    configs = sample_configs(method, model, epochs, trials=6)
+@pytest.mark.parametrize("model, epochs", [("seed_cnn", 3), ("vgg11", 2.5), ("densenet", 8)])
+def test_every_sample_builds_a_method_that_fits_the_budget(method, model, epochs, unit):
+    epochs = math.ceil(epochs) if unit == "epochs" else epochs
+    configs = sample_configs(method, model, epochs, trials=6, unit=unit)
     for config in configs:
-        method_obj = build(config)
-        assert sum(stage.epochs for stage in method_obj.plan()) == epochs
+        assert_fits(config)
         assert 1e-4 <= config.lr <= 1e-2 and config.batch_size in (32, 64, 128)
     assert len({c.lr for c in configs}) == len(configs)  # it does search
+
+
+def test_greedy_can_give_every_vgg11_block_a_stage_at_ten_standard_epochs():
+    configs = sample_configs("greedy", "vgg11", 10, trials=12, unit="flops")
+    assert min(c.params["blocks_per_stage"] for c in configs) == 1
+    assert all(fits_budget(c) for c in configs)
 
 
 def test_layer_to_layer_stage_fracs_follow_the_split_schedule():
@@ -79,7 +99,7 @@ def test_layer_to_layer_stage_fracs_follow_the_split_schedule():
 
 def test_default_point_is_the_first_trial_and_is_the_methods_defaults():
     for method in SEARCH_SPACES:
-        first = default_point(method, "seed_cnn", 6)
+        first = default_point(method, "seed_cnn", 6, unit="epochs")
         config = sample_configs(method, "seed_cnn", 6, trials=1, first=first)[0]
         assert (config.lr, config.weight_decay, config.batch_size) == (1e-3, 5e-4, 64)
         assert (config.warmup_frac, config.label_smoothing) == (0.0, 0.0)
@@ -130,8 +150,9 @@ def test_unknown_method_has_no_space():
         get_search_space("sgd", "seed_cnn", 3)
 
 
+@pytest.mark.parametrize("unit", ["epochs", "flops"])
 @pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
-def test_what_optuna_records_is_what_trains(method):
+def test_what_optuna_records_is_what_trains(method, unit):
     """Through the sweep's searcher (Ray's OptunaSearch less the search internals), on a budget that binds (vgg11:
     8 blocks, 3 epochs): the TrainConfig a trial trains with holds exactly the values Optuna recorded, and it fits."""
     from study.tune_arm import TrialConfigSearch
@@ -139,21 +160,20 @@ def test_what_optuna_records_is_what_trains(method):
 
     model, epochs = "vgg11", 3
     searcher = TrialConfigSearch(
-        get_search_space(method, model, epochs),
+        get_search_space(method, model, epochs, unit=unit),
         metric="val_acc",
         mode="max",
-        points_to_evaluate=[default_point(method, model, epochs)],
+        points_to_evaluate=[default_point(method, model, epochs, unit=unit)],
         sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4),
     )
+    fixed = {"model": model, "method": method, "epochs": epochs, "budget_unit": unit}
     for i in range(12):
         suggested = searcher.suggest(f"trial_{i}")
-        config = TrainConfig.from_flat(
-            {**flat_config(suggested), "model": model, "method": method, "epochs": epochs}
-        )
+        config = TrainConfig.from_flat({**flat_config(suggested), **fixed})
         recorded = searcher._ot_study.trials[-1].params  # the Optuna study inside OptunaSearch
         trained = config.to_flat()
         assert {k: trained[k] for k in recorded if not k.startswith("_")} == {
             k: v for k, v in recorded.items() if not k.startswith("_")
         }
-        assert sum(stage.epochs for stage in build(config).plan()) == epochs
+        assert_fits(config)
         searcher.on_trial_complete(f"trial_{i}", {"val_acc": float(i % 3)})

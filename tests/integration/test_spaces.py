@@ -19,7 +19,13 @@ def sampled_distributions(
     """The distributions the arm's space samples in a real Optuna TPE study, built as the sweep builds it."""
     base = spec.train_config(arm.model, arm.method)
     space = get_search_space(
-        arm.method, arm.model, spec.budget.epochs, base.optimizer, spec.pinned(arm.method)
+        arm.method,
+        arm.model,
+        spec.budget.epochs,
+        base.optimizer,
+        spec.pinned(arm.method),
+        spec.budget.unit,
+        spec.dataset,
     )
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3)
@@ -65,9 +71,16 @@ def test_quick_spec_lists_the_same_shared_knobs_for_all_six_arms(capsys):
         assert arms[arm.name] == [
             f"shared  {name:<18} {describe_range([d])}" for name, d in distributions.items()
         ]
-    assert (
-        f"{spec.budget.search_epochs} trial-epochs of search" in out and "applies per stage" in out
-    )
+    assert f"{spec.budget.search_epochs:g} standard epochs of FLOPs of search" in out
+    assert "budget.unit = flops: a trial's budget, budget.epochs = 8, is the training FLOPs" in out
+    assert "applies per stage" in out
+
+
+def test_the_epochs_unit_says_what_it_counts(capsys):
+    assert main(["spaces", "--spec", "quick", "--set", "budget.unit=epochs"]) == 0
+    out = capsys.readouterr().out
+    assert "budget.unit = epochs: a trial trains 8 epochs of its own method" in out
+    assert "32 trial-epochs of search" in out
 
 
 def test_a_shared_pin_applies_to_every_arm_and_leaves_the_spaces_identical():

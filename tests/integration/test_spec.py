@@ -72,7 +72,12 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
         ({"models": []}, "models=[] must be a non-empty list"),
         (
             {"budget": {"grace_period": 5}},
-            "budget.grace_period=5 is out of range; valid range: [1, 2]",
+            "budget.grace_period=5 is out of range; valid range: (0.0, 2]",
+        ),
+        ({"budget": {"unit": "joules"}}, "budget.unit='joules' is not valid; choose one of: flops"),
+        (
+            {"budget": {"unit": "epochs", "epochs": 2.5}},
+            "budget.epochs=2.5 must be a whole number with budget.unit=epochs",
         ),
         ({"resources": {"cpu": 0}}, "resources.cpu=0 is out of range"),
         ({"fixed": {"layer_to_layer": {"split_ratio": 1.5}}}, "split_ratio=1.5 is out of range"),
@@ -131,7 +136,10 @@ def test_train_config_of_an_arm_applies_fixed_values(tiny_spec):
     spec = tiny_spec(fixed={"layer_to_layer": {"aux": "conv"}})
     config = spec.train_config("seed_cnn", "layer_to_layer")
     assert config.width == 0.125 and config.epochs == 2 and config.params == {"aux": "conv"}
+    assert config.budget_unit == "flops"  # the spec's budget.unit, given to every trial
     assert spec.train_config("seed_cnn", "standard", seed=3).seed == 3
+    whole = tiny_spec(budget={"unit": "epochs"}).train_config("seed_cnn", "standard")
+    assert whole.budget_unit == "epochs"
 
 
 def test_cluster_example_has_a_head_and_a_gpu_worker_type():

@@ -29,8 +29,14 @@ EPOCH_METRICS = {
     "epoch_time_s",
     "peak_mem_mb",
     "throughput_img_s",
+    "compute_epochs",
+    "epochs_total",
 }
 FINAL_METRICS = {
+    "final/flops",
+    "final/compute_epochs",
+    "final/epochs_run",
+    "final/stage_epochs/0",
     "final/val_acc",
     "final/train_time_s",
     "final/peak_mem_mb",
@@ -94,24 +100,28 @@ def test_one_mlflow_run_per_tune_trial_with_the_contract_layout(study):
 
 
 def test_each_arm_records_the_search_compute_it_spent(study):
-    """The trial-epochs each search spent, on the arm's parent run and in its state file (the report's source)."""
+    """The compute each search spent (standard epochs of FLOPs: every trial's last compute_epochs),
+    on the arm's parent run, in its state file (the report's source) and in the report."""
     study_dir, report = study
     parents = {run.data.tags["arm"]: run for run in mlflow_runs(study_dir, "tiny", "arm")}
     runs = mlflow_runs(study_dir, "tiny", "trial")
-    assert (
-        "Search compute per arm (budget.search_epochs; trial-epochs in trials):" in report.markdown
-    )
+    client = MlflowClient(tracking.default_tracking_uri(study_dir))
     for arm in ARMS:
         search = [r for r in runs if r.data.tags["arm"] == arm and r.data.tags["phase"] == "search"]
-        spent = sum(max(metric_steps(study_dir, r, "val_acc"), default=0) for r in search)
+        charged = [
+            max(m.value for m in client.get_metric_history(r.info.run_id, "compute_epochs"))
+            for r in search
+        ]
         metrics = parents[arm].data.metrics
-        assert (metrics["search/epochs_spent"], metrics["search/trials"]) == (spent, len(search))
-        assert spent <= DATA["budget"]["epochs"] * DATA["budget"]["max_trials"]
-        assert f"{arm} {spent} in {len(search)}" in report.markdown
+        assert metrics["search/compute_spent"] == pytest.approx(sum(charged))
+        assert metrics["search/largest_trial"] == pytest.approx(max(charged))
+        assert metrics["search/trials"] == len(search)
+        assert sum(charged) <= DATA["budget"]["search_epochs"]
+        assert f"{arm} {sum(charged):.2f} in {len(search)}" in report.markdown
+    assert "Search compute per arm (budget.search_epochs, in the budget's unit" in report.markdown
     state = json.loads((study_dir / "state" / "seed_cnn-standard-search.json").read_text())
-    assert (
-        state["search"]["epochs_spent"]
-        == parents["seed_cnn/standard"].data.metrics["search/epochs_spent"]
+    assert state["search"]["compute_spent"] == pytest.approx(
+        parents["seed_cnn/standard"].data.metrics["search/compute_spent"]
     )
 
 

@@ -4,17 +4,20 @@ reported and tested), feature cache, resume, every registry model, and peak memo
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet
 from trainables.methods.aux_heads import build_greedy_head
 from trainables.methods.budget import allocate_epochs
@@ -42,6 +45,13 @@ def _subset(splits: DataSplits, n_train: int) -> DataSplits:
         splits.std,
         splits.flip,
     )
+
+
+@pytest.fixture
+def make_config(make_config: Callable[..., TrainConfig]) -> Callable[..., TrainConfig]:
+    """Whole epochs (budget_unit=epochs): these tests pin greedy's epochs per stage (its FLOPs
+    plans are tests/unit/test_compute.py's)."""
+    return functools.partial(make_config, budget_unit="epochs")
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +232,7 @@ def test_plan_follows_blocks_per_stage_and_weights(make_config, small_digits):
 
 def test_too_small_budget_names_the_minimum(make_config, small_digits):
     with pytest.raises(ValueError, match=r"epochs=4 .*epochs >= 5"):
-        _method(make_config(method="greedy", epochs=4), small_digits)
+        _method(make_config(method="greedy", epochs=4), small_digits).plan()
     with pytest.raises(ValueError, match="3 weights.*5 stages"):
         _method(make_config(method="greedy", epochs=5, epochs_per_block=[1, 1, 1]), small_digits)
 
@@ -639,8 +649,8 @@ def images(n):
     return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8), torch.arange(n) % 10)
 splits = DataSplits("noise", images(256), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
 params = {"aux_head": "pooled"} if method == "greedy" else {}
-config = TrainConfig(model="vgg16", method=method, epochs=epochs, batch_size=256, width=1.0, device="cpu",
-                     params=params)
+config = TrainConfig(model="vgg16", method=method, epochs=epochs, budget_unit="epochs",
+                     batch_size=256, width=1.0, device="cpu", params=params)
 final = fit(config, splits=splits)
 print(json.dumps({"peak_mem_mb": final["peak_mem_mb"], "stage_peak_mem_mb": final["stage_peak_mem_mb"]}))
 """

@@ -26,11 +26,15 @@ from trainables.models import BlockNet
 
 @dataclass
 class Stage:
-    """One phase of training: `epochs` epochs with a fixed structure described by `info`."""
+    """One phase of training: `epochs` epochs with a fixed structure described by `info`.
+
+    `weight`: the stage's share of the run's epochs, relative to the other stages (the run plan,
+    trainables.compute, turns the weights and the budget into whole epochs)."""
 
     index: int
-    epochs: int
+    epochs: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
 
 
 @dataclass
@@ -55,6 +59,10 @@ class Method(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
     optimizer: torch.optim.Optimizer | None = None  # set by start_stage; `current_lr` reads it
+    # knobs that only decide which stages there are and their weights, never a stage's FLOPs per
+    # image given its `info` (trainables.compute counts a stage once for all their values)
+    PLAN_KNOBS: ClassVar[tuple[str, ...]] = ()
+    FEWER_STAGES: ClassVar[str] = ""  # how to ask for fewer stages, for a budget that is too small
 
     def __init__(
         self,
@@ -63,19 +71,38 @@ class Method(ABC):
         num_classes: int,
         device: torch.device,
         steps_per_epoch: int,
+        stage_epochs: list[int] | None = None,
     ):
         self.config = config
         self.model = model
         self.num_classes = num_classes
         self.device = device
         self.steps_per_epoch = steps_per_epoch
+        self.stage_epochs = stage_epochs  # None: planned from the config when first asked (`plan`)
         self.params = self.Params.from_dict(config.params, self.name)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     # --- structure -------------------------------------------------------------------
     @abstractmethod
+    def layout(self) -> list[Stage]:
+        """The stages in order with their weights (`Stage.weight`), before they get epochs."""
+
     def plan(self) -> list[Stage]:
-        """The stages in order; their epochs add up to the budget `config.epochs`."""
+        """The stages with their whole epochs: those the method was built with, else the run plan of
+        its config (trainables.compute.run_plan, which spends the budget `config.epochs`)."""
+        if self.stage_epochs is None:
+            from trainables.compute import run_plan
+
+            images = self.steps_per_epoch * self.config.batch_size
+            self.stage_epochs = run_plan(self.config, images).stage_epochs
+        return [
+            dataclasses.replace(stage, epochs=epochs)
+            for stage, epochs in zip(self.layout(), self.stage_epochs, strict=True)
+        ]
+
+    def total_epochs(self) -> int:
+        """The epochs of the whole plan (a schedule that spans every stage runs over them)."""
+        return sum(stage.epochs for stage in self.plan())
 
     def aux_modules(self) -> nn.ModuleDict:
         """Modules besides the model that are trained and checkpointed (auxiliary heads)."""
@@ -148,5 +175,6 @@ class Method(ABC):
     # --- helpers -----------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when `amp` is on; a no-op elsewhere."""
-        enabled = self.config.amp and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        if not (self.config.amp and self.device.type == "cuda"):
+            return contextlib.nullcontext()  # also on the meta device, which autocast refuses
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)

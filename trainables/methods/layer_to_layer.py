@@ -27,7 +27,6 @@ from trainables.config import TrainConfig, check_choice, check_range
 from trainables.errors import UserError
 from trainables.methods.aux_heads import AUX_KINDS, build_aux_head
 from trainables.methods.base import Method, MethodParams, Stage
-from trainables.methods.budget import allocate_epochs
 from trainables.methods.optim import make_optimizer, make_scheduler
 from trainables.models import BlockNet
 
@@ -152,6 +151,15 @@ class LayerToLayer(Method):
     name = "layer_to_layer"
     Params = LayerToLayerParams
     params: LayerToLayerParams
+    PLAN_KNOBS = (
+        "split_ratio",
+        "split_step",
+        "stage_fracs",
+        "finetune_frac",
+        "kd_alpha",
+        "kd_temperature",
+    )
+    FEWER_STAGES = "a larger split_step"
 
     def __init__(
         self,
@@ -160,8 +168,9 @@ class LayerToLayer(Method):
         num_classes: int,
         device: torch.device,
         steps_per_epoch: int,
+        stage_epochs: list[int] | None = None,
     ):
-        super().__init__(config, model, num_classes, device, steps_per_epoch)
+        super().__init__(config, model, num_classes, device, steps_per_epoch, stage_epochs)
         p = self.params
         num_blocks = model.num_blocks
         self.splits = split_schedule(num_blocks, p.split_ratio, p.split_step)
@@ -173,15 +182,17 @@ class LayerToLayer(Method):
                 f"give {len(self.splits)} fractions or leave stage_fracs unset"
             )
         weights = [f / sum(fracs) * (1.0 - p.finetune_frac) for f in fracs]
-        if p.finetune_frac > 0:
-            weights.append(p.finetune_frac)
-        epochs = allocate_epochs(weights, config.epochs)
         self.stages = [
-            Stage(k, e, {"split": s}) for k, (s, e) in enumerate(zip(self.splits, epochs))
+            Stage(k, info={"split": s}, weight=w)
+            for k, (s, w) in enumerate(zip(self.splits, weights))
         ]
         if p.finetune_frac > 0:
             self.stages.append(
-                Stage(len(self.splits), epochs[-1], {"split": num_blocks, "finetune": True})
+                Stage(
+                    len(self.splits),
+                    info={"split": num_blocks, "finetune": True},
+                    weight=p.finetune_frac,
+                )
             )
         self.shapes = model.feature_shapes()
         self.aux = nn.ModuleDict()  # {str(split): head} of the current split only (see `_use_head`)
@@ -190,7 +201,7 @@ class LayerToLayer(Method):
         self.finetune = False
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def plan(self) -> list[Stage]:
+    def layout(self) -> list[Stage]:
         return list(self.stages)
 
     def aux_modules(self) -> nn.ModuleDict:
@@ -205,7 +216,7 @@ class LayerToLayer(Method):
             self.optimizer = make_optimizer(self.model.parameters(), self.config)
             self.optimizer.add_param_group({"params": list(self.head().parameters())})
             self.scheduler = make_scheduler(
-                self.optimizer, self.config, self.config.epochs * self.steps_per_epoch
+                self.optimizer, self.config, self.total_epochs() * self.steps_per_epoch
             )
 
     def head(self) -> nn.Module:
@@ -286,7 +297,7 @@ class LayerToLayer(Method):
         return {"stage": stage.index, "split": stage.info["split"]}
 
     def final_metrics(self) -> dict[str, Any]:
-        return {"split_schedule": [[s.index, s.info["split"], s.epochs] for s in self.stages]}
+        return {"split_schedule": [[s.index, s.info["split"], s.epochs] for s in self.plan()]}
 
     def state_dict(self) -> dict[str, Any]:
         return {

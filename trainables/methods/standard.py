@@ -13,8 +13,8 @@ from trainables.methods.optim import make_optimizer, make_scheduler
 class Standard(Method):
     name = "standard"
 
-    def plan(self) -> list[Stage]:
-        return [Stage(0, self.config.epochs)]
+    def layout(self) -> list[Stage]:
+        return [Stage(0)]
 
     def start_stage(self, stage: Stage) -> None:
         self.optimizer = make_optimizer(self.model.parameters(), self.config)

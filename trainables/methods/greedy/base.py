@@ -106,6 +106,9 @@ class Greedy(Method):
     name = "greedy"
     Params = GreedyParams
     params: GreedyParams
+    # a stage's blocks (its info) decide its cost, not how the others are grouped
+    PLAN_KNOBS = ("blocks_per_stage", "epochs_per_block", "min_gain", "patience")
+    FEWER_STAGES = "a larger blocks_per_stage"
 
     def __new__(cls, config: TrainConfig, *args: Any, **kwargs: Any) -> Greedy:
         if cls is Greedy:
@@ -119,8 +122,9 @@ class Greedy(Method):
         num_classes: int,
         device: torch.device,
         steps_per_epoch: int,
+        stage_epochs: list[int] | None = None,
     ):
-        super().__init__(config, model, num_classes, device, steps_per_epoch)
+        super().__init__(config, model, num_classes, device, steps_per_epoch, stage_epochs)
         p = self.params
         self.groups = block_groups(model.num_blocks, p.blocks_per_stage)
         self.last = len(self.groups) - 1

@@ -18,9 +18,13 @@ from trainables.methods.greedy.base import Greedy
 class DecoupledGreedy(Greedy):
     """All block groups trained together, each on its predecessor's detached output."""
 
-    def plan(self) -> list[Stage]:
+    def layout(self) -> list[Stage]:
+        """One stage; its info names the groups (they decide its cost, trainables.compute)."""
+        groups = [list(group) for group in self.groups]
         return [
-            Stage(0, self.config.epochs, {"blocks": [0, self.model.num_blocks], "decoupled": True})
+            Stage(
+                0, info={"blocks": [0, self.model.num_blocks], "decoupled": True, "groups": groups}
+            )
         ]
 
     def training_groups(self) -> list[int]:

@@ -14,7 +14,6 @@ import torch
 from trainables.data import Batcher, ImageSet
 from trainables.errors import UserError
 from trainables.methods.base import Stage
-from trainables.methods.budget import allocate_epochs
 from trainables.methods.greedy.base import Greedy
 from trainables.methods.greedy.feature_cache import cached_features
 
@@ -24,7 +23,7 @@ class SequentialGreedy(Greedy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.stage_epochs = self._stage_epochs(self.config.epochs)
+        self.weights = self._stage_weights()
         self.path_group = (
             self.last
         )  # the group whose head gives 'main'; the full net unless training says otherwise
@@ -32,7 +31,7 @@ class SequentialGreedy(Greedy):
         self._cache: torch.Tensor | None = None
         self._cache_checked = False
 
-    def _stage_epochs(self, epochs: int) -> list[int]:
+    def _stage_weights(self) -> list[float]:
         n = len(self.groups)
         weights = self.params.epochs_per_block or [1.0] * n
         if len(weights) != n:
@@ -40,18 +39,13 @@ class SequentialGreedy(Greedy):
                 f"epochs_per_block has {len(weights)} weights; {self.model.name} in stages of "
                 f"blocks_per_stage={self.params.blocks_per_stage} has {n} stages"
             )
-        if epochs < n:
-            raise UserError(
-                f"epochs={epochs} is too small for greedy: {self.model.name} has {self.model.num_blocks} "
-                f"blocks, i.e. {n} stages of blocks_per_stage={self.params.blocks_per_stage}, and every "
-                f"stage needs >= 1 epoch; use epochs >= {n} or a larger blocks_per_stage"
-            )
-        return allocate_epochs(list(weights), epochs)
+        return [float(w) for w in weights]
 
     # --- structure -------------------------------------------------------------------
-    def plan(self) -> list[Stage]:
+    def layout(self) -> list[Stage]:
         return [
-            Stage(g, e, {"blocks": list(self.groups[g])}) for g, e in enumerate(self.stage_epochs)
+            Stage(g, info={"blocks": list(self.groups[g])}, weight=w)
+            for g, w in enumerate(self.weights)
         ]
 
     def training_groups(self) -> list[int]:
