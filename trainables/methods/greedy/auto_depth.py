@@ -11,7 +11,6 @@ import logging
 import math
 from typing import Any
 
-from torch import nn
 
 from trainables.methods.base import Stage
 from trainables.methods.greedy.sequential import SequentialGreedy
@@ -24,7 +23,11 @@ class AutoDepthGreedy(SequentialGreedy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.best_acc, self.best_group, self.strikes = -math.inf, self.last, 0
+        self.best_acc, self.best_group, self.strikes = -math.inf, -1, 0
+
+    def head_groups(self) -> set[int]:
+        """The best group's classifier too: it is deployed if training stops."""
+        return super().head_groups() | ({self.best_group} if self.best_group >= 0 else set())
 
     def end_stage(self, stage: Stage, val_metrics: dict[str, float]) -> bool:
         """Keep the best group so far; stop after `patience` groups that gain < min_gain."""
@@ -47,10 +50,6 @@ class AutoDepthGreedy(SequentialGreedy):
                 self.groups[self.best_group][1],
             )
         return not stop
-
-    def deployed_modules(self) -> list[nn.Module]:
-        """The chosen prefix's blocks and its classifier (an aux head unless the whole net was chosen)."""
-        return [*self.model.blocks[: self.groups[self.path_group][1]], self.head(self.path_group)]
 
     def state_dict(self) -> dict[str, Any]:
         return {
