@@ -26,8 +26,10 @@ class AutoDepthGreedy(SequentialGreedy):
         self.best_acc, self.best_group, self.strikes = -math.inf, -1, 0
 
     def head_groups(self) -> set[int]:
-        """The best group's classifier too: it is deployed if training stops."""
-        return super().head_groups() | ({self.best_group} if self.best_group >= 0 else set())
+        """The best group's classifier too: it is deployed if training stops. A resumed run starts
+        its stage before `load_state_dict` names the best group: it keeps the checkpoint's heads."""
+        best = {self.best_group} if self.best_group >= 0 else {int(key) for key in self.heads}
+        return super().head_groups() | best
 
     def end_stage(self, stage: Stage, val_metrics: dict[str, float]) -> bool:
         """Keep the best group so far; stop after `patience` groups that gain < min_gain."""
@@ -68,4 +70,6 @@ class AutoDepthGreedy(SequentialGreedy):
             state["strikes"],
         )
         self.path_group = state["path_group"]
+        for key in [key for key in self.heads if int(key) not in self.head_groups()]:
+            del self.heads[key]  # a checkpoint's head that is neither training nor the best
         super().load_state_dict(state)

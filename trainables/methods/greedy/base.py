@@ -302,8 +302,9 @@ class Greedy(Method):
         self.heads.load_state_dict(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Optimiser state only into the stage it was saved from (a later stage starts fresh, as it would have)."""
-        if state["stage"] != self.stage_index:
+        """Optimiser state only into the stage it was saved from, once that stage has started (a
+        later stage starts fresh, as it would have)."""
+        if state["stage"] != self.stage_index or not self.optimizers:
             return
         self._norm_steps = state["norm_steps"]
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
