@@ -275,20 +275,26 @@ def test_decoupled_uses_dgls_head_by_default(make_config, small_digits):
 def test_heads_exist_only_while_a_stage_needs_them(make_config, small_digits):
     """Sequential greedy holds the training group's head alone (a finished stage's head would only
     hold memory); auto_depth also keeps the best group's, which it deploys if it stops; decoupled
-    holds them all. A checkpoint's heads are rebuilt before they are loaded."""
+    holds them all. A checkpoint's heads are rebuilt before they are loaded, and a resumed
+    auto_depth run keeps them until its state names the best group."""
     method = _method(make_config(method="greedy", epochs=5), small_digits)
     for stage in method.plan():
         method.start_stage(stage)
         assert list(method.heads) == [str(stage.index)]
     auto = _method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits)
-    for stage, best in zip(auto.plan(), (None, 0, 0, 2, 2), strict=True):
+    for stage, best in zip(auto.plan()[:4], (None, 0, 0, 2), strict=True):
         auto.best_group = -1 if best is None else best
         auto.start_stage(stage)
         assert set(auto.heads) == {str(stage.index)} | ({str(best)} if best is not None else set())
-    saved = _state(auto.heads)
+    saved, state = _state(auto.heads), auto.state_dict()  # a checkpoint at the end of stage 3
     fresh = _method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits)
     fresh.load_aux_state_dict(saved)
-    assert sorted(fresh.heads) == ["2", "4"] and _same(_state(fresh.heads), saved)
+    assert sorted(fresh.heads) == ["2", "3"] and _same(_state(fresh.heads), saved)
+    fresh.start_stage(fresh.plan()[4])  # fit starts the stage, then loads the method's state
+    assert sorted(fresh.heads) == ["2", "3", "4"]
+    fresh.load_state_dict(state)
+    assert sorted(fresh.heads) == ["2", "4"] and fresh.best_group == 2 and fresh.path_group == 4
+    assert _same(_state(fresh.heads["2"]), _state(auto.heads["2"]))
 
 
 def test_the_knobs_pick_the_variant(make_config, small_digits):

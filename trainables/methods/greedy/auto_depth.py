@@ -63,13 +63,16 @@ class AutoDepthGreedy(SequentialGreedy):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """The depth choice always (also after training stopped); optimiser state as the base class does."""
+        """The depth choice always (also after training stopped); the path group as saved, unless
+        the run resumes into a later stage than the one it was saved in (that stage's own group);
+        optimiser state as the base class does."""
         self.best_acc, self.best_group, self.strikes = (
             state["best_acc"],
             state["best_group"],
             state["strikes"],
         )
-        self.path_group = state["path_group"]
+        if state["stage"] == self.stage_index or not self.optimizers:
+            self.path_group = state["path_group"]
         for key in [key for key in self.heads if int(key) not in self.head_groups()]:
             del self.heads[key]  # a checkpoint's head that is neither training nor the best
         super().load_state_dict(state)
