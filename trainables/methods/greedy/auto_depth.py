@@ -11,7 +11,6 @@ import logging
 import math
 from typing import Any
 
-
 from trainables.methods.base import Stage
 from trainables.methods.greedy.sequential import SequentialGreedy
 
