@@ -11,8 +11,8 @@ anneal) applies to each stage, since every stage restarts the schedule.
 aux_k shapes layerCNN's head (and the pooled one): it is searched only where the head is one of
 them, i.e. not for decoupled trials, whose default head is DGL's own (fixed design), unless the
 spec pins aux_head.
-auto_depth (seed 003) changes what is trained, aux_head/width_aux what a head costs and final_head
-which classifier is deployed, so they are spec choices (`[fixed.greedy]`), not searched;
+auto_depth (depth selection) changes what is trained, aux_head/width_aux what a head costs and
+final_head which classifier is deployed, so they are spec choices (`[fixed.greedy]`), not searched;
 pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
 """
 
