@@ -143,6 +143,15 @@ def test_layercnn_head_is_the_papers(k):
         hidden = layer(hidden)
     assert hidden.shape == (3, channels, 32, 32)  # the convs keep the block's resolution
     assert head(torch.randn(3, 16, 32, 32)).shape == (3, 10)
+    # a 1x1 map (vgg's last block): 1x1 convs, the only taps a padded 3x3 conv would use there
+    assert _layout(build_greedy_head((16, 1, 1), 10, "layercnn", 2))[0] == (
+        "Conv2d",
+        16,
+        16,
+        (1, 1),
+        (0, 0),
+        True,
+    )
     # their cifar.py keeps --width_aux equal to --feature_size: by default as wide as the block
     assert _layout(build_greedy_head((16, 32, 32), 10, "layercnn", 2)) == [
         *_conv(16, 16),
