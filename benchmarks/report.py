@@ -38,13 +38,13 @@ class Target:
 
 
 # layer_to_layer's time (on CPU judged by CPU time) within its FLOPs ratio + 0.05 and memory
-# <= 1.05x; greedy's memory <= 0.40x on vgg16 and resnet18; the Ray Tune + MLflow harness <= 1.05x
-# a plain fit (benchmarks/README.md)
+# <= 1.05x; greedy's memory with DGL's head <= 0.40x on vgg16 and resnet18 (benchmarks/README.md);
+# the Ray Tune + MLflow harness <= 1.05x a plain fit
 TARGETS = (
     Target("layer_to_layer", "time", 0.05, over="flops"),
     Target("layer_to_layer", "cpu_time", 0.05, over="flops"),
     Target("layer_to_layer", "mem", 1.05),
-    Target("greedy", "mem", 0.40, ("vgg16", "resnet18")),
+    Target("greedy:dgl", "mem", 0.40, ("vgg16", "resnet18")),
     Target("harness", "time", 1.05),
 )
 

@@ -25,6 +25,7 @@ from trainables.config import TrainConfig, check_choice
 from trainables.data import Batcher, ImageSet
 from trainables.measure import PeakMemory, Timer, resolve_device
 from trainables.methods import Method, Stage
+from trainables.methods.aux_heads import GREEDY_HEADS
 from trainables.training import build_method, uses_channels_last
 
 # Epoch budget given to every method (whole epochs, budget_unit "epochs", so every method's stages
@@ -36,24 +37,32 @@ STAGE_CHOICES = ("all", "first")
 
 @dataclass(frozen=True)
 class MethodSetup:
-    """How a method is benchmarked: its parameters and which stages of its plan are measured."""
+    """How a bench row trains: its method, parameters and which stages of the plan are measured."""
 
+    method: str
     params: dict[str, Any] = field(default_factory=dict)
     stages: str = "all"
 
 
+# greedy, one row per auxiliary head: one stage per block, every block measured, memory the peak
+# over all of them
+GREEDY_HEAD_ROWS = {
+    f"greedy:{head}": MethodSetup("greedy", {"aux_head": head}) for head in GREEDY_HEADS
+}
 METHOD_SETUPS: dict[str, MethodSetup] = {
-    "standard": MethodSetup(),
+    "standard": MethodSetup("standard"),
     # one stage at the mid split (s = round(0.5 L)): the first stage of the plan, no finetune
-    "layer_to_layer": MethodSetup({"split_ratio": 0.5, "finetune_frac": 0.0}, stages="first"),
-    # one stage per block: every block is measured, memory is the peak over all of them
-    "greedy": MethodSetup(),
+    "layer_to_layer": MethodSetup(
+        "layer_to_layer", {"split_ratio": 0.5, "finetune_frac": 0.0}, stages="first"
+    ),
+    **GREEDY_HEAD_ROWS,
 }
 
 
 @dataclass(frozen=True)
 class Workload:
-    """What to run: model, method and size; `config()` turns it into the TrainConfig fit would get."""
+    """What to run: model, bench row (`method`, a key of METHOD_SETUPS) and size; `config()` turns
+    it into the TrainConfig fit would get."""
 
     model: str
     method: str
@@ -72,7 +81,7 @@ class Workload:
     def config(self) -> TrainConfig:
         return TrainConfig(
             model=self.model,
-            method=self.method,
+            method=self.setup().method,
             epochs=PLAN_EPOCHS,
             budget_unit="epochs",
             batch_size=self.batch_size,

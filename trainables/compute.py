@@ -104,8 +104,9 @@ class RunPlan:
 
 
 def count_flops(run: Callable[[], T]) -> tuple[T, float]:
-    """`run()` under torch's FlopCounterMode: its result and the FLOPs it ran (module docstring)."""
-    with FlopCounterMode(display=False) as counter:
+    """`run()` under torch's FlopCounterMode: its result and the FLOPs it ran (module docstring).
+    Grad is on, so a training step counts its backward even when the caller is under no_grad."""
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         result = run()
     return result, float(counter.get_total_flops())
 

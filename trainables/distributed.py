@@ -124,9 +124,11 @@ class _AllReduceSum(torch.autograd.Function):
 class GlobalBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose training statistics cover the global batch (all workers), for the CPU/gloo case.
 
-    Same maths as nn.SyncBatchNorm: per-channel sum, sum of squares and count are summed over the
-    workers (differentiably), then every worker normalises with the global mean and biased variance
-    and updates the running statistics with the unbiased one. Eval mode is plain BatchNorm.
+    The global mean comes from per-channel sums and counts summed over the workers (differentiably),
+    the variance from a second sum of squared deviations from that mean (two passes: the one-pass
+    E[x^2] - mean^2 loses digits on the large activations of DGL's deep heads). Every worker
+    normalises with the global mean and biased variance and updates the running statistics with
+    the unbiased one. Eval mode is plain BatchNorm.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -138,12 +140,14 @@ class GlobalBatchNorm(nn.BatchNorm2d):
             return super().forward(input)
         dims = [d for d in range(input.dim()) if d != 1]
         x = input.float()
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         channels = x.shape[1]
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
+        stats = _AllReduceSum.apply(torch.cat([x.sum(dims), count]))
         total = stats[-1]
         mean = stats[:channels] / total
-        var = stats[channels : 2 * channels] / total - mean * mean
+        centred = x - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dims)) / total
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -155,8 +159,7 @@ class GlobalBatchNorm(nn.BatchNorm2d):
                 unbiased = var * total / (total - 1)
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
-        shape = [1, channels] + [1] * (input.dim() - 2)
-        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out.to(input.dtype)

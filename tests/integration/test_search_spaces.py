@@ -133,6 +133,22 @@ def test_pinned_values_are_not_searched():
         build(config)
 
 
+def test_greedy_searches_k_only_where_the_head_has_one():
+    """aux_k shapes layerCNN's (and the pooled) head: decoupled trials, whose default is DGL's own
+    head, do not sample it, unless the spec pins a head that has a k; DGL's head pinned: never."""
+    configs = sample_configs("greedy", "vgg11", 8, trials=12)
+    assert {bool(c.params.get("decoupled")) for c in configs} == {False, True}
+    for config in configs:
+        assert ("aux_k" in config.params) != bool(config.params.get("decoupled"))
+        build(config)
+    for head, with_k in (("pooled", True), ("dgl", False)):
+        for config in sample_configs("greedy", "vgg11", 8, trials=6, pinned={"aux_head": head}):
+            assert ("aux_k" in config.params) == with_k
+            build(config)
+    first = default_point("greedy", "vgg11", 8, pinned={"decoupled": True})
+    assert "aux_k" not in first and "decoupled" not in first
+
+
 @pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
 def test_no_schedule_shape_is_searched_under_a_pinned_onecycle(method):
     configs = sample_configs(method, "seed_cnn", 6, trials=4, pinned={"schedule": "onecycle"})

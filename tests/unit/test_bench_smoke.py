@@ -54,22 +54,25 @@ def test_tiny_bench_writes_ratios_for_every_method(tmp_path, capsys):
     [json_path] = tmp_path.glob("*.json")
     results = json.loads(json_path.read_text())
     model = results["models"]["seed_cnn"]
-    for method in ("layer_to_layer", "greedy"):
-        for kind in ("time", "mem"):
+    heads = ("greedy:layercnn", "greedy:dgl", "greedy:pooled")  # a greedy row per auxiliary head
+    assert set(model["ratios"]) == {"layer_to_layer", *heads}
+    for method in ("layer_to_layer", *heads):
+        for kind in ("time", "mem", "flops"):
             value = model["ratios"][method][kind]
             assert math.isfinite(value) and value > 0, (method, kind, value)
     assert (
         model["ratios"]["layer_to_layer"]["flops"] >= 1.0
     )  # student + teacher + aux head: all of standard's work
-    # greedy's default is the paper's head (k=3 convs at the block's resolution): it may cost more than standard
-    assert (
-        math.isfinite(model["ratios"]["greedy"]["flops"]) and model["ratios"]["greedy"]["flops"] > 0
-    )
-    greedy = model["methods"]["greedy"]
-    assert (
-        len(greedy["stages"]) == len(greedy["stage_mem_mb"]) == 5
-    )  # seed_cnn: one greedy stage per block
-    assert greedy["mem_mb"] == max(greedy["stage_mem_mb"])  # the honest number: the worst block
+    flops = {head: model["methods"][head]["stage_gflop_per_img"] for head in heads}
+    # the heads differ only where the block's map is large: stage 0 (32x32) is dearest with
+    # layerCNN's convs at full resolution, then pooled to 8x8, then DGL's 1x1 convs at 8x8
+    assert flops["greedy:layercnn"][0] > flops["greedy:pooled"][0] > flops["greedy:dgl"][0]
+    for head in heads:
+        greedy = model["methods"][head]
+        assert (
+            len(greedy["stages"]) == len(greedy["stage_mem_mb"]) == 5
+        )  # seed_cnn: one greedy stage per block
+        assert greedy["mem_mb"] == max(greedy["stage_mem_mb"])  # the honest number: the worst block
     assert model["methods"]["layer_to_layer"]["stages"][0]["split"] == 3  # round(0.5 * 5), half up
     assert "not measured" in results["harness"]["note"]
     assert json_path.with_suffix(".md").read_text() in capsys.readouterr().out

@@ -42,6 +42,7 @@ def case_config(case: str) -> TrainConfig:
             "method": method,
             "width": 0.125,
             "epochs": 2,
+            "budget_unit": "epochs",  # 2 epochs whatever a stage costs: 64 x 2 images seen
             "batch_size": 32,
             "optimizer": "sgd",
             "lr": 0.05,
@@ -114,6 +115,9 @@ def test_two_workers_match_one_worker(case: str, two_worker_results):
         for name, expected in reference.items():
             got = result["tensors"][name]
             if expected.is_floating_point():
-                assert torch.allclose(got, expected, atol=1e-5, rtol=0), (case, rank, name)
+                # fp32 sums over two shards round differently from one sum; DGL's heads stack
+                # BatchNorms that amplify it to ~1e-4. A missing gradient average or BatchNorm
+                # sync moves weights by ~lr x grad (1e-2).
+                assert torch.allclose(got, expected, atol=1e-4, rtol=1e-3), (case, rank, name)
             else:
                 assert torch.equal(got, expected), (case, rank, name)

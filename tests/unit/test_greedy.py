@@ -1,6 +1,8 @@
-"""greedy: the paper's aux head, budget split, variants, frozen prefix (weights, BN stats, no autograd),
-optimiser state per stage, decoupled gradients, auto_depth (the chosen classifier is the one ranked,
-reported and tested), feature cache, resume, every registry model, and peak memory below standard."""
+"""greedy: layerCNN's and DGL's aux heads, heads built per stage, what is deployed (rebuilt from a
+checkpoint, it scores the final accuracies), budget split, variants, frozen prefix (weights, BN
+stats, no autograd), optimiser state per stage, decoupled gradients, auto_depth (the chosen
+classifier is the one ranked, reported and tested), feature cache, resume, every registry model,
+and peak memory below standard."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet
+from trainables.measure import count_params
 from trainables.methods.aux_heads import build_greedy_head
 from trainables.methods.budget import allocate_epochs
 from trainables.methods.greedy import (
@@ -131,10 +134,11 @@ def _conv(c_in: int, c_out: int) -> list[tuple]:
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_head_is_the_papers(k):
-    """layerCNN's auxillary_classifier: k-1 x (3x3 conv, BN, ReLU) at the block's resolution with width_aux
-    channels, average pool to 2x2, BN, linear; k=1 is pool + BN + linear on the block's own channels."""
-    head = build_greedy_head((16, 32, 32), 10, k, width=24)
+def test_layercnn_head_is_the_papers(k):
+    """layerCNN's auxillary_classifier: k-1 x (3x3 conv, BN, ReLU) at the block's resolution with
+    width_aux channels, average pool to 2x2, BN, linear; k=1 is pool + BN + linear on the block's
+    own channels."""
+    head = build_greedy_head((16, 32, 32), 10, "layercnn", k, width=24)
     convs = [_conv(16, 24), _conv(24, 24)][: k - 1]
     channels = 24 if k > 1 else 16
     assert _layout(head) == [
@@ -149,10 +153,27 @@ def test_head_is_the_papers(k):
         hidden = layer(hidden)
     assert hidden.shape == (3, channels, 32, 32)  # the convs keep the block's resolution
     assert head(torch.randn(3, 16, 32, 32)).shape == (3, 10)
+    # a 1x1 map (vgg's last block): 1x1 convs, the only taps a padded 3x3 conv would use there
+    assert _layout(build_greedy_head((16, 1, 1), 10, "layercnn", 2))[0] == (
+        "Conv2d",
+        16,
+        16,
+        (1, 1),
+        (0, 0),
+        True,
+    )
+    # their cifar.py keeps --width_aux equal to --feature_size: by default as wide as the block
+    assert _layout(build_greedy_head((16, 32, 32), 10, "layercnn", 2)) == [
+        *_conv(16, 16),
+        ("AdaptiveAvgPool2d", 2),
+        ("BatchNorm2d", 16),
+        ("Flatten",),
+        ("Linear", 64, 10),
+    ]
 
 
 def test_pooled_head_pools_to_8x8_first():
-    assert _layout(build_greedy_head((16, 32, 32), 10, 2, width=24, variant="pooled")) == [
+    assert _layout(build_greedy_head((16, 32, 32), 10, "pooled", 2, width=24)) == [
         ("AdaptiveAvgPool2d", 8),
         *_conv(16, 24),
         ("AdaptiveAvgPool2d", 2),
@@ -160,20 +181,61 @@ def test_pooled_head_pools_to_8x8_first():
         ("Flatten",),
         ("Linear", 96, 10),
     ]
-    assert _layout(build_greedy_head((16, 8, 8), 10, 1, width=24, variant="pooled"))[0] == (
+    assert _layout(build_greedy_head((16, 8, 8), 10, "pooled", 1, width=24))[0] == (
         "AdaptiveAvgPool2d",
         2,
     )
 
 
+def _mlp(features: int, layers: int) -> list[tuple]:
+    return [("Linear", features, features), ("BatchNorm1d", features), ("ReLU",)] * layers
+
+
+def test_dgl_head_is_the_authors_mlp_sr_and_final_net():
+    """eugenium/DGL auxillary_classifier2: mlp-sr pools to ceil(H/4), runs three 1x1 convs (no
+    bias) + BN + ReLU at the block's channels, pools to 2x2 and ends in a 3-hidden-layer MLP as wide
+    as the flattened map (no BN before it); the last block's net has no convs and 2 hidden layers.
+    A map whose quarter is under 2x2 is not copied up to 2x2."""
+    conv = [("Conv2d", 16, 16, (1, 1), (0, 0), True), ("BatchNorm2d", 16), ("ReLU",)]
+    head = build_greedy_head((16, 32, 32), 10, "dgl")
+    assert _layout(head) == [
+        ("AdaptiveAvgPool2d", (8, 8)),
+        *conv * 3,
+        ("AdaptiveAvgPool2d", (2, 2)),
+        ("Flatten",),
+        *_mlp(64, 3),
+        ("Linear", 64, 10),
+    ]
+    hidden = head[:10](torch.randn(3, 16, 32, 32))
+    assert hidden.shape == (3, 16, 8, 8)  # the 1x1 convs run at a quarter of the resolution
+    assert head(torch.randn(3, 16, 32, 32)).shape == (3, 10)
+    assert _layout(build_greedy_head((16, 8, 8), 10, "dgl", final=True)) == [
+        ("AdaptiveAvgPool2d", (2, 2)),
+        ("Flatten",),
+        *_mlp(64, 2),
+        ("Linear", 64, 10),
+    ]
+    assert _layout(build_greedy_head((16, 4, 4), 10, "dgl", final=True)) == [
+        ("AdaptiveAvgPool2d", (1, 1)),
+        ("Flatten",),
+        *_mlp(16, 2),
+        ("Linear", 16, 10),
+    ]
+    assert _layout(build_greedy_head((32,), 10, "dgl", final=True)) == [
+        *_mlp(32, 2),
+        ("Linear", 32, 10),
+    ]
+
+
 def test_greedy_builds_the_configured_heads(make_config, small_digits):
-    """Every group but the last gets a head for its last block's output; width_aux scales with the model's
-    width (128 x 0.25 = 32 channels); the last group is classified by the network's own head."""
+    """Every group gets a head for its last block's output, the last group too (deployed); width_aux
+    scales with the model's width (128 x 0.25 = 32 channels), unset it follows the block's channels;
+    final_head=model classifies the last group with the network's own head instead."""
     method = _method(
-        make_config(method="greedy", model="vgg11", epochs=8, blocks_per_stage=3), small_digits
+        make_config(method="greedy", model="vgg11", epochs=8, blocks_per_stage=3, width_aux=128),
+        small_digits,
     )
-    assert sorted(method.heads) == ["0", "1"]
-    assert _layout(method.heads["0"]) == [
+    assert _layout(method.new_head(0)) == [
         *_conv(64, 32),
         *_conv(32, 32),
         ("AdaptiveAvgPool2d", 2),
@@ -182,17 +244,76 @@ def test_greedy_builds_the_configured_heads(make_config, small_digits):
         ("Linear", 128, 10),
     ]
     assert method.shapes[2][0] == 64 and method.shapes[5][0] == 128  # vgg11 at width 0.25
-    assert _layout(method.heads["1"])[0] == ("Conv2d", 128, 32, (3, 3), (1, 1), True)
-    assert method.head(2) is method.model.head
+    assert _layout(method.new_head(1))[0] == ("Conv2d", 128, 32, (3, 3), (1, 1), True)
+    method.start_stage(method.plan()[2])
+    assert list(method.heads) == ["2"] and method.head(2) is method.heads["2"]
+    as_wide = _method(make_config(method="greedy", model="vgg11", epochs=8), small_digits)
+    assert _layout(as_wide.new_head(5))[0] == ("Conv2d", 128, 128, (3, 3), (1, 1), True)
+    own = _method(
+        make_config(
+            method="greedy", model="vgg11", epochs=8, blocks_per_stage=3, final_head="model"
+        ),
+        small_digits,
+    )
+    own.start_stage(own.plan()[2])
+    assert list(own.heads) == [] and own.head(2) is own.model.head
     k1 = _method(
         make_config(method="greedy", model="vgg11", epochs=8, aux_k=1, width_aux=16), small_digits
     )
-    assert _layout(k1.heads["0"]) == [
+    assert _layout(k1.new_head(0)) == [
         ("AdaptiveAvgPool2d", 2),
         ("BatchNorm2d", 16),
         ("Flatten",),
         ("Linear", 64, 10),
     ]
+
+
+def test_decoupled_uses_dgls_head_by_default(make_config, small_digits):
+    """decoupled=true: DGL's mlp-sr on every group but the last, its final net on the last;
+    sequential greedy: layerCNN's head; aux_head picks either for either variant."""
+    dgl = _method(make_config(method="greedy", model="vgg11", decoupled=True), small_digits)
+    dgl.start_stage(dgl.plan()[0])
+    assert dgl.params.head_kind == "dgl" and sorted(dgl.heads, key=int) == [
+        str(g) for g in range(8)
+    ]
+    for group in range(8):
+        expected = build_greedy_head(dgl.shapes[group], 10, "dgl", final=group == 7)
+        assert _layout(dgl.heads[str(group)]) == _layout(expected)
+    assert ("Conv2d", 16, 16, (1, 1), (0, 0), True) in _layout(dgl.heads["0"])
+    sequential = _method(make_config(method="greedy", model="vgg11", epochs=8), small_digits)
+    assert sequential.params.head_kind == "layercnn"
+    sequential.start_stage(sequential.plan()[0])
+    assert _layout(sequential.heads["0"])[0] == ("Conv2d", 16, 16, (3, 3), (1, 1), True)
+    chosen = _method(
+        make_config(method="greedy", model="vgg11", decoupled=True, aux_head="layercnn"),
+        small_digits,
+    )
+    assert _layout(chosen.new_head(0)) == _layout(sequential.heads["0"])
+
+
+def test_heads_exist_only_while_a_stage_needs_them(make_config, small_digits):
+    """Sequential greedy holds the training group's head alone (a finished stage's head would only
+    hold memory); auto_depth also keeps the best group's, which it deploys if it stops; decoupled
+    holds them all. A checkpoint's heads are rebuilt before they are loaded, and a resumed
+    auto_depth run keeps them until its state names the best group."""
+    method = _method(make_config(method="greedy", epochs=5), small_digits)
+    for stage in method.plan():
+        method.start_stage(stage)
+        assert list(method.heads) == [str(stage.index)]
+    auto = _method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits)
+    for stage, best in zip(auto.plan()[:4], (None, 0, 0, 2), strict=True):
+        auto.best_group = -1 if best is None else best
+        auto.start_stage(stage)
+        assert set(auto.heads) == {str(stage.index)} | ({str(best)} if best is not None else set())
+    saved, state = _state(auto.heads), auto.state_dict()  # a checkpoint at the end of stage 3
+    fresh = _method(make_config(method="greedy", epochs=5, auto_depth=True), small_digits)
+    fresh.load_aux_state_dict(saved)
+    assert sorted(fresh.heads) == ["2", "3"] and _same(_state(fresh.heads), saved)
+    fresh.start_stage(fresh.plan()[4])  # fit starts the stage, then loads the method's state
+    assert sorted(fresh.heads) == ["2", "3", "4"]
+    fresh.load_state_dict(state)
+    assert sorted(fresh.heads) == ["2", "4"] and fresh.best_group == 2 and fresh.path_group == 4
+    assert _same(_state(fresh.heads["2"]), _state(auto.heads["2"]))
 
 
 def test_the_knobs_pick_the_variant(make_config, small_digits):
@@ -263,7 +384,10 @@ def test_plan_errors_come_before_the_data_loads(make_config, tmp_path):
     [
         ({"aux_k": 4}, "aux_k=4.*1, 2, 3"),
         ({"aux_k": 0}, "aux_k=0.*1, 2, 3"),
-        ({"aux_head": "mlp"}, "aux_head='mlp'.*paper, pooled"),
+        ({"aux_head": "mlp"}, "aux_head='mlp'.*layercnn, pooled, dgl"),
+        ({"aux_head": "dgl", "aux_k": 2}, "aux_k=2 shapes the layercnn.*dgl"),
+        ({"decoupled": True, "width_aux": 64}, "width_aux=64 .*aux_head=dgl"),
+        ({"final_head": "net"}, "final_head='net'.*aux, model"),
         ({"width_aux": 0}, "width_aux=0"),
         ({"aux_depth": 2}, "unknown parameter.*aux_depth.*aux_k"),
         ({"decoupled": True, "auto_depth": True}, "auto_depth=True.*decoupled"),
@@ -382,24 +506,27 @@ def test_prefix_has_no_autograd_state_and_frozen_params_get_no_grad(make_config,
 def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(
     make_config, small_digits
 ):
-    """No model parameter trains in two stages, so no optimiser state should carry across a stage boundary:
-    stage g's optimiser holds exactly group g's blocks and classifier (the stages' sets are disjoint and
-    cover model + heads). Within a stage the state must carry: after 2-epoch stages of 2 steps per epoch
-    every AdamW state has step 4 at the stage's end (2 if it were reset at the epoch boundary)."""
+    """No model parameter trains in two stages, so no optimiser state should carry across a stage
+    boundary: stage g's optimiser holds exactly group g's blocks and classifier (the stages' sets
+    are disjoint and cover the blocks + heads). Within a stage the state must carry: after 2-epoch
+    stages of 2 steps per epoch every AdamW state has step 4 at the stage's end (2 if it were reset
+    at the epoch boundary)."""
     config = make_config(
         method="greedy", aux_k=1, epochs=10, batch_size=32
     )  # seed_cnn: 5 stages of 2 epochs
     method = _method(config, small_digits)
     seen: list[set[int]] = []
+    heads = []  # every stage's head, kept alive so that no id is reused
     for stage in method.plan():
         method.start_stage(stage)
         (optimizer,) = method.optimizers
         ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
         assert ids == {id(p) for m in method.group_modules(stage.index) for p in m.parameters()}
         seen.append(ids)
+        heads += list(method.heads.parameters())
     assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1 :])
-    everything = {id(p) for m in (method.model, method.heads) for p in m.parameters()}
-    assert set().union(*seen) == everything
+    everything = {id(p) for p in [*method.model.blocks.parameters(), *heads]}
+    assert set().union(*seen) == everything  # the network's own head is not deployed: not trained
 
     steps: list[tuple[int, set[float]]] = []
 
@@ -413,20 +540,25 @@ def test_each_parameter_trains_in_one_stage_with_state_kept_for_the_whole_stage(
     assert steps == [(stage, {float(steps_done)}) for stage in range(5) for steps_done in (2, 4)]
 
 
-def test_predict_follows_the_stage_then_the_full_net(make_config, small_digits):
-    method = _method(make_config(method="greedy", epochs=5), small_digits)
+@pytest.mark.parametrize("final_head", ["aux", "model"])
+def test_predict_follows_the_stage_then_the_deployed_classifier(
+    make_config, small_digits, final_head
+):
+    """During stage g: blocks[:g+1] + head g; in the last stage and after it: all blocks + the last
+    group's classifier (its aux head, or the network's own head with final_head=model)."""
+    method = _method(make_config(method="greedy", epochs=5, final_head=final_head), small_digits)
     x = Batcher(small_digits).normalise(small_digits.val.x[:4])
-    method.eval_mode()
     with torch.no_grad():
-        full = method.model(x)
-        assert torch.equal(method.predict(x)["main"], full)  # before any stage: the network itself
         method.start_stage(method.plan()[1])
         method.eval_mode()
         path = method.heads["1"](method.model.features(x, 0, 2))
         assert torch.equal(method.predict(x)["main"], path)
         method.start_stage(method.plan()[4])
         method.eval_mode()
-        assert torch.equal(method.predict(x)["main"], full)
+        last = method.model.head if final_head == "model" else method.heads["4"]
+        deployed = nn.Sequential(*method.deployed_modules())(x)
+        assert torch.equal(deployed, last(method.model.features(x)))
+        assert torch.equal(method.predict(x)["main"], deployed)
 
 
 # --- decoupled -------------------------------------------------------------------------
@@ -444,10 +576,11 @@ def test_decoupled_gradients_stay_inside_each_group(make_config, small_digits):
     def one_step(perturb_from_block: int | None) -> dict[str, torch.Tensor]:
         method = _method(config, small_digits)
         if perturb_from_block is not None:
+            noise = torch.Generator().manual_seed(1)  # the heads, built later, draw the same init
             with torch.no_grad():
                 for block in method.model.blocks[perturb_from_block:]:
                     for p in block.parameters():
-                        p.add_(0.5 * torch.randn_like(p))
+                        p.add_(0.5 * torch.randn(p.shape, generator=noise))
         method.start_stage(method.plan()[0])
         method.train_mode()
         losses = method.train_step(x, y)
@@ -498,24 +631,80 @@ def test_the_chosen_classifier_is_ranked_reported_and_tested(make_config, small_
     assert rejected["val_acc"] != chosen["val_acc"]  # otherwise this test could not tell them apart
     assert final["val_acc"] == final["best_val_acc"] == chosen["val_acc"]
 
-    method = build_method(config, small_digits, torch.device("cpu"))
-    method.model.load_state_dict(saved["state"]["model"])
-    method.aux_modules().load_state_dict(saved["state"]["aux"])
-    method.load_state_dict(saved["state"]["method"])
-    deployed = nn.Sequential(*method.deployed_modules()).eval()
+    deployed, method = _deployed_from_checkpoint(config, small_digits, saved["state"])
     assert len(deployed) == 2 and deployed[1] is method.heads["0"]
-    assert (
-        final["params_deployed"]
-        == sum(p.numel() for p in deployed.parameters())
-        < final["params_trained"]
-    )
-    batcher = Batcher(small_digits)
+    assert final["params_deployed"] == count_params(deployed) < final["params_trained"]
+    _assert_scores(deployed, small_digits, final)
+
+
+def _deployed_from_checkpoint(
+    config, splits: DataSplits, state: dict
+) -> tuple[nn.Sequential, Greedy]:
+    """The method's deployed modules, built afresh and loaded from a checkpoint as a user would."""
+    method = build_method(config, splits, torch.device("cpu"))
+    method.model.load_state_dict(state["model"])
+    method.load_aux_state_dict(state["aux"])
+    method.load_state_dict(state["method"])
+    return nn.Sequential(*method.deployed_modules()).eval(), method
+
+
+def _assert_scores(deployed: nn.Module, splits: DataSplits, final: dict) -> None:
+    """`deployed` scores exactly the run's final val_acc and test_acc."""
+    batcher = Batcher(splits)
     with torch.no_grad():
-        for split, key in ((small_digits.val, "val_acc"), (small_digits.test, "test_acc")):
+        for split, key in ((splits.val, "val_acc"), (splits.test, "test_acc")):
             accuracy = float(
                 (deployed(batcher.normalise(split.x)).argmax(1) == split.y).float().mean()
             )
-            assert accuracy == pytest.approx(final[key], abs=1e-6)
+            assert accuracy == pytest.approx(final[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"final_head": "model"}, {"decoupled": True}, {"aux_head": "dgl", "blocks_per_stage": 2}],
+)
+def test_deployed_modules_rebuilt_from_the_checkpoint_score_the_final_accuracies(
+    make_config, small_digits, params
+):
+    """All blocks followed by the last group's classifier (its aux head by default, the network's
+    head with final_head=model), rebuilt from the last checkpoint, score exactly the final val and
+    test accuracy; params_deployed counts that classifier (the model's own head only with
+    final_head=model)."""
+    config = make_config(method="greedy", epochs=5, lr=5e-3, batch_size=16, **params)
+    saved = {}
+    final = fit(config, callback=lambda m, ckpt: saved.update(state=ckpt()), splits=small_digits)
+    deployed, method = _deployed_from_checkpoint(config, small_digits, saved["state"])
+    own_head = params.get("final_head") == "model"
+    last = method.model.head if own_head else method.heads[str(method.last)]
+    assert len(deployed) == method.model.num_blocks + 1 and deployed[-1] is last
+    assert final["params_deployed"] == count_params(deployed)
+    assert (final["params_deployed"] == count_params(method.model)) == own_head
+    assert final["chosen_depth"] == method.model.num_blocks
+    _assert_scores(deployed, small_digits, final)
+
+
+@pytest.mark.parametrize("final_head", ["aux", "model"])
+def test_every_stage_trains_blocks_and_the_last_stages_head_is_deployed(
+    make_config, small_digits, final_head
+):
+    """One stage per group, each training the group's blocks with its classifier: no stage trains a
+    head alone. The last stage trains the classifier that is deployed: the last aux head, or the
+    network's own head with final_head=model (which then is never an aux head)."""
+    method = _method(make_config(method="greedy", epochs=5, final_head=final_head), small_digits)
+    stages = method.plan()
+    assert len(stages) == len(method.groups) == method.model.num_blocks
+    for stage in stages:
+        method.start_stage(stage)
+        trained = {id(p) for group in method.optimizers[0].param_groups for p in group["params"]}
+        blocks = {id(p) for p in method.model.blocks[stage.index].parameters()}
+        head = {id(p) for p in method.head(stage.index).parameters()}
+        assert blocks and head and trained == blocks | head
+    last = method.head(method.last)
+    assert (last is method.model.head) == (final_head == "model")
+    assert method.deployed_modules()[-1] is last
+    assert all(p.requires_grad for p in last.parameters())  # trained in the last stage
+    trains_own_head = any(p.requires_grad for p in method.model.head.parameters())
+    assert trains_own_head == (final_head == "model")
 
 
 def test_resume_after_auto_depth_stopped_keeps_the_chosen_classifier(make_config, colours):
@@ -672,8 +861,8 @@ def _peak_in_subprocess(method: str, epochs: int) -> dict:
 @pytest.mark.slow
 def test_greedy_peak_memory_is_well_below_standard_on_vgg16():
     """vgg16 at width 1, batch 256, CPU peak RSS (one fresh process per method): greedy's worst stage
-    stays clearly below end-to-end training with the pooled head (the paper's head runs 128-channel convs
-    at 32x32 on block 0, more than the block itself; docs/greedy.md)."""
+    stays clearly below end-to-end training with the pooled head (layerCNN's head runs two 3x3
+    convs at 32x32 on block 0, more than the block itself; docs/greedy.md)."""
     standard = _peak_in_subprocess("standard", 1)
     greedy = _peak_in_subprocess("greedy", 13)
     assert len(greedy["stage_peak_mem_mb"]) == 13

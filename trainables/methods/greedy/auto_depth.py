@@ -12,8 +12,6 @@ import logging
 import math
 from typing import Any
 
-from torch import nn
-
 from trainables.methods.base import Stage
 from trainables.methods.greedy.sequential import SequentialGreedy
 
@@ -25,7 +23,13 @@ class AutoDepthGreedy(SequentialGreedy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.best_acc, self.best_group, self.strikes = -math.inf, self.last, 0
+        self.best_acc, self.best_group, self.strikes = -math.inf, -1, 0
+
+    def head_groups(self) -> set[int]:
+        """The best group's classifier too: it is deployed if training stops. A resumed run starts
+        its stage before `load_state_dict` names the best group: it keeps the checkpoint's heads."""
+        best = {self.best_group} if self.best_group >= 0 else {int(key) for key in self.heads}
+        return super().head_groups() | best
 
     def end_stage(self, stage: Stage, val_metrics: dict[str, float]) -> bool:
         """Keep the best group so far; stop after `patience` groups that gain < min_gain."""
@@ -49,10 +53,6 @@ class AutoDepthGreedy(SequentialGreedy):
             )
         return not stop
 
-    def deployed_modules(self) -> list[nn.Module]:
-        """The chosen prefix's blocks and its classifier (an aux head unless the whole net was chosen)."""
-        return [*self.model.blocks[: self.groups[self.path_group][1]], self.head(self.path_group)]
-
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
@@ -63,11 +63,16 @@ class AutoDepthGreedy(SequentialGreedy):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """The depth choice always (also after training stopped); optimiser state as the base class does."""
+        """The depth choice always (also after training stopped); the path group as saved, unless
+        the run resumes into a later stage than the one it was saved in (that stage's own group);
+        optimiser state as the base class does."""
         self.best_acc, self.best_group, self.strikes = (
             state["best_acc"],
             state["best_group"],
             state["strikes"],
         )
-        self.path_group = state["path_group"]
+        if state["stage"] == self.stage_index or not self.optimizers:
+            self.path_group = state["path_group"]
+        for key in [key for key in self.heads if int(key) not in self.head_groups()]:
+            del self.heads[key]  # a checkpoint's head that is neither training nor the best
         super().load_state_dict(state)

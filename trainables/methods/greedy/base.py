@@ -20,6 +20,8 @@ from trainables.models import BlockNet
 
 log = logging.getLogger(__name__)
 
+FINAL_HEADS = ("aux", "model")
+DEFAULT_K = 3  # layerCNN's cifar.py default --nlin 2 (k=3), their best CIFAR-10 result
 BN_MOMENTUM = 0.1  # torch's default, reached after the warm-up below
 ANNEAL_FRAC = (
     0.25  # greedy's anneal_frac default: each stage anneals over its last quarter (docs/greedy.md)
@@ -28,17 +30,13 @@ ANNEAL_FRAC = (
 
 @dataclass
 class GreedyParams(MethodParams):
-    """Knobs of the greedy family (defaults: sequential greedy, one block per stage, the paper's k=3 head)."""
+    """Knobs of the greedy family (defaults: sequential greedy, one block per stage, layerCNN's k=3
+    head on every block, the last block's head deployed)."""
 
-    aux_k: int = (
-        3  # the paper's k: the trained block + k-1 hidden layers in its auxiliary head, 1..3
-    )
-    width_aux: int = (
-        128  # channels of the head's hidden convs at model width 1 (layerCNN's --width_aux)
-    )
-    aux_head: str = (
-        "paper"  # "paper": convs at the block's resolution; "pooled": pooled to <= 8x8 first
-    )
+    aux_head: str | None = None  # layercnn | pooled | dgl; None: dgl if decoupled, else layercnn
+    aux_k: int | None = None  # layercnn/pooled: the paper's k, 1..3 (k-1 hidden layers); None: 3
+    width_aux: int | None = None  # layercnn/pooled: hidden channels at model width 1; None: block's
+    final_head: str = "aux"  # aux: the last block's own aux head is deployed; model: the net's head
     blocks_per_stage: int = (
         1  # blocks trained together as one group (one stage each when sequential)
     )
@@ -53,9 +51,20 @@ class GreedyParams(MethodParams):
     cache_max_mb: float | None = None  # cache size limit; None = half the device's free memory
 
     def __post_init__(self) -> None:
-        check_choice("aux_k", self.aux_k, (1, 2, 3))
-        check_range("width_aux", self.width_aux, 1, None)
-        check_choice("aux_head", self.aux_head, GREEDY_HEADS)
+        check_choice("aux_head", self.head_kind, GREEDY_HEADS)
+        check_choice("final_head", self.final_head, FINAL_HEADS)
+        if self.head_kind == "dgl":
+            for key in ("aux_k", "width_aux"):
+                if getattr(self, key) is not None:
+                    raise UserError(
+                        f"{key}={getattr(self, key)!r} shapes the layercnn and pooled heads; "
+                        "aux_head=dgl has DGL's fixed design (leave it unset, or choose one of: "
+                        "layercnn, pooled)"
+                    )
+        else:
+            check_choice("aux_k", self.k, (1, 2, 3))
+            if self.width_aux is not None:
+                check_range("width_aux", self.width_aux, 1, None)
         check_range("blocks_per_stage", self.blocks_per_stage, 1, None)
         check_range("min_gain", self.min_gain, 0.0, None)
         check_range("patience", self.patience, 1, None)
@@ -80,6 +89,18 @@ class GreedyParams(MethodParams):
                         "with decoupled=true (one stage, all blocks at once)"
                     )
 
+    @property
+    def head_kind(self) -> str:
+        """The auxiliary head: `aux_head`, or the variant's default (DGL's own net for DGL)."""
+        if self.aux_head is not None:
+            return self.aux_head
+        return "dgl" if self.decoupled else "layercnn"
+
+    @property
+    def k(self) -> int:
+        """The paper's k of a layercnn/pooled head."""
+        return DEFAULT_K if self.aux_k is None else self.aux_k
+
 
 def block_groups(num_blocks: int, blocks_per_stage: int) -> list[tuple[int, int]]:
     """[start, stop) block ranges of `blocks_per_stage` blocks each (the last may be shorter)."""
@@ -98,9 +119,12 @@ def head_width(width_aux: int, model_width: float) -> int:
 class Greedy(Method):
     """Blocks trained in groups, each group with a local loss through its own classifier.
 
-    Every group but the last gets an auxiliary head (`build_greedy_head`); the last group is classified
-    by the network's own `head`, so the trained network is exactly the standard architecture. Each
-    trained group has its own optimiser and schedule. Subclasses decide which groups train when.
+    Every group gets an auxiliary head (`build_greedy_head`) on its last block's output, the last
+    group included, and the classifier deployed is all blocks followed by the last group's head, as
+    the authors' code trains and deploys it. With `final_head=model` the last group is classified by
+    the network's own `head` instead, so the trained network is exactly the standard architecture.
+    Each trained group has its own optimiser and schedule. Subclasses decide which groups train
+    when.
     """
 
     name = "greedy"
@@ -128,16 +152,10 @@ class Greedy(Method):
         p = self.params
         self.groups = block_groups(model.num_blocks, p.blocks_per_stage)
         self.last = len(self.groups) - 1
+        self.path_group = self.last  # the group whose classifier gives 'main' (`deployed_modules`)
         self.shapes = model.feature_shapes()
-        width = head_width(p.width_aux, config.width)
-        self.heads = nn.ModuleDict(
-            {
-                str(g): build_greedy_head(
-                    self.shapes[stop - 1], num_classes, p.aux_k, width, p.aux_head
-                )
-                for g, (_, stop) in enumerate(self.groups[:-1])
-            }
-        )
+        self._head_width = None if p.width_aux is None else head_width(p.width_aux, config.width)
+        self.heads = nn.ModuleDict()  # the aux heads the current stage needs (`_use_heads`)
         self.stage_index = 0
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
@@ -148,14 +166,46 @@ class Greedy(Method):
     def aux_modules(self) -> nn.ModuleDict:
         return self.heads
 
+    def has_aux_head(self, group: int) -> bool:
+        """Every group has an auxiliary head, but the last one under `final_head=model`."""
+        return group != self.last or self.params.final_head == "aux"
+
+    def new_head(self, group: int) -> nn.Module:
+        """A freshly initialised auxiliary head for `group`'s last block (DGL's final net on the
+        last group)."""
+        p = self.params
+        shape = self.shapes[self.groups[group][1] - 1]
+        return build_greedy_head(
+            shape, self.num_classes, p.head_kind, p.k, self._head_width, final=group == self.last
+        ).to(self.device)
+
     def head(self, group: int) -> nn.Module:
-        """The classifier of `group`: its auxiliary head, or the network's own head for the last group."""
-        return self.model.head if group == self.last else self.heads[str(group)]
+        """The classifier of `group`: its auxiliary head, or the network's own head for the last
+        group under `final_head=model`."""
+        return self.heads[str(group)] if self.has_aux_head(group) else self.model.head
+
+    def head_groups(self) -> set[int]:
+        """The groups whose classifiers the current stage needs: those training, the path group."""
+        return {*self.training_groups(), self.path_group}
+
+    def _use_heads(self, groups: set[int]) -> None:
+        """Keep exactly the aux heads of `groups`, building the missing ones: a finished stage's
+        head would only hold memory, and a later stage's is built when that stage starts."""
+        wanted = {str(g) for g in groups if self.has_aux_head(g)}
+        for key in [key for key in self.heads if key not in wanted]:
+            del self.heads[key]
+        for key in sorted(wanted - set(self.heads), key=int):
+            self.heads[key] = self.new_head(int(key))
 
     def group_modules(self, group: int) -> list[nn.Module]:
         """The blocks of `group` and its classifier: what one optimiser trains."""
         start, stop = self.groups[group]
         return [*self.model.blocks[start:stop], self.head(group)]
+
+    def deployed_modules(self) -> list[nn.Module]:
+        """The classifier training ends with: the blocks up to the path group and that group's head
+        (all blocks and the last group's aux head by default; auto_depth may choose fewer)."""
+        return [*self.model.blocks[: self.groups[self.path_group][1]], self.head(self.path_group)]
 
     @abstractmethod
     def training_groups(self) -> list[int]:
@@ -167,12 +217,13 @@ class Greedy(Method):
         No model parameter trains in two stages, so there is no optimiser state to carry: the state of
         the groups trained before is dropped with their optimisers (it would only hold memory)."""
         self.stage_index = stage.index
+        self.optimizers, self.schedulers, self._norms, self._norm_steps = [], [], [], 0
+        self._use_heads(self.head_groups())
         for module in (self.model, self.heads):
             module.requires_grad_(False)
             module.zero_grad(
                 set_to_none=True
             )  # earlier stages' gradients would otherwise stay allocated
-        self.optimizers, self.schedulers, self._norms, self._norm_steps = [], [], [], 0
         for group in self.training_groups():
             modules = self.group_modules(group)
             self._norms += [
@@ -249,9 +300,15 @@ class Greedy(Method):
             "norm_steps": self._norm_steps,
         }
 
+    def load_aux_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint holds the heads in use when it was taken: build those, then load them."""
+        self._use_heads({int(key.split(".", 1)[0]) for key in state})
+        self.heads.load_state_dict(state)
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Optimiser state only into the stage it was saved from (a later stage starts fresh, as it would have)."""
-        if state["stage"] != self.stage_index:
+        """Optimiser state only into the stage it was saved from, once that stage has started (a
+        later stage starts fresh, as it would have)."""
+        if state["stage"] != self.stage_index or not self.optimizers:
             return
         self._norm_steps = state["norm_steps"]
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):

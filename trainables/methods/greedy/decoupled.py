@@ -31,7 +31,8 @@ class DecoupledGreedy(Greedy):
         return list(range(len(self.groups)))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One step per group, in order; 'loss' is the network head's, `loss_block<i>` the aux heads'."""
+        """One step per group, in order; 'loss' is the last group's classifier's (the deployed one),
+        `loss_block<i>` the other groups' heads'."""
         self.warm_up_norms()
         losses: dict[str, torch.Tensor] = {}
         for group in self.training_groups():
@@ -42,7 +43,8 @@ class DecoupledGreedy(Greedy):
         return losses
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """'main': the whole network; `block<i>`: the aux head after block i (every group but the last)."""
+        """'main': all blocks + the last group's classifier; `block<i>`: the aux head after block i
+        (every group but the last)."""
         outputs: dict[str, torch.Tensor] = {}
         for group, (start, stop) in enumerate(self.groups):
             x = self.model.features(x, start, stop)

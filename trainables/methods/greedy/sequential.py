@@ -24,9 +24,6 @@ class SequentialGreedy(Greedy):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.weights = self._stage_weights()
-        self.path_group = (
-            self.last
-        )  # the group whose head gives 'main'; the full net unless training says otherwise
         self.trained_group = -1
         self._cache: torch.Tensor | None = None
         self._cache_checked = False
@@ -52,9 +49,9 @@ class SequentialGreedy(Greedy):
         return [self.stage_index]
 
     def start_stage(self, stage: Stage) -> None:
+        self.path_group = self.trained_group = stage.index
         super().start_stage(stage)
         self._cache, self._cache_checked = None, False
-        self.path_group = self.trained_group = stage.index
 
     # --- one batch ---------------------------------------------------------------------
     def train_batches(
@@ -99,7 +96,8 @@ class SequentialGreedy(Greedy):
         return {"loss": loss}
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """'main': blocks up to the path group + its classifier (before any stage and after the last: the net)."""
+        """'main': blocks up to the path group + its classifier (before any stage and after the
+        last: all blocks and the last group's classifier, the deployed one)."""
         stop = self.groups[self.path_group][1]
         return {"main": self.head(self.path_group)(self.model.features(x, 0, stop))}
 
