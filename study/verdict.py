@@ -1,7 +1,9 @@
-"""Equal-time scoring and the verdict (DESIGN §5a): time-to-target, accuracy at equal time, performance profiles,
-paired tests with Holm's correction. Pure functions over pandas frames, so every number is checkable by hand.
+"""Equal-time scoring and the verdict (docs/phases.md): time-to-target, performance profiles,
+paired tests with Holm's correction within a family. Pure functions over pandas frames, so every
+number is checkable by hand.
 
-Conventions (AlgoPerf's, adapted to a study's seeds phase):
+Conventions (AlgoPerf's, adapted to a study's equal-time phase, whose epochs the report first
+censors at the budget T):
 - The training clock of a run is the cumulative `epoch_time_s` (evaluation excluded). The validation accuracy
   measured after epoch k is available at the clock reading at the end of epoch k.
 - A run's time-to-target is the first clock reading at which `val_acc` >= the target; a miss is infinite.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -51,14 +53,16 @@ class PairedTest:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One line of the verdict: `method` against the baseline on `model`, at one budget (equal epochs or time)."""
+    """One line of the verdict: `method` against `baseline` on `model`, in one family (a budget:
+    equal epochs, equal time; or control)."""
 
     model: str
     method: str
-    budget: str  # "equal epochs" or "equal time"
+    budget: str  # the family: "equal epochs", "equal time" or "control"
     quantity: str  # what is compared, e.g. "test accuracy"
     test: PairedTest
     p_holm: float = math.nan
+    baseline: str = BASELINE  # the arm it is compared with (a control: its method's arm)
 
     def verdict(self, alpha: float) -> str:
         """ "beats" / "loses" when the Holm-adjusted p is below `alpha`, else "matches (...)"."""
@@ -96,15 +100,6 @@ def time_to_target(clock: pd.DataFrame, target: float) -> float:
     return float(reached["clock_s"].iloc[0]) if len(reached) else math.inf
 
 
-def accuracy_at_time(clock: pd.DataFrame, budget_s: float, final_val_acc: float) -> float:
-    """One run's validation accuracy after `budget_s` training seconds: its final val_acc when it finished
-    within the budget, else the val_acc of the last epoch that ended within it (NaN if none did)."""
-    if len(clock) and clock["clock_s"].iloc[-1] <= budget_s:
-        return float(final_val_acc)
-    within = clock[clock["clock_s"] <= budget_s]
-    return float(within["val_acc"].iloc[-1]) if len(within) else math.nan
-
-
 def arm_time(times: Iterable[float]) -> float:
     """An arm's time-to-target: the median of its runs' (inf when at least half miss); NaN without runs."""
     x = np.asarray(list(times), dtype=float)
@@ -113,27 +108,6 @@ def arm_time(times: Iterable[float]) -> float:
     x = np.sort(x)
     mid = len(x) // 2
     return float(x[mid]) if len(x) % 2 else float((x[mid - 1] + x[mid]) / 2)
-
-
-def workload_targets(
-    finals: pd.DataFrame, spec_targets: Mapping[str, float], tolerance: float
-) -> dict[str, Target]:
-    """Per model: the spec's target, else the baseline's median final val_acc minus `tolerance`.
-
-    `finals`: the runs whose final val_acc set the default (columns model, method, val_acc).
-    """
-    targets = {model: Target(value, "set in the spec") for model, value in spec_targets.items()}
-    base = finals[finals["method"] == BASELINE]
-    for model, runs in base.groupby("model", sort=True):
-        values = runs["val_acc"].dropna()
-        if model in targets or values.empty:
-            continue
-        median = float(values.median())
-        targets[model] = Target(
-            median - tolerance,
-            f"{BASELINE}'s median final val_acc {100 * median:.2f}% − {100 * tolerance:.2f} points",
-        )
-    return targets
 
 
 def time_to_target_table(
@@ -229,27 +203,28 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def compare(runs: pd.DataFrame, value: str, budget: str, quantity: str) -> list[Comparison]:
-    """Per model and non-baseline method: the paired test of `value` against the baseline, paired by `pair`.
+def compare(
+    runs: pd.DataFrame, value: str, budget: str, quantity: str, baseline: str = BASELINE
+) -> list[Comparison]:
+    """Per model and method other than `baseline`: the paired test of `value` against the
+    baseline, paired by `pair`.
 
     `runs`: columns model, method, pair and `value`.
     """
     out = []
     for model, per_model in runs.groupby("model", sort=False):
-        base = per_model[per_model["method"] == BASELINE]
+        base = per_model[per_model["method"] == baseline]
         if base.empty:
             continue
         base_values = base.set_index("pair")[value]
-        for method, arm in per_model[per_model["method"] != BASELINE].groupby("method", sort=False):
+        others = per_model[per_model["method"] != baseline]
+        for method, arm in others.groupby("method", sort=False):
             test = paired_test(base_values, arm.set_index("pair")[value])
-            out.append(Comparison(model, method, budget, quantity, test))
+            out.append(Comparison(model, method, budget, quantity, test, baseline=baseline))
     return out
 
 
 def with_holm(comparisons: list[Comparison]) -> list[Comparison]:
-    """The comparisons with `p_holm` set by Holm's correction across all of them."""
+    """The comparisons with `p_holm` set by Holm's correction across all of them (one family)."""
     adjusted = holm([c.test.p for c in comparisons])
-    return [
-        Comparison(c.model, c.method, c.budget, c.quantity, c.test, p)
-        for c, p in zip(comparisons, adjusted)
-    ]
+    return [replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]

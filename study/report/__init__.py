@@ -1,7 +1,8 @@
 """`python -m study report`: a study's trials as Parquet, a Table-1 style Markdown comparison and plots.
 
-Reads the MLflow store alone (layout: one parent run per arm with `role=arm`, one child run per trial
-with `role=trial` and `phase` search|seeds), so a report can be rebuilt at any time after a sweep.
+Reads the MLflow store alone (layout: one parent run per arm with `role=arm`, one child run per
+trial with `role=trial` and `phase` search|seeds|equal_time), so a report can be rebuilt at any
+time after a sweep.
 `frames` loads and selects the runs, `tables` writes the Markdown (its prose in `captions`), `plots`
 draws the figures; this module ties them together and logs the result to the arm runs.
 """
@@ -26,7 +27,14 @@ from study.report.frames import (
     select_arms,
     trials_frame,
 )
-from study.report.plots import PROFILE_PLOT, curve_plot, profile_plot, scatter_plot
+from study.report.plots import (
+    EQUAL_TIME_PLOT,
+    PROFILE_PLOT,
+    curve_plot,
+    equal_time_plot,
+    profile_plot,
+    scatter_plot,
+)
 from study.report.tables import render_markdown
 from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
 
@@ -98,7 +106,7 @@ def write_report(
         client, exp.experiment_id, tag_filter("role", "arm")
     )  # read once: settings, spend, plots
     arms, settings = select_arms(trials), report_settings(parents)
-    equal = equal_time(arms, epochs, settings)
+    equal = equal_time(arms, trials, epochs, parents)
     markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(parents))
     report_md = out / "report.md"
     report_md.write_text(markdown)
@@ -106,6 +114,7 @@ def write_report(
         scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
         scatter_plot(trials, MEM, "peak memory (MB)", out / "acc_vs_memory.png"),
         profile_plot(equal, out / PROFILE_PLOT),
+        equal_time_plot(equal, out / EQUAL_TIME_PLOT),
     ]
     curves = {
         arm: curve_plot(

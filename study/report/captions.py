@@ -10,9 +10,15 @@ SEEDS_FALLBACK = (
     "is shown instead (n = 1, no CI)."
 )
 NO_PAIRS = "No model has both {baseline} and one of {compared}."
-NO_TARGET = "No arm has a target (the target defaults need a finished standard run)."
-NO_BUDGET = f"No model has a finished {BASELINE} run to set the budget."
+NO_EQUAL_TIME = (
+    "No equal-time phase in this study (`budget.equal_time = false`, or no finished "
+    f"{BASELINE} seeds run to set the budget T)."
+)
 NOTHING_TO_COMPARE = f"No model has both {BASELINE} and another method: nothing to compare."
+CONTROL_FALSE_POSITIVE = (
+    " (a false positive of the control: it compares a method with itself, and comes out "
+    "beats/loses at rate α by design)"
+)
 TRAINING_TIME = (
     "- Training time: the sum of `epoch_time_s`, the training loop only (evaluation, checkpoints "
     "and start-up excluded), with CUDA synchronised at both ends."
@@ -30,8 +36,9 @@ def table1(datasets: str) -> str:
 
 def table2() -> str:
     return (
-        f"**Table 2.** Paired differences against {BASELINE} training per model (runs paired by "
-        f"seed): test accuracy in points, train time and peak memory as ratios (method / "
+        f"**Table 2.** Paired differences against {BASELINE} training per model (a control arm: "
+        "against its method's arm; runs paired by seed index, within a study when there are "
+        "several): test accuracy in points, train time and peak memory as ratios (method / "
         f"{BASELINE}); mean ± {CONFIDENCE:.0%} CI over the pairs. Memory measured as RSS is not "
         "compared."
     )
@@ -39,13 +46,23 @@ def table2() -> str:
 
 def table3(targets: str) -> str:
     return (
-        "**Table 3.** Time to target (AlgoPerf-style, equal time): training seconds (cumulative "
-        "`epoch_time_s`, evaluation excluded) until validation accuracy first reaches the model's "
-        "target, median over the runs; a run that never reaches it counts as ∞ (shown as "
-        "`∞ (miss)`), and so does an arm where at least half of the runs miss. `Reached`: runs "
-        "that reached the target / runs (failed seeds-phase runs count as misses unless they "
-        "reached it first). `× best`: time / the model's fastest arm. "
-        f"Targets: {targets or 'none (no ' + BASELINE + ' runs)'}."
+        "**Table 3.** Time to target (AlgoPerf-style), measured in the equal-time phase: training "
+        "seconds (cumulative `epoch_time_s`, evaluation excluded) until validation accuracy first "
+        f"reaches the model's target, median over the runs ({BASELINE}: its seeds runs, whose "
+        "median time is the budget T). Censored at T: a run that reaches the target only after "
+        "T, or never, counts as ∞ (shown as `∞ (miss)`), the same rule for every arm, and so "
+        "does an arm where at least half of the runs miss. `Reached`: runs that reached the "
+        "target within T / runs (failed equal-time runs count as misses unless they reached it "
+        "first). `× best`: time / the model's fastest arm. The target was fixed before the phase "
+        f"started. Targets: {targets or 'none (no equal-time phase)'}."
+    )
+
+
+def target_too_high(model: str, reached: int, runs: int) -> str:
+    return (
+        f"Warning: {BASELINE} reached the {model} target in only {reached} of its {runs} runs. "
+        "The default target is a best-of-trials value, biased upward: widen "
+        "`report.target_tolerance` in the spec (and say why there)."
     )
 
 
@@ -58,24 +75,38 @@ def profile(plot: str, workloads: int, scores: str) -> str:
     )
 
 
-def table4() -> str:
+def table4(plot: str) -> str:
     return (
-        f"**Table 4.** Accuracy at equal time: validation accuracy (%, mean ± {CONFIDENCE:.0%} CI) "
-        f"after {BASELINE}'s median training time on the same model (the budget): a run's final "
-        "val_acc if it finished within the budget, else that of its last epoch that ended within "
-        "it. Validation, not test: test accuracy is only measured at the end of training. `n`: "
-        "runs with an epoch within the budget."
+        f"**Table 4.** Equal time: test accuracy (%, mean ± {CONFIDENCE:.0%} CI) of each compared "
+        "arm's best config rerun over the same seeds with its budget set so that its training "
+        f"takes about T ({BASELINE}'s median training time in the seeds phase; {BASELINE}'s row: "
+        "those seeds runs). Budget = the spec's epochs × T / the arm's median seeds-phase "
+        "training time, so every schedule runs to its end (AlgoPerf's rule: schedules are not "
+        "cut). `Epochs`: the epochs the runs trained; `Train time`: their median training time "
+        f"(s), each run's against T in `{plot}`; `failed`: failed equal-time runs, excluded."
     )
 
 
-def verdict_intro(tested: int, alpha: float) -> str:
+def table5(studies: int) -> str:
     return (
-        f"Each method against {BASELINE} per model, at equal epochs (test accuracy after the full "
-        f"budget) and at equal time (validation accuracy at {BASELINE}'s median training time, "
-        "Table 4). Paired t-tests over the seeds (a pair = the same seed), Holm's correction across "
-        f"all {tested} tested comparisons at α = {alpha:g}; effects in points with their "
+        f"**Table 5.** The {studies} studies (`budget.studies`): each an independent search per "
+        "arm, with its own sampler seed, best config and seeds. Mean seeds-phase test accuracy "
+        "(%) per study and the spread between the studies (max − min, points): tuning luck, "
+        "on top of the seed luck that Table 1's CI shows."
+    )
+
+
+def verdict_intro(tested: dict[str, int], alpha: float) -> str:
+    families = "; ".join(f"{family}: {count} tested" for family, count in tested.items())
+    return (
+        "Three questions, each its own family, Holm's correction within a family and never "
+        f"across ({families or 'none'}) at α = {alpha:g}. Equal epochs: each method against "
+        f"{BASELINE} per model, test accuracy after the full budget (seeds phase). Equal time: "
+        f"each method's equal-time runs (Table 4) against {BASELINE}'s seeds runs. Control: each "
+        "control arm against its method's arm (seeds phase). Paired t-tests (a pair = the same "
+        "seed index, within a study); effects in points with their "
         f"{CONFIDENCE:.0%} CI (t-interval, not adjusted). Fewer than 2 pairs: no test, the verdict "
-        'is "matches" and the comparison is not in the Holm family. Differences equal on every '
+        'is "matches" and the comparison is not in its family. Differences equal on every '
         "seed (zero variance): p = 1 when all are 0, else p = 0."
     )
 
