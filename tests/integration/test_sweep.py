@@ -250,7 +250,8 @@ def test_rerun_redoes_nothing_and_a_changed_spec_is_refused(study):
     before = {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")}
     run_sweep(spec_from_dict(DATA), study_dir)
     assert {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")} == before
-    with pytest.raises(UserError, match=r"different spec \(changed: budget.max_trials 3 -> 4\)"):
+    changed = r"changed: budget.max_trials 3 -> 4, budget.search_epochs 6 -> 8\)"
+    with pytest.raises(UserError, match=changed):
         run_sweep(
             spec_from_dict({**DATA, "budget": {**DATA["budget"], "max_trials": 4}}), study_dir
         )
