@@ -44,6 +44,7 @@ def measure_harness(
     from mlflow.tracking import MlflowClient
 
     from study import tracking
+    from study.phases import SEEDS, seeds_trials
     from study.spec import Arm, Budget, Resources, StudySpec
     from study.sweep import init_ray, parent_run
     from study.tune_arm import TuneRunner
@@ -79,11 +80,10 @@ def measure_harness(
                 parent = parent_run(client, experiment_id, study, arm)
                 runner = TuneRunner(study, str(Path(tmp) / f"tune-{n}"), uri, experiment_id)
                 config = study.train_config(arm.model, arm.method).to_flat()
-                result, tuner_s[n] = _timed(runner.seeds, {arm: config}, {arm.name: parent})
-                if result["errored"]:
-                    raise RuntimeError(
-                        f"{result['errored']} of {n} harness trial(s) errored; see {tmp}"
-                    )
+                trials = seeds_trials(study, {(arm, 0): config}, list(range(1, n + 1)))
+                errored, tuner_s[n] = _timed(runner.timed, SEEDS, SEEDS, trials, {arm.name: parent})
+                if errored:
+                    raise RuntimeError(f"{errored} of {n} harness trial(s) errored; see {tmp}")
             plain += [
                 _timed(fit, spec(trials).train_config(arm.model, arm.method, seed=s))[1]
                 for s in seeds[trials // 2 :]

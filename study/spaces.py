@@ -21,7 +21,9 @@ from optuna.distributions import (
 
 from search_spaces import NOTES, get_search_space
 from search_spaces.common import INTERNAL_PREFIX, SHARED_KNOBS
-from study.spec import Arm, Budget, StudySpec, load_spec, spec_names
+from study.equal_time import is_compared
+from study.spec import Arm, Budget, StudySpec, load_spec, method_of, spec_names
+from study.verdict import BASELINE
 
 SAMPLES = 64
 _PER_STAGE = re.compile(rf"^{re.escape(INTERNAL_PREFIX)}(.+)_(\d+)$")
@@ -81,15 +83,17 @@ def arm_distributions(
 def describe(spec: StudySpec) -> str:
     """The listing `spaces` prints: the budget, then per arm its knobs (shared first) and fixed values."""
     b = spec.budget
-    stopped = [m for m in spec.methods if spec.stops_early(m)]
+    labels = spec.methods
+    stopped = [m for m in labels if spec.stops_early(method_of(m))]
     lines = [
-        f"study {spec.name!r}: {spec.dataset}, {len(spec.models)} models x {len(spec.methods)} methods = "
+        f"study {spec.name!r}: {spec.dataset}, {len(spec.models)} models x {len(labels)} methods = "
         f"{len(spec.arms)} arms",
         *budget_lines(b),
         "early stopping (ASHA on val_acc, grace_period {}, reduction_factor {}): {}".format(
             b.grace_period, b.reduction_factor, ", ".join(stopped) or "none"
         )
-        + "".join(f"; {m}: every trial runs to the end" for m in spec.methods if m not in stopped),
+        + "".join(f"; {m}: every trial runs to the end" for m in labels if m not in stopped),
+        *phase_lines(spec),
     ]
     for arm in spec.arms:
         knobs = arm_distributions(spec, arm)
@@ -128,6 +132,35 @@ def budget_lines(b: Budget) -> list[str]:
         f"every arm; each trial is charged what it ran), at most {b.max_trials} trials "
         f"(budget.max_trials); then the best config rerun with {b.seeds} seeds",
     ]
+def phase_lines(spec: StudySpec) -> list[str]:
+    """What the studies, control arms and equal-time phase add to the plan (docs/phases.md)."""
+    b = spec.budget
+    lines = []
+    if b.studies > 1:
+        lines.append(
+            f"studies: {b.studies} independent searches per arm (budget.studies), each with its "
+            "own sampler seed, best config and seeds phase; runs pair by (study, seed index)"
+        )
+    for arm in spec.arms:
+        if arm.is_control and arm.model == spec.models[0]:
+            first = spec.seed_number(arm, 0, 1)
+            study = " in study 0" if b.studies > 1 else ""
+            lines.append(
+                f"control arm {arm.label}: {arm.method} searched and seeded as an arm of its own "
+                f"(sampler seed {spec.sampler_seed(arm, 0)}, seeds {first}..{first + b.seeds - 1}"
+                f"{study}), compared with {arm.method} in the control family"
+            )
+    compared = sorted({arm.label for arm in spec.arms if is_compared(arm)})
+    if not b.equal_time:
+        lines.append("equal-time phase: off (budget.equal_time = false)")
+    elif compared:
+        lines.append(
+            f"equal-time phase (budget.equal_time): {', '.join(compared)} rerun over the same "
+            f"seeds with epochs = {b.epochs} x T / t_arm (T: {BASELINE}'s median training time "
+            "in the seeds phase, t_arm: the arm's), so each schedule runs to its end in about T; "
+            "time-to-target measured there, censored at T"
+        )
+    return lines
 
 
 def _own_lines(names: list[str], knobs: dict[str, list[BaseDistribution]]) -> list[str]:

@@ -8,6 +8,7 @@ Ray starts, and unknown keys are errors that list the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,24 +33,46 @@ CONTROLLED = (
 # (docs/search.md). greedy's per-epoch val_acc is the current prefix with its aux head, so trials
 # with different stage plans sit at different depths at a rung: its trials run to the end.
 EARLY_STOPPING_METHODS = ("standard", "layer_to_layer")
+# A `methods` entry `<method>:<name>` is a control arm: the method again, searched and seeded as an
+# arm of its own (docs/phases.md).
+LABEL_SEPARATOR = ":"
+_CONTROL_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# Seed numbers per random stream (study/spec.py `StudySpec.stream`): stream j's seeds-phase runs use
+# seeds SEED_STRIDE * j + 1, + 2, ..., so raising budget.seeds never renumbers a seed.
+SEED_STRIDE = 1000
+
+
+def method_of(label: Any) -> Any:
+    """The method of an arm label (`standard:control` -> `standard`); a non-string as it is."""
+    return label.partition(LABEL_SEPARATOR)[0] if isinstance(label, str) else label
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One (model, method) pair of a study."""
+    """One arm of a study: a model and a label, the label being a method or `<method>:<name>`."""
 
     model: str
-    method: str
+    label: str
+
+    @property
+    def method(self) -> str:
+        """The method the arm trains (the label up to its `:`)."""
+        return method_of(self.label)
+
+    @property
+    def is_control(self) -> bool:
+        """A labelled arm (`standard:control`): a control of its method's arm, not compared."""
+        return LABEL_SEPARATOR in self.label
 
     @property
     def name(self) -> str:
-        """`model/method`: the MLflow parent run's name and `arm` tag."""
-        return f"{self.model}/{self.method}"
+        """`model/label`: the MLflow parent run's name and `arm` tag."""
+        return f"{self.model}/{self.label}"
 
     @property
     def slug(self) -> str:
-        """`model-method`: file and folder names."""
-        return f"{self.model}-{self.method}"
+        """`model-label` with `:` as `-`: file and folder names."""
+        return f"{self.model}-{self.label.replace(LABEL_SEPARATOR, '-')}"
 
 
 @dataclass
@@ -69,7 +92,9 @@ class Budget:
     early_stopping: bool = (
         True  # ASHA, for the methods it is valid for (study/tune_arm.py); false: no arm stops
     )
-    seeds: int = 3
+    seeds: int = 3  # may be raised on a finished study: only the missing seeds run
+    studies: int = 1  # independent searches per arm, each with its own seeds phase
+    equal_time: bool = True  # rerun the non-standard arms with epochs fit to standard's time
     grace_period: float = 1  # ASHA: compute (in `unit`) before a trial can be stopped
     reduction_factor: int = 2
     max_concurrent: int | str = (
@@ -91,7 +116,12 @@ class Budget:
         check_range(
             "budget.search_epochs", self.search_epochs, self.epochs, None
         )  # at least one whole trial
-        check_range("budget.seeds", self.seeds, 0, None)
+        check_whole("budget.seeds", self.seeds, 0, SEED_STRIDE - 1)
+        check_whole("budget.studies", self.studies, 1, None)
+        if not isinstance(self.equal_time, bool):
+            raise UserError(
+                f"budget.equal_time={self.equal_time!r} is not valid; give true or false"
+            )
         check_range("budget.grace_period", self.grace_period, 0.0, self.epochs, low_open=True)
         check_range("budget.reduction_factor", self.reduction_factor, 2, None)
         if self.max_concurrent != "auto":
@@ -102,6 +132,13 @@ class Budget:
                 )
             check_range("budget.max_concurrent", self.max_concurrent, 1, None)
         check_range("budget.max_failures", self.max_failures, 0, None)
+
+
+def check_whole(key: str, value: Any, low: int, high: int | None) -> None:
+    """check_range for a count: also refuses a fraction (`budget.seeds=2.5`)."""
+    check_range(key, value, low, high)
+    if isinstance(value, float):
+        raise UserError(f"{key}={value!r} is not valid; give a whole number")
 
 
 @dataclass
@@ -138,15 +175,15 @@ class Search:
 
 @dataclass
 class Report:
-    """Equal-time scoring and the verdict (docs/verdict.md): the validation target of
-    time-to-target, the test level and the equivalence margin."""
+    """Equal-time scoring and the verdict (docs/phases.md, docs/verdict.md): the validation
+    target of time-to-target, the test level and the equivalence margin."""
 
     target_val_acc: float | dict[str, float] | None = (
         None  # all models, or a table per model; unset: the default
     )
-    target_tolerance: float = (
-        0.01  # default target = standard's median final val_acc minus this (per model)
-    )
+    # default target, per model, fixed before the equal-time phase: standard's best search-phase
+    # val_acc minus this
+    target_tolerance: float = 0.01
     alpha: float = 0.05  # family-wise error rate of each verdict family (Holm within a family)
     margin: float = 1.0  # points of accuracy: a smaller difference counts as equivalent (TOST)
 
@@ -214,7 +251,8 @@ class StudySpec:
                     f"{key}={values!r} must be a non-empty list; valid entries: {', '.join(valid)}"
                 )
             for value in values:
-                check_choice(key, value, valid)
+                check_choice(key, method_of(value) if key == "methods" else value, valid)
+        check_labels(self.methods)
         for key, value in self.fixed.items():
             if key in METHOD_NAMES:
                 if not isinstance(value, dict):
@@ -234,14 +272,50 @@ class StudySpec:
         if isinstance(self.report.target_val_acc, dict):
             for model in self.report.target_val_acc:
                 check_choice("report.target_val_acc.<model>", model, self.models)
-        for model in self.models:
-            for method in self.methods:
-                self.train_config(model, method)  # names, ranges and method params, per arm
+        for arm in self.arms:
+            self.train_config(arm.model, arm.method)  # names, ranges and method params, per arm
 
     @property
     def arms(self) -> list[Arm]:
-        """Every (model, method) pair, in run order."""
-        return [Arm(model, method) for model in self.models for method in self.methods]
+        """Every (model, label) pair, in run order."""
+        return [Arm(model, label) for model in self.models for label in self.methods]
+
+    def searches(self) -> list[tuple[Arm, int]]:
+        """Every (arm, study index) pair: one search each, whose best config gets its seeds."""
+        return [(arm, study) for arm in self.arms for study in range(self.budget.studies)]
+
+    def search_name(self, arm: Arm, study: int) -> str:
+        """The search's name: the arm's slug (+ `-study<k>`); its Tune experiment and state
+        record are `<name>-search`."""
+        return arm.slug + (f"-study{study}" if self.budget.studies > 1 else "")
+
+    def search_label(self, arm: Arm, study: int) -> str:
+        """The search in console lines: the arm's name (+ ` study <k>` when K > 1)."""
+        return arm.name + (f" study {study}" if self.budget.studies > 1 else "")
+
+    def stream(self, arm: Arm, study: int) -> int:
+        """The arm's independent random stream in `study`: the position of its label among the
+        spec's labels of the same method, times budget.studies, plus the study index. 0 for a
+        method's first label in study 0, so a plain study keeps today's seeds."""
+        same = [label for label in self.methods if method_of(label) == arm.method]
+        return same.index(arm.label) * self.budget.studies + study
+
+    def sampler_seed(self, arm: Arm, study: int) -> int:
+        """The TPE sampler seed of the arm's search in `study`: search.sampler_seed + its stream."""
+        return self.search.sampler_seed + self.stream(arm, study)
+
+    def search_seed(self, arm: Arm, study: int) -> int:
+        """The training seed of the arm's search trials in `study` (stream 0: trial_seed)."""
+        return self.search.trial_seed + SEED_STRIDE * self.stream(arm, study)
+
+    def pair(self, study: int, index: int) -> str:
+        """The key that pairs timed runs across arms: the seed index, `<study>:<index>` if K > 1."""
+        return f"{study}:{index}" if self.budget.studies > 1 else str(index)
+
+    def seed_number(self, arm: Arm, study: int, index: int) -> int:
+        """The training seed of the arm's `index`-th (from 1) seeds-phase run in `study`: runs pair
+        across arms by (study, index); a control arm's stream gives it seed numbers of its own."""
+        return SEED_STRIDE * self.stream(arm, study) + index
 
     def stops_early(self, method: str) -> bool:
         """Whether ASHA may stop `method`'s search trials early (EARLY_STOPPING_METHODS, unless turned off)."""
@@ -276,7 +350,30 @@ class StudySpec:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "source"}
 
 
+def check_labels(labels: list[str]) -> None:
+    """Every arm label once; a control arm's `<method>:<name>` with a name of [A-Za-z0-9_-]."""
+    for label in labels:
+        name = label.partition(LABEL_SEPARATOR)[2]
+        if LABEL_SEPARATOR in label and not _CONTROL_NAME.fullmatch(name):
+            raise UserError(
+                f"methods={label!r} is not a valid control arm label; write <method>:<name> "
+                "with a name of letters, digits, _ or -, e.g. 'standard:control'"
+            )
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserError(
+            f"methods lists {repeated[0]!r} more than once; give a second arm of a method its "
+            f"own label, e.g. '{repeated[0]}:control'"
+        )
+
+
 _SECTIONS = {"budget": Budget, "resources": Resources, "search": Search, "report": Report}
+
+
+def default_sections() -> dict[str, dict[str, Any]]:
+    """Every section's default entries, e.g. {"budget": {"epochs": 10, ...}, ...}: what a spec
+    recorded before an entry existed meant by leaving it out."""
+    return {name: dataclasses.asdict(cls()) for name, cls in _SECTIONS.items()}
 
 
 def spec_names() -> list[str]:

@@ -1,19 +1,21 @@
-"""`python -m study sweep`: per (model, method) arm an Optuna/ASHA search on val_acc, then the seeds phase.
+"""`python -m study sweep`: per arm an Optuna/ASHA search on val_acc, then the timed phases.
 
-Each arm's search is one Ray Tune experiment (`<storage>/<model>-<method>-search`); the seeds
-phase reruns every arm's best config with seeds 1..S in one experiment (`<storage>/seeds`), so
-its trials pack the workers evenly. Rerunning the same command resumes an interrupted experiment
-(Tuner.restore) and skips the ones recorded as done in `<study-dir>/state/`. MLflow is written
-from this driver process only (study.tune_callbacks), and so is every search's Optuna study in
-`<study-dir>/optuna.db` (study.optuna_storage). At the end the report is built and printed.
-A phase that ends with no finished trial fails the study (study.phase_check: exit status 1, one
-line); Ray's tracebacks of failed trials go to `<study-dir>/logs/sweep.log` (study.sweep_log).
+Each arm's search (per study when budget.studies > 1) is one Ray Tune experiment
+(`<storage>/<model>-<label>-search`); the seeds phase reruns every best config with S seeds in one
+experiment (`<storage>/seeds`), so its trials pack the workers evenly, and the equal-time phase
+reruns the compared arms with budgets fit to standard's time (`<storage>/equal_time`;
+study.phases, docs/phases.md). Rerunning the same command resumes an interrupted experiment
+(Tuner.restore) and skips the ones recorded as done in `<study-dir>/state/`; rerunning it with a
+larger budget.seeds runs only the missing seeds. MLflow is written from this driver process only
+(study.tune_callbacks), and so is every search's Optuna study in `<study-dir>/optuna.db`
+(study.optuna_storage). At the end the report is built and printed. A phase that ends with no
+finished trial fails the study (study.phase_check: exit status 1, one line); Ray's tracebacks of
+failed trials go to `<study-dir>/logs/sweep.log` (study.sweep_log).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -22,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.phase_check import StudyFailed, check_phase
-from study.spec import Arm, StudySpec, load_spec, spec_names
+from study.spec import Arm, StudySpec, default_sections, load_spec, spec_names
+from study.state import StudyState
 from study.sweep_log import study_log
 from trainables.errors import UserError
 
@@ -105,6 +108,8 @@ def run_sweep(
 ) -> ReportResult:
     """Run or resume every arm and phase of `spec`, then build the report."""
     study_dir = Path(study_dir).expanduser().resolve()
+    state = StudyState(study_dir)
+    state.check_spec(spec.to_dict(), default_sections())  # refused before Ray starts
     init_ray(address, state_api=spec.resources.workers > 1)
     slots = preflight(
         spec
@@ -112,11 +117,11 @@ def run_sweep(
     from mlflow.tracking import MlflowClient
 
     from study import optuna_storage, tracking
+    from study.phases import run_timed_phases
     from study.report import write_report
     from study.tune_arm import TuneRunner
 
-    state = StudyState(study_dir)
-    state.check_spec(spec)
+    state.record_spec(spec.to_dict())
     uri = tracking_uri or tracking.default_tracking_uri(study_dir)
     client = MlflowClient(uri)
     local_store = uri.startswith(
@@ -135,34 +140,48 @@ def run_sweep(
         flush=True,
     )
     parents = {arm.name: parent_run(client, experiment_id, spec, arm) for arm in spec.arms}
-    best_configs: dict[Arm, dict[str, Any]] = {}
+    best_configs: dict[tuple[Arm, int], dict[str, Any]] = {}
     search_failures: list[str] = []
-    for index, arm in enumerate(spec.arms, 1):
-        label = f"[{index}/{len(spec.arms)}]"
-        best = state.get(f"{arm.slug}-search")
+    searches = spec.searches()
+    for index, (arm, study) in enumerate(searches, 1):
+        label = f"[{index}/{len(searches)}]"
+        record = f"{spec.search_name(arm, study)}-search"
+        best = state.get(record)
         if best is None:
-            best = runner.search(arm, parents[arm.name], label)
-            state.put(f"{arm.slug}-search", best)
+            best = runner.search(arm, study, parents[arm.name], label)
+            state.put(record, best)
         elif "config" in best:
             print(
-                f"{label} {arm.name}: searched before, best val_acc {best['val_acc']:.4f}",
+                f"{label} {spec.search_label(arm, study)}: searched before, best val_acc "
+                f"{best['val_acc']:.4f}",
                 flush=True,
             )
         if "config" in best:
-            best_configs[arm] = best["config"]
+            best_configs[arm, study] = best["config"]
         else:
-            search_failures.append(best.get("failed") or "no trial finished")
-            tracking.fail_run(client, parents[arm.name], "no search trial finished")
+            search_failures.append(str(best.get("failed") or "no trial finished"))
     check_phase("search", None if best_configs else search_failures[0])
-    if spec.budget.seeds and state.get("seeds") is None:
-        state.put(
-            "seeds",
-            runner.seeds(best_configs, {arm.name: parents[arm.name] for arm in best_configs}),
-        )
-    if spec.budget.seeds:
-        check_phase("seeds", state.get("seeds").get("failed"))
-    for arm, config in best_configs.items():
-        tracking.log_arm_summary(client, experiment_id, parents[arm.name], config)
+    searched = {arm for arm, _ in best_configs}
+    for arm in spec.arms:
+        if arm not in searched:
+            tracking.fail_run(client, parents[arm.name], "no search trial finished")
+    arm_parents = {arm.name: parents[arm.name] for arm in searched}
+    run_timed_phases(
+        spec,
+        state,
+        best_configs,
+        lambda phase, name, trials: runner.timed(phase, name, trials, arm_parents),
+        client,
+        experiment_id,
+        parents,
+    )
+    for arm in searched:
+        configs = {
+            f"study{study}." if spec.budget.studies > 1 else "": config
+            for (searched_arm, study), config in best_configs.items()
+            if searched_arm == arm
+        }
+        tracking.log_arm_summary(client, experiment_id, parents[arm.name], configs)
         client.set_terminated(parents[arm.name], status="FINISHED")
     return write_report(study_dir, uri, spec.name)
 
@@ -257,7 +276,8 @@ def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: A
     }
     params = {
         "dataset": spec.dataset,
-        **{f"budget.{k}": v for k, v in vars(spec.budget).items()},
+        # not budget.seeds: a later run may raise it (the arm's `final/seeds` counts its runs)
+        **{f"budget.{k}": v for k, v in vars(spec.budget).items() if k != "seeds"},
         **{f"report.{k}": v for k, v in vars(spec.report).items() if v is not None},
     }  # the report reads these
     run_id = tracking.start_run(
@@ -266,39 +286,3 @@ def parent_run(client: MlflowClient, experiment_id: str, spec: StudySpec, arm: A
     client.log_text(run_id, spec.source, "spec.toml")
     client.log_dict(run_id, spec.to_dict(), "spec_resolved.json")
     return run_id
-
-
-class StudyState:
-    """`<study-dir>/state/`: the spec a study was started with and the phases that are done."""
-
-    def __init__(self, study_dir: Path):
-        self.folder = study_dir / "state"
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def check_spec(self, spec: StudySpec) -> None:
-        """Record the spec on the first run; a later run with a different spec is an error."""
-        path = self.folder / "spec.json"
-        current = json.loads(json.dumps(spec.to_dict()))
-        if not path.exists():
-            path.write_text(json.dumps(current, indent=2))
-            return
-        previous = json.loads(path.read_text())
-        changed = sorted(
-            k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k)
-        )
-        if changed:
-            raise UserError(
-                f"{self.folder.parent} holds a study run with a different spec (changed: "
-                f"{', '.join(changed)}); use another --study-dir or the original spec and --set values"
-            )
-
-    def get(self, name: str) -> dict[str, Any] | None:
-        """What a finished phase recorded (`<model>-<method>-search`, `seeds`), or None."""
-        path = self.folder / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def put(self, name: str, value: dict[str, Any]) -> None:
-        path = self.folder / f"{name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value, indent=2, default=str))
-        tmp.replace(path)

@@ -208,14 +208,17 @@ ARM_SUMMARY_KEYS = ("test_acc", "train_time_s", "peak_mem_mb", "compute_epochs")
 
 
 def log_arm_summary(
-    client: MlflowClient, experiment_id: str, parent_run_id: str, best_config: dict[str, Any]
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    best_configs: dict[str, dict[str, Any]],
 ) -> None:
-    """An arm's parent run: its best config as params, the mean of its seeds runs' final metrics as `final/*`."""
-    if (
-        client.get_run(parent_run_id).info.status == "FINISHED"
-    ):  # summarised when the study first finished
-        return
-    log_params(client, parent_run_id, best_config)
+    """An arm's parent run: its best configs as params, each key after its prefix (`""`, or
+    `study<k>.` when there are several studies), once; the mean of its seeds runs' final metrics
+    as `final/*`, again after every sweep, so that a seed top-up shows in them."""
+    if client.get_run(parent_run_id).info.status != "FINISHED":  # first summary of the arm
+        for prefix, config in best_configs.items():
+            log_params(client, parent_run_id, {prefix + k: v for k, v in config.items()})
     filters = " and ".join(
         [
             tag_filter("role", "trial"),
@@ -236,5 +239,6 @@ def log_arm_summary(
     client.set_tag(
         parent_run_id,
         "mlflow.note.content",
-        f"Best config of the search as params; `final/*` metrics: the mean over {len(seeds)} seeds runs.",
+        "Best config of the search as params; `final/*` metrics: the mean over "
+        f"{len(seeds)} seeds runs.",
     )

@@ -10,7 +10,6 @@ text results (device, mem_source) as tags; seeds-phase and `study trial` runs ge
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -66,7 +65,7 @@ def run_params(config: TrainConfig) -> dict[str, Any]:
     from trainables.methods import get_method
 
     knobs = get_method(config.method).Params.from_dict(config.params, config.method)
-    return {**dataclasses.asdict(knobs), **config.to_flat()}
+    return {**knobs.resolved(), **config.to_flat()}
 
 
 class TrialRun:

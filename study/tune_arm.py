@@ -1,4 +1,5 @@
-"""The sweep's Ray Tune experiments: one Optuna search per arm, then one seeds phase for all arms.
+"""The sweep's Ray Tune experiments: one Optuna search per arm and study, then the timed phases
+(seeds, equal time; study.phases) in one experiment per batch for all arms.
 
 Every arm's search gets the same compute, `budget.search_epochs` in the budget's unit (standard
 epochs of FLOPs, or trial-epochs; study.epoch_budget), with `budget.max_trials` as a cap. ASHA
@@ -31,6 +32,7 @@ from study.capacity import alive_nodes, search_limit
 from study.epoch_budget import EpochBudget
 from study.optuna_storage import StoredOptunaSearch, study_name
 from study.phase_check import phase_failure
+from study.phases import TimedTrial
 from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
@@ -40,11 +42,11 @@ from trainables.distributed import DRIVER_CPU
 from trainables.trainable import (
     ARM_CONFIG_KEY,
     FINAL_KEY,
+    RUN_TAGS_KEY,
     flat_config,
     with_resources,
 )
 
-SEEDS_EXPERIMENT = "seeds"
 # the result that charges a search trial its compute, and ASHA's time attribute, per budget unit
 CHARGED = {"flops": "compute_epochs", "epochs": "epoch"}
 UNIT_NAMES = {"flops": "standard epochs of FLOPs", "epochs": "trial-epochs"}
@@ -83,13 +85,16 @@ class TuneRunner:
         chosen = self.spec.budget.max_concurrent
         return min(self.cluster_slots, limit) if chosen == "auto" else chosen
 
-    def search(self, arm: Arm, parent_run_id: str, label: str) -> dict[str, Any]:
+    def search(self, arm: Arm, study: int, parent_run_id: str, label: str) -> dict[str, Any]:
         """Optuna TPE (first trial: the method's defaults) within the arm's search budget, ASHA on
-        val_acc where valid; the best trial's config and what the search spent, or {"failed": the
-        first failure's reason} when no trial finished."""
+        val_acc where valid, with the arm's sampler seed in `study`; the best trial's config, its
+        val_acc, the sampler seed and what the search spent, or {"failed": the first failure's
+        reason} when no trial finished."""
         spec, budget = self.spec, self.spec.budget
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        base = self._base_config(arm)
+        base = self._base_config(arm, study)
+        sampler_seed = spec.sampler_seed(arm, study)
+        who = spec.search_label(arm, study)
         space_args = (
             arm.method,
             arm.model,
@@ -107,11 +112,11 @@ class TuneRunner:
             mode="max",
             points_to_evaluate=[default_point(*space_args)],
             sampler=TPESampler(
-                seed=spec.search.sampler_seed,
+                seed=sampler_seed,
                 n_startup_trials=spec.search.startup_trials,
                 constant_liar=concurrent > 1,
             ),  # running trials count as bad: no duplicate picks
-            **self.optuna_study(arm),
+            **self.optuna_study(arm, study if budget.studies > 1 else None),
         )
         scheduler = None
         if spec.stops_early(arm.method):
@@ -134,9 +139,9 @@ class TuneRunner:
             trial_dirname_creator=trial_dirname,
         )
         results = self._fit(
-            f"{arm.slug}-search",
-            f"{label} {arm.name} search",
-            base,
+            f"{spec.search_name(arm, study)}-search",
+            f"{label} {who} search",
+            {**base, RUN_TAGS_KEY: {"arm": arm.name, "study": study}},
             tune_config,
             budget.max_trials,
             {arm.name: parent_run_id},
@@ -145,68 +150,69 @@ class TuneRunner:
         )
         spent = search_spent(results, charged, planned)
         client = MlflowClient(self.tracking_uri)
+        prefix = f"search/study{study}/" if budget.studies > 1 else "search/"
         for key, value in spent.items():
-            client.log_metric(parent_run_id, f"search/{key}", value)
+            client.log_metric(parent_run_id, prefix + key, value)
         print(
-            f"{label} {arm.name}: search spent {spent['compute_spent']:.2f} of "
-            f"{budget.search_epochs:g} {UNIT_NAMES[budget.unit]} in {spent['trials']} trials",
+            f"{label} {who}: search spent {spent['compute_spent']:.2f} of "
+            f"{budget.search_epochs:g} {UNIT_NAMES[budget.unit]} in {spent['trials']} trials "
+            f"(sampler seed {sampler_seed})",
             flush=True,
         )
         best = best_result(results)
         if best is None:
-            print(
-                f"{label} {arm.name}: no search trial finished; the arm has no seeds phase",
-                flush=True,
-            )
+            print(f"{label} {who}: no search trial finished; no seeds phase for it", flush=True)
             return {"failed": phase_failure(results)}
         config = TrainConfig.from_flat(flat_config(best.config)).to_flat()
         searched = {k: _short(v) for k, v in config.items() if base.get(k) != v} or "the defaults"
         print(
-            f"{label} {arm.name}: best val_acc {best.metrics['val_acc']:.4f} with {searched}",
+            f"{label} {who}: best val_acc {best.metrics['val_acc']:.4f} with {searched}",
             flush=True,
         )
         return {
             "config": config,
             "val_acc": best.metrics["val_acc"],
             "trial_id": best.metrics["trial_id"],
+            "sampler_seed": sampler_seed,
             "search": spent,
         }
 
-    def seeds(
-        self, best_configs: dict[Arm, dict[str, Any]], parents: dict[str, str]
+    def timed(
+        self, phase: str, name: str, trials: list[TimedTrial], parents: dict[str, str]
     ) -> dict[str, Any]:
-        """Every arm's best config rerun with seeds 1..budget.seeds at the full budget, in one experiment."""
-        seeds = list(range(1, self.spec.budget.seeds + 1))
-        param_space = {
-            ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())),
-            "seed": tune.grid_search(seeds),
-        }
-        total = len(seeds) * len(best_configs)
+        """One batch of a timed phase (seeds, equal_time) as the Tune experiment `name`, every trial
+        on the seeds phase's resources: how many trials errored and, when none finished, the first
+        failure's reason (`failed`, else None)."""
+        entries = [
+            {
+                **trial.config,
+                RUN_TAGS_KEY: {"arm": trial.arm.name, "study": trial.study, "pair": trial.pair},
+            }
+            for trial in trials
+        ]
         tune_config = tune.TuneConfig(
-            max_concurrent_trials=self.concurrency(total),
+            max_concurrent_trials=self.concurrency(len(entries)),
             reuse_actors=self.reuse_actors,
             trial_dirname_creator=trial_dirname,
         )
         resources = self.spec.resources
         cpu, gpu = seeds_resources(resources.cpu, resources.gpu, node_cpus(), resources.workers)
         print(
-            f"[seeds]: time and memory are reported from these trials, so each has its device alone: "
-            f"{cpu:g} CPU(s), {gpu:g} GPU(s) per trial",
+            f"[{name}]: time and memory are reported from these trials, so each has its device "
+            f"alone: {cpu:g} CPU(s), {gpu:g} GPU(s) per trial",
             flush=True,
         )
         results = self._fit(
-            SEEDS_EXPERIMENT,
-            "[seeds]",
-            param_space,
+            name,
+            f"[{name}]",
+            {ARM_CONFIG_KEY: tune.grid_search(entries)},
             tune_config,
-            total,
+            len(entries),
             parents,
-            "seeds",
+            phase,
             (cpu, gpu),
         )
         return {
-            "seeds": seeds,
-            "arms": [arm.name for arm in best_configs],
             "errored": sum(r.error is not None for r in results),
             "failed": phase_failure(results),
         }
@@ -218,9 +224,11 @@ class TuneRunner:
             return {}
         return {"storage_url": self.optuna_storage, "study_name": study_name(arm.name, study_index)}
 
-    def _base_config(self, arm: Arm) -> dict[str, Any]:
-        """The arm's fixed part of every trial config; data_dir made absolute (trials run in their own dirs)."""
-        flat = self.spec.train_config(arm.model, arm.method).to_flat()
+    def _base_config(self, arm: Arm, study: int) -> dict[str, Any]:
+        """The arm's fixed part of every search trial config in `study` (its search seed);
+        data_dir made absolute (trials run in their own dirs)."""
+        seed = self.spec.search_seed(arm, study)
+        flat = self.spec.train_config(arm.model, arm.method, seed=seed).to_flat()
         if flat.get("data_dir"):
             flat["data_dir"] = str(Path(flat["data_dir"]).expanduser().resolve())
         return flat
@@ -252,9 +260,9 @@ class TuneRunner:
             )
             callbacks = [
                 MlflowTrialCallback(
-                    self.tracking_uri, self.experiment_id, parents, self.spec.name, phase
+                    self.tracking_uri, self.experiment_id, parents, self.spec.name, phase, name
                 ),
-                ProgressCallback(label, total, seeds_phase=phase == "seeds"),
+                ProgressCallback(label, total, timed=phase != "search"),
             ]
             run_config = tune.RunConfig(
                 name=name,

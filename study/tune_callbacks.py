@@ -1,11 +1,14 @@
 """Tune callbacks of the sweep driver: every trial to MLflow (driver only), and one console line per trial.
 
 MLflow layout (the contract the report reads): one child run per trial under its arm's parent
-run, tags role=trial, arm, model, method, phase, trial_id, study, written by study.trial_run.TrialRun
-like a `study trial` run. The trial reports its data set in its first result, system-metric samples
-with every result and fit's final metrics with its last; the seeds phase's runs get the trained
-weights from the trial's last checkpoint. Runs are found again by their `trial_id` tag, so a resumed
-sweep never duplicates one; runs of trials that Tune lost in an interruption are deleted at the end.
+run, tags role=trial, arm (`<model>/<label>`), model, method (the trained method), phase, trial_id,
+study (the spec's name), tune_experiment, and in the timed phases pair (the key that pairs runs
+across arms); param `study` is the study index (0..budget.studies-1). Written by
+study.trial_run.TrialRun like a `study trial` run. The trial reports its data set in its first
+result, system-metric samples with every result and fit's final metrics with its last; the seeds
+phase's runs get the trained weights from the trial's last checkpoint. Runs are found again by
+their `trial_id` tag, so a resumed sweep never duplicates one; runs of trials that Tune lost in an
+interruption are deleted at the end.
 Modeled on ray.air.integrations.mlflow.MLflowLoggerCallback, with one MlflowClient in the driver.
 """
 
@@ -32,6 +35,7 @@ from trainables.trainable import (
     flat_config,
     load_state,
     numbers,
+    run_tags,
 )
 
 log = logging.getLogger(__name__)
@@ -44,13 +48,20 @@ class MlflowTrialCallback(tune.Callback):
     """MLflow child runs for the trials of one Tuner (one phase; each trial's arm comes from its config)."""
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parents: dict[str, str], study: str, phase: str
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parents: dict[str, str],
+        study: str,
+        phase: str,
+        tune_experiment: str,
     ):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parents = dict(parents)  # arm name -> parent run id
         self.study = study
         self.phase = phase
+        self.tune_experiment = tune_experiment  # its runs, apart from a phase's other batches
         self._client: MlflowClient | None = None
         self._runs: dict[str, TrialRun] = {}
 
@@ -125,30 +136,37 @@ class MlflowTrialCallback(tune.Callback):
 
     def _create_run(self, trial: Trial) -> TrialRun:
         config = TrainConfig.from_flat(flat_config(trial.config))
-        arm = Arm(config.model, config.method)
-        label = f"seed {config.seed}" if self.phase == "seeds" else trial.trial_id
+        recorded = run_tags(trial.config)
+        arm = recorded.get("arm", Arm(config.model, config.method).name)
+        label = f"seed {config.seed}" if "pair" in recorded else trial.trial_id
         tags = {
             "role": "trial",
             "study": self.study,
-            "arm": arm.name,
-            "model": arm.model,
-            "method": arm.method,
+            "arm": arm,
+            "model": config.model,
+            "method": config.method,
             "phase": self.phase,
             "trial_id": trial.trial_id,
+            "tune_experiment": self.tune_experiment,
+            **({"pair": recorded["pair"]} if "pair" in recorded else {}),
         }
         return TrialRun.create(
             self.client,
             self.experiment_id,
-            f"{arm.name} {self.phase} {label}",
-            run_params(config),
+            f"{arm} {self.phase} {label}",
+            {**run_params(config), "study": recorded.get("study", 0)},
             tags,
-            parent_run_id=self.parents[arm.name],
+            parent_run_id=self.parents[arm],
             source="python -m study sweep",
         )
 
     def _phase_runs(self, extra_filter: str = "") -> list:
-        """This Tuner's runs: trial runs of this phase under one of its parents."""
-        filters = [tracking.tag_filter("role", "trial"), tracking.tag_filter("phase", self.phase)]
+        """This Tuner's runs: trial runs of its phase and experiment under one of its parents."""
+        filters = [
+            tracking.tag_filter("role", "trial"),
+            tracking.tag_filter("phase", self.phase),
+            tracking.tag_filter("tune_experiment", self.tune_experiment),
+        ]
         filters += [extra_filter] if extra_filter else []
         runs = tracking.find_runs(self.client, self.experiment_id, " and ".join(filters))
         parent_ids = set(self.parents.values())
@@ -176,11 +194,12 @@ def _read(path: str) -> str:
 class ProgressCallback(tune.Callback):
     """One console line per finished trial: the experiment, how many trials are done, the outcome."""
 
-    def __init__(self, label: str, total: int, seeds_phase: bool = False):
+    def __init__(self, label: str, total: int, timed: bool = False):
         self.label, self.total = label, total
-        # the seeds phase mixes arms: its lines name each trial's arm and seed, and show test accuracy; a search
-        # trial's line shows validation only (the test set is for the final score, not for watching a search)
-        self.seeds_phase = seeds_phase
+        # a timed phase (seeds, equal time) mixes arms: its lines name each trial's arm and seed,
+        # and show test accuracy; a search trial's line shows validation only (the test set is
+        # for the final score, not for watching a search)
+        self.timed = timed
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -188,7 +207,7 @@ class ProgressCallback(tune.Callback):
         result = trial.last_result or {}
         final = result.get(FINAL_KEY)
         val = f"val_acc {result.get('val_acc', float('nan')):.4f}"
-        test = f", test_acc {final['test_acc']:.4f}" if final and self.seeds_phase else ""
+        test = f", test_acc {final['test_acc']:.4f}" if final and self.timed else ""
         outcome = (
             f"{val}{test}, {final['train_time_s']:.1f} s training"
             if final
@@ -206,11 +225,8 @@ class ProgressCallback(tune.Callback):
             sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials if t is not trial) + 1
         )
         config = flat_config(trial.config)
-        who = (
-            f" {config['model']}/{config['method']} seed {config['seed']}"
-            if self.seeds_phase
-            else ""
-        )
+        arm = run_tags(trial.config).get("arm", f"{config['model']}/{config['method']}")
+        who = f" {arm} seed {config['seed']}" if self.timed else ""
         print(
             f"{self.label}: {done}/{self.total}{who} trial {trial.trial_id}: {outcome}", flush=True
         )

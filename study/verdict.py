@@ -2,7 +2,7 @@
 and per Holm family the paired tests that make a verdict (docs/verdict.md). Pure functions over
 pandas frames, so every number is checkable by hand.
 
-Conventions (AlgoPerf's, adapted to a study's seeds phase):
+Conventions (AlgoPerf's, adapted to a study's equal-time phase, docs/phases.md):
 - The training clock of a run is the cumulative `epoch_time_s` (evaluation excluded). The
   validation accuracy measured after epoch k is available at the clock reading at the end of
   epoch k.
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from study.spec import method_of
 
 BASELINE = "standard"
 CONFIDENCE = 0.95
@@ -69,15 +71,6 @@ def time_to_target(clock: pd.DataFrame, target: float) -> float:
     return float(reached["clock_s"].iloc[0]) if len(reached) else math.inf
 
 
-def accuracy_at_time(clock: pd.DataFrame, budget_s: float, final_val_acc: float) -> float:
-    """One run's validation accuracy after `budget_s` training seconds: its final val_acc when it finished
-    within the budget, else the val_acc of the last epoch that ended within it (NaN if none did)."""
-    if len(clock) and clock["clock_s"].iloc[-1] <= budget_s:
-        return float(final_val_acc)
-    within = clock[clock["clock_s"] <= budget_s]
-    return float(within["val_acc"].iloc[-1]) if len(within) else math.nan
-
-
 def arm_time(times: Iterable[float]) -> float:
     """An arm's time-to-target: the median of its runs' (inf when at least half miss); NaN without runs."""
     x = np.asarray(list(times), dtype=float)
@@ -86,27 +79,6 @@ def arm_time(times: Iterable[float]) -> float:
     x = np.sort(x)
     mid = len(x) // 2
     return float(x[mid]) if len(x) % 2 else float((x[mid - 1] + x[mid]) / 2)
-
-
-def workload_targets(
-    finals: pd.DataFrame, spec_targets: Mapping[str, float], tolerance: float
-) -> dict[str, Target]:
-    """Per model: the spec's target, else the baseline's median final val_acc minus `tolerance`.
-
-    `finals`: the runs whose final val_acc set the default (columns model, method, val_acc).
-    """
-    targets = {model: Target(value, "set in the spec") for model, value in spec_targets.items()}
-    base = finals[finals["method"] == BASELINE]
-    for model, runs in base.groupby("model", sort=True):
-        values = runs["val_acc"].dropna()
-        if model in targets or values.empty:
-            continue
-        median = float(values.median())
-        targets[model] = Target(
-            median - tolerance,
-            f"{BASELINE}'s median final val_acc {100 * median:.2f}% − {100 * tolerance:.2f} points",
-        )
-    return targets
 
 
 def time_to_target_table(
@@ -176,7 +148,6 @@ POWER = 0.8  # the power the seeds-needed planning asks for
 MAX_PAIRS = 10_000  # the seeds-needed search stops here ("more than")
 MIN_STUDIES = 3  # from this many independent searches on, the test is over the studies' means
 STUDY_SEPARATOR = ":"  # a pair "<study>:<index>" when a sweep runs several studies
-LABEL_SEPARATOR = ":"  # an arm label "<method>:<name>", e.g. "standard:control"
 
 
 @dataclass(frozen=True)
@@ -425,11 +396,6 @@ def comparison(
     if studies >= MIN_STUDIES:
         d = d.groupby([str(p).partition(STUDY_SEPARATOR)[0] for p in d.index]).mean()
     return Comparison(model, method, baseline, quantity, one_sample(d), studies)
-
-
-def method_of(label: str) -> str:
-    """The trained method of an arm label ("standard:control" -> "standard")."""
-    return label.partition(LABEL_SEPARATOR)[0]
 
 
 def is_control(label: str) -> bool:

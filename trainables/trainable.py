@@ -34,6 +34,8 @@ DIVERGED_KEY = "diverged"  # result and checkpoint key holding the divergence re
 ARM_CONFIG_KEY = (
     "arm_config"  # a nested base config (the seeds phase grids over arms' best configs)
 )
+# what the sweep records about a trial's run (its arm label, study, pair); not trained with
+RUN_TAGS_KEY = "run_tags"
 FINAL_KEY = "final"  # only in a trial's last report: fit's final metrics, all but the history
 DATASET_KEY = (
     "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
@@ -197,11 +199,15 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config unnested."""
-    return {
-        **config.get(ARM_CONFIG_KEY, {}),
-        **{k: v for k, v in config.items() if k != ARM_CONFIG_KEY},
-    }
+    """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config
+    unnested, RUN_TAGS_KEY left out."""
+    merged = {**config.get(ARM_CONFIG_KEY, {}), **config}
+    return {k: v for k, v in merged.items() if k not in (ARM_CONFIG_KEY, RUN_TAGS_KEY)}
+
+
+def run_tags(config: dict[str, Any]) -> dict[str, Any]:
+    """The RUN_TAGS_KEY entry of a Tune trial config (top level or in the ARM_CONFIG_KEY config)."""
+    return {**config.get(ARM_CONFIG_KEY, {}), **config}.get(RUN_TAGS_KEY, {})
 
 
 def trial_cpus() -> int:

@@ -2,7 +2,7 @@
 plots.
 
 Reads the MLflow store (layout: one parent run per arm with `role=arm`, one child run per trial
-with `role=trial` and `phase` search|seeds) and the searches' Optuna studies
+with `role=trial` and `phase` search|seeds|equal_time) and the searches' Optuna studies
 (`<study-dir>/optuna.db`), so a report can be rebuilt at any time after a sweep. `frames` loads
 and selects the runs, `tables` writes the Markdown (its prose in `captions`), `plots` draws the
 figures, `settings*` the "at which settings" section; this module ties them together and logs
@@ -32,8 +32,10 @@ from study.report.frames import (
     with_chance,
 )
 from study.report.plots import (
+    EQUAL_TIME_PLOT,
     PROFILE_PLOT,
     curve_plot,
+    equal_time_plot,
     profile_plot,
     progress_plots,
     scatter_plot,
@@ -113,7 +115,7 @@ def write_report(
         client, exp.experiment_id, tag_filter("role", "arm")
     )  # read once: settings, spend, plots
     arms, settings = select_arms(trials), report_settings(parents)
-    equal = equal_time(arms, epochs, settings)
+    equal = equal_time(arms, trials, epochs, parents)
     markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(parents))
     searches = load_searches(study_dir)  # "at which settings": the arms' Optuna studies
     markdown += "\n" + "\n".join(settings_lines(searches, STORAGE_FILE))
@@ -123,6 +125,7 @@ def write_report(
         scatter_plot(trials, TIME, "train time (s)", out / "acc_vs_time.png"),
         scatter_plot(trials, MEM, "peak memory (MB)", out / "acc_vs_memory.png"),
         profile_plot(equal, out / PROFILE_PLOT),
+        equal_time_plot(equal, out / EQUAL_TIME_PLOT),
         *progress_plots(trials, out),
     ]
     per_arm: dict[str, list[Path]] = {

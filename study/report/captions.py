@@ -11,8 +11,10 @@ SEEDS_FALLBACK = (
     "is shown instead (n = 1, no CI)."
 )
 NO_PAIRS = "No model has both {baseline} and one of {compared}."
-NO_TARGET = "No arm has a target (the target defaults need a finished standard run)."
-NO_BUDGET = f"No model has a finished {BASELINE} run to set the budget."
+NO_EQUAL_TIME = (
+    "No equal-time phase in this study (`budget.equal_time = false`, or no finished "
+    f"{BASELINE} seeds run to set the budget T)."
+)
 NOTHING_TO_COMPARE = f"No model has both {BASELINE} and another method: nothing to compare."
 FALSE_POSITIVE = (
     "For a control arm this is a false positive of the control: the same method against itself "
@@ -83,8 +85,9 @@ def search_spend(per_arm: str, spread: float, trial: float) -> str:
 
 def table2() -> str:
     return (
-        f"**Table 2.** Paired differences against {BASELINE} training per model (runs paired by "
-        f"seed): test accuracy in points, train time and peak memory as ratios (method / "
+        f"**Table 2.** Paired differences against {BASELINE} training per model (a control arm: "
+        "against its method's arm; runs paired by seed index, within a study when there are "
+        "several): test accuracy in points, train time and peak memory as ratios (method / "
         f"{BASELINE}); mean ± {CONFIDENCE:.0%} CI over the pairs. Memory measured as RSS is not "
         "compared."
     )
@@ -92,14 +95,23 @@ def table2() -> str:
 
 def table3(targets: str) -> str:
     return (
-        "**Table 3.** Time to target (AlgoPerf-style, equal time): training seconds (cumulative "
-        "`epoch_time_s`, evaluation excluded) until validation accuracy first reaches the model's "
-        "target, median over the runs; a run that never reaches it counts as ∞ (shown as "
-        "`∞ (miss)`), and so does an arm where at least half of the runs miss. `Reached`: runs "
-        "that reached the target / runs (diverged runs count, as misses unless they reached it "
-        "first; runs lost to infrastructure failures do not). `× best`: time / the model's "
-        "fastest arm. "
-        f"Targets: {targets or 'none (no ' + BASELINE + ' runs)'}."
+        "**Table 3.** Time to target (AlgoPerf-style), measured in the equal-time phase: training "
+        "seconds (cumulative `epoch_time_s`, evaluation excluded) until validation accuracy first "
+        f"reaches the model's target, median over the runs ({BASELINE}: its seeds runs, whose "
+        "median time is the budget T). Censored at T: a run that reaches the target only after "
+        "T, or never, counts as ∞ (shown as `∞ (miss)`), the same rule for every arm, and so "
+        "does an arm where at least half of the runs miss. `Reached`: runs that reached the "
+        "target within T / runs (failed equal-time runs count as misses unless they reached it "
+        "first). `× best`: time / the model's fastest arm. The target was fixed before the phase "
+        f"started. Targets: {targets or 'none (no equal-time phase)'}."
+    )
+
+
+def target_too_high(model: str, reached: int, runs: int) -> str:
+    return (
+        f"Warning: {BASELINE} reached the {model} target in only {reached} of its {runs} runs. "
+        "The default target is a best-of-trials value, biased upward: widen "
+        "`report.target_tolerance` in the spec (and say why there)."
     )
 
 
@@ -112,13 +124,15 @@ def profile(plot: str, workloads: int, scores: str) -> str:
     )
 
 
-def table4() -> str:
+def table4(plot: str) -> str:
     return (
-        f"**Table 4.** Accuracy at equal time: validation accuracy (%, mean ± {CONFIDENCE:.0%} CI) "
-        f"after {BASELINE}'s median training time on the same model (the budget): a run's final "
-        "val_acc if it finished within the budget, else that of its last epoch that ended within "
-        "it. Validation, not test: test accuracy is only measured at the end of training. `n`: "
-        "runs with an epoch within the budget."
+        f"**Table 4.** Equal time: test accuracy (%, mean ± {CONFIDENCE:.0%} CI) of each compared "
+        "arm's best config rerun over the same seeds with its budget set so that its training "
+        f"takes about T ({BASELINE}'s median training time in the seeds phase; {BASELINE}'s row: "
+        "those seeds runs). Budget = the spec's epochs × T / the arm's median seeds-phase "
+        "training time, so every schedule runs to its end (AlgoPerf's rule: schedules are not "
+        "cut). `Epochs`: the epochs the runs trained; `Train time`: their median training time "
+        f"(s), each run's against T in `{plot}`; `failed`: failed equal-time runs, excluded."
     )
 
 
@@ -167,6 +181,15 @@ def search_progress(plots: str) -> str:
         "of the search trials that ran to the end (what the search picks by) against the search "
         "compute spent (trials in the order they ended, those stopped early included). It shows "
         "how fast each method's search finds its best."
+    )
+
+
+def table5(studies: int) -> str:
+    return (
+        f"**Table 5.** The {studies} studies (`budget.studies`): each an independent search per "
+        "arm, with its own sampler seed, best config and seeds. Mean seeds-phase test accuracy "
+        "(%) per study and the spread between the studies (max − min, points): tuning luck, "
+        "on top of the seed luck that Table 1's CI shows."
     )
 
 

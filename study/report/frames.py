@@ -1,5 +1,5 @@
 """The report's data: trials and epochs frames from MLflow, the runs each arm's statistics use (a
-diverged run counts with chance accuracy), the equal-time scoring over them, the verdict's families
+diverged run counts with chance accuracy), the equal-time phase's scoring, the verdict's families
 and the search progress (pure pandas over what the sweep logged)."""
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from study import verdict
-from study.spec import Report
+from study.equal_time import PARAM_PREFIX
+from study.phases import EQUAL_TIME, SEEDS
+from study.spec import Report, method_of
 from study.verdict import BASELINE
 
 log = logging.getLogger(__name__)
 
 COMPARED = ("layer_to_layer", "greedy")
+
+
+CONTROL = "control"  # the verdict family of the control arms
 
 
 METHOD_ORDER = (BASELINE, *COMPARED)
@@ -32,7 +37,7 @@ HISTORY_KEYS = ("val_acc", "train_loss", "epoch_time_s", "peak_mem_mb")
 SUMMARY_KEYS = ("test_acc", "train_time_s", "peak_mem_mb", "best_val_acc", "val_acc")
 
 
-PROMOTED_TAGS = ("arm", "model", "method", "phase", "trial_id", "error")
+PROMOTED_TAGS = ("arm", "model", "method", "phase", "trial_id", "error", "pair")
 
 
 FAILED_STATUSES = ("FAILED", "KILLED")
@@ -66,9 +71,6 @@ RSS_MEMORY = {
 TAUS = np.linspace(1.0, verdict.TAU_MAX, 301)
 
 
-EQUAL_TIME_PHASE = "equal_time"  # the phase that reruns every arm for standard's training time
-
-
 COMPUTE_SPENT = "metrics.compute_epochs"  # a trial's last value: its compute in standard epochs
 EPOCHS_SPENT = "metrics.epoch"  # its last epoch: the trial-epochs it ran
 
@@ -96,10 +98,10 @@ COMPUTE_TOLERANCE = 0.1  # a run's FLOPs may differ this much from its budget (w
 
 @dataclass
 class ArmRuns:
-    """One (model, method) arm: the runs its statistics use and the failures among the runs considered."""
+    """One arm (model, label): the runs its statistics use and the failures among those tried."""
 
     model: str
-    method: str
+    method: str  # the arm's label: its method, or `<method>:<name>` for a control arm
     from_seeds: (
         bool  # False: no seeds-phase runs, `used` is the best search trial by validation accuracy
     )
@@ -110,14 +112,15 @@ class ArmRuns:
 
 @dataclass
 class EqualTime:
-    """The equal-time results: targets, time-to-target per arm, accuracy at the baseline's median training time."""
+    """The equal-time phase: per model the budget T and the target (fixed by the sweep before the
+    phase), the runs it scores and their time-to-target, censored at T."""
 
     targets: dict[str, verdict.Target]  # per model
-    time_to_target: pd.DataFrame  # verdict.time_to_target_table
-    budgets: dict[str, float]  # per model: the baseline's median training time (s)
-    runs: (
-        pd.DataFrame
-    )  # the used runs: model, method, pair, test_acc, val_acc, train_time_s, acc_at_time
+    budgets: dict[str, float]  # per model: T, standard's median seeds-phase training time (s)
+    # standard's seeds runs and the compared arms' equal-time runs (trials-frame rows)
+    runs: pd.DataFrame
+    failed_runs: pd.DataFrame  # FAILED or KILLED equal-time runs
+    time_to_target: pd.DataFrame  # verdict.time_to_target_table, censored at T
     profile: pd.DataFrame  # performance profile: rho per method (columns) over TAUS (index)
 
 
@@ -132,8 +135,12 @@ def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
         DIVERGED
     )
     frame["arm"] = frame["arm"].fillna(frame["model"] + "/" + frame["method"])
+    frame["method"] = frame["arm"].str.split("/", n=1).str[1]  # the label (tags.method: trained)
     frame["run_name"] = frame["tags.mlflow.runName"]
     frame["seed"] = pd.to_numeric(frame.get("params.seed"), errors="coerce").astype("Int64")
+    study = frame["params.study"] if "params.study" in frame else pd.Series(0, index=frame.index)
+    frame["study"] = pd.to_numeric(study, errors="coerce").fillna(0).astype(int)
+    frame["pair"] = frame["pair"].fillna(frame["seed"].astype(str))  # runs logged before pairs
     for key in SUMMARY_KEYS:
         if final_metric(key) not in frame:
             frame[final_metric(key)] = np.nan
@@ -191,16 +198,14 @@ def logged_classes(client: MlflowClient, run_id: str) -> int | None:
 def counted(considered: pd.DataFrame) -> pd.DataFrame:
     """The runs that count in an arm's statistics: finished ones with a test accuracy, and diverged
     ones with chance accuracy (test and final validation; no time or memory); the last run of each
-    seed, `pair` = the seed."""
-    finished = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
+    pair (the seed's index in its phase, `trials_frame`)."""
     diverged = considered[considered["diverged"]]
     at_chance = diverged["chance_acc"]
     diverged = diverged.assign(**{ACC: at_chance, VAL: at_chance, TIME: math.nan, MEM: math.nan})
     return (
-        pd.concat([finished, diverged])
+        pd.concat([finished(considered), diverged])
         .sort_values("start_time", kind="stable")
-        .drop_duplicates("seed", keep="last")
-        .assign(pair=lambda f: f["seed"].astype(str))
+        .drop_duplicates("pair", keep="last")
     )
 
 
@@ -210,8 +215,8 @@ def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
     arms = []
     for model, method in arm_order(trials):
         runs = trials[(trials["model"] == model) & (trials["method"] == method)]
-        from_seeds = bool((runs["phase"] == "seeds").any())
-        considered = runs[runs["phase"] == "seeds"] if from_seeds else runs
+        from_seeds = bool((runs["phase"] == SEEDS).any())
+        considered = runs[runs["phase"] == SEEDS] if from_seeds else runs[runs["phase"] == "search"]
         if from_seeds:
             used = counted(considered)
         else:
@@ -229,10 +234,14 @@ def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
 
 
 def arm_order(trials: pd.DataFrame) -> list[tuple[str, str]]:
-    """(model, method) pairs: models alphabetically, methods standard, layer_to_layer, greedy, then the rest."""
+    """(model, label) pairs: models alphabetically; methods standard, layer_to_layer, greedy, then
+    the rest, each method's control arms after it."""
     pairs = trials[["model", "method"]].drop_duplicates().itertuples(index=False)
     rank = {method: i for i, method in enumerate(METHOD_ORDER)}
-    return sorted(((m, k) for m, k in pairs), key=lambda p: (p[0], rank.get(p[1], len(rank)), p[1]))
+    return sorted(
+        ((m, k) for m, k in pairs),
+        key=lambda p: (p[0], rank.get(method_of(p[1]), len(rank)), method_of(p[1]), p[1]),
+    )
 
 
 @dataclass
@@ -245,15 +254,21 @@ class SearchSpend:
 
 
 def search_spent(parents: list[Run]) -> dict[str, SearchSpend]:
-    """arm -> what its search spent: the `search/*` metrics of its parent run (study/tune_arm)."""
+    """arm -> what its searches spent: the `search/*` metrics of its parent run, summed over the
+    studies (`search/study<k>/*` when budget.studies > 1; study/tune_arm.py); the largest trial is
+    the largest of any study's."""
     spent = {}
     for parent in parents:
         metrics = parent.data.metrics
-        if "search/compute_spent" in metrics:
+
+        def values(key: str) -> list[float]:
+            return [v for k, v in metrics.items() if k.startswith("search/") and k.endswith(key)]
+
+        if values("/compute_spent"):
             spent[parent.data.tags["arm"]] = SearchSpend(
-                metrics["search/compute_spent"],
-                metrics.get("search/largest_trial", math.nan),
-                int(metrics["search/trials"]),
+                sum(values("/compute_spent")),
+                max(values("/largest_trial"), default=math.nan),
+                int(sum(values("/trials"))),
             )
     return spent
 
@@ -332,32 +347,51 @@ def report_settings(parents: list[Run]) -> Report:
     return Report()
 
 
-def equal_time(arms: list[ArmRuns], epochs: pd.DataFrame, settings: Report) -> EqualTime:
-    """Targets, time-to-target per arm and accuracy at the baseline's median training time
-    (docs/design.md, the fair-comparison rules)."""
-    columns = {ACC: "test_acc", VAL: "val_acc", TIME: "train_time_s"}
-    keep = ["run_id", "model", "method", "pair", *columns]
-    used = pd.concat([arm.used[keep] for arm in arms], ignore_index=True).rename(columns=columns)
-    targets = verdict.workload_targets(
-        used, settings.targets(sorted(used["model"].unique())), settings.target_tolerance
-    )
-    table = verdict.time_to_target_table(used, epochs, targets)
-    budgets = {
-        model: float(runs["train_time_s"].median())
-        for model, runs in used[used["method"] == BASELINE].groupby("model")
-        if runs["train_time_s"].notna().any()
-    }
-    clock = verdict.training_clock(epochs[epochs["run_id"].isin(used["run_id"])])
-    per_run = dict(iter(clock.groupby("run_id", sort=False)))
-    used["acc_at_time"] = [
-        verdict.accuracy_at_time(
-            per_run.get(row.run_id, clock.iloc[:0]), budgets[row.model], row.val_acc
-        )
-        if row.model in budgets
-        else math.nan
-        for row in used.itertuples()
+def equal_time_plan(parents: list[Run]) -> tuple[dict[str, float], dict[str, verdict.Target]]:
+    """Per model T and the target, from the `equal_time.*` params the sweep logged on the arm runs
+    (study/equal_time.py); models without them are left out."""
+    budgets, targets = {}, {}
+    for parent in parents:
+        params, model = parent.data.params, parent.data.tags.get("model")
+        if PARAM_PREFIX + "budget_s" in params:
+            budgets[model] = float(params[PARAM_PREFIX + "budget_s"])
+        if PARAM_PREFIX + "target_val_acc" in params:
+            targets[model] = verdict.Target(
+                float(params[PARAM_PREFIX + "target_val_acc"]),
+                params[PARAM_PREFIX + "target_origin"],
+            )
+    return budgets, targets
+
+
+def equal_time(
+    arms: list[ArmRuns], trials: pd.DataFrame, epochs: pd.DataFrame, parents: list[Run]
+) -> EqualTime:
+    """The equal-time phase's runs (with standard's seeds runs, whose time sets T) and their
+    time-to-target, each run's epochs censored at its model's T: a target reached after T is a
+    miss, the same rule for every arm."""
+    budgets, targets = equal_time_plan(parents)
+    phase = trials[(trials["phase"] == EQUAL_TIME) & trials["model"].isin(list(budgets))]
+    standard = [
+        arm.used
+        for arm in arms
+        if arm.method == BASELINE and arm.from_seeds and arm.model in budgets
     ]
-    return EqualTime(targets, table, budgets, used, verdict.performance_profile(table, TAUS))
+    reruns = finished(phase).drop_duplicates(["arm", "pair"], keep="last")
+    runs = pd.concat([*standard, reruns], ignore_index=True) if standard else reruns
+    failed = phase[phase["status"].isin(FAILED_STATUSES)]
+    timed = pd.concat([runs, failed], ignore_index=True)
+    clock = verdict.training_clock(epochs[epochs["run_id"].isin(timed["run_id"])])
+    within = clock["clock_s"].astype(float) <= clock["model"].map(budgets).astype(float)
+    censored = clock[within].drop(columns="clock_s")
+    table = verdict.time_to_target_table(timed, censored, targets)
+    return EqualTime(
+        targets, budgets, runs, failed, table, verdict.performance_profile(table, TAUS)
+    )
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The FINISHED runs with a finite test accuracy."""
+    return runs[(runs["status"] == "FINISHED") & np.isfinite(runs[ACC])]
 
 
 def budget_family(trials: pd.DataFrame) -> str:
@@ -376,30 +410,19 @@ def seeds_points(arms: list[ArmRuns]) -> pd.DataFrame:
     return in_points(pd.concat([arm.used for arm in arms], ignore_index=True), ACC)
 
 
-def families(arms: list[ArmRuns], trials: pd.DataFrame, equal: EqualTime) -> list[verdict.Family]:
+def families(arms: list[ArmRuns], trials: pd.DataFrame) -> list[verdict.Family]:
     """The verdict's questions, each its own Holm family: the seeds phase's test accuracy (equal
-    compute or equal epochs), equal time (`rerun_comparisons`; without an equal-time phase,
-    validation accuracy at standard's median training time) and the control arms against their
+    compute or equal epochs), equal time (`rerun_comparisons`) and the control arms against their
     method's arm. Families without a comparison are left out."""
     seeds = seeds_points(arms)
-    at_time = equal.runs[equal.runs["model"].isin(list(equal.budgets))]
     found = [
         verdict.Family(
             budget_family(trials),
             verdict.compare(seeds, "points", "test accuracy", verdict.against_baseline),
         ),
+        verdict.Family("equal time", rerun_comparisons(trials, seeds)),
         verdict.Family(
-            "equal time",
-            rerun_comparisons(trials, seeds)
-            or verdict.compare(
-                in_points(at_time, "acc_at_time"),
-                "points",
-                f"validation accuracy at {BASELINE}'s median training time",
-                verdict.against_baseline,
-            ),
-        ),
-        verdict.Family(
-            "control",
+            CONTROL,
             verdict.compare(seeds, "points", "test accuracy", verdict.against_own_method),
         ),
     ]
@@ -409,7 +432,7 @@ def families(arms: list[ArmRuns], trials: pd.DataFrame, equal: EqualTime) -> lis
 def rerun_comparisons(trials: pd.DataFrame, seeds: pd.DataFrame) -> list[verdict.Comparison]:
     """The equal-time phase's test accuracy (its runs that count, `counted`) of every method's arm
     against standard's seeds-phase runs (`seeds`, in points), paired by `pair`; empty without it."""
-    reruns = trials[trials["phase"] == EQUAL_TIME_PHASE]
+    reruns = trials[trials["phase"] == EQUAL_TIME]
     if reruns.empty:
         return []
     timed = pd.concat([counted(runs) for _, runs in reruns.groupby(["model", "method"])])

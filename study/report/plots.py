@@ -1,5 +1,6 @@
 """The report's figures: accuracy against time and memory, validation curves, the performance
-profile and the search progress (tunability) per model."""
+profile, the equal-time phase's training times against T and the search progress (tunability)
+per model."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from study import verdict
+from study.phases import EQUAL_TIME, SEEDS
 from study.report.frames import (
     ACC,
     COMPUTE_SPENT,
     FAILED_STATUSES,
+    TIME,
     EqualTime,
     arm_order,
     search_progress,
@@ -30,6 +33,7 @@ PROFILE_PLOT = "performance_profile.png"
 
 
 PROGRESS_PLOT = "search_progress_{model}.png"
+EQUAL_TIME_PLOT = "equal_time.png"
 
 
 def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> Path:
@@ -46,14 +50,15 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
     fig = Figure(figsize=(7, 5), layout="constrained")
     ax = fig.add_subplot()
     for (model, method, phase), runs in done.groupby(["model", "method", "phase"], dropna=False):
-        seeds = phase == "seeds"
+        timed = phase in (SEEDS, EQUAL_TIME)
         ax.scatter(
             runs[x_key],
             100 * runs[ACC],
             color=colours[method],
+            facecolors="none" if phase == EQUAL_TIME else colours[method],
             marker=markers[model],
-            s=45 if seeds else 20,
-            alpha=1.0 if seeds else 0.35,
+            s=45 if timed else 20,
+            alpha=1.0 if timed else 0.35,
         )
     handles = [Line2D([], [], ls="none", marker="o", color=c, label=m) for m, c in colours.items()]
     handles += [
@@ -63,7 +68,7 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
     ax.set(
         xlabel=x_label,
         ylabel="test accuracy (%)",
-        title=f"test accuracy vs {x_label} (one point per run; faded: search phase)",
+        title=f"test accuracy vs {x_label}\n(a point per run; faded: search; hollow: equal time)",
     )
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=110)
@@ -74,18 +79,20 @@ def curve_plot(epochs: pd.DataFrame, arm: str, path: Path) -> Path:
     """Validation accuracy vs epoch for one arm, one line per trial: seeds phase bold, failed runs dashed."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
+    colours = {SEEDS: "C0", EQUAL_TIME: "C1"}
     for _, hist in epochs.dropna(subset=["val_acc"]).groupby("run_id", sort=False):
-        seeds = hist["phase"].iloc[0] == "seeds"
+        timed = hist["phase"].iloc[0] in colours
         ax.plot(
             hist["epoch"],
             100 * hist["val_acc"],
-            color="C0" if seeds else "0.55",
-            lw=2.2 if seeds else 0.8,
+            color=colours.get(hist["phase"].iloc[0], "0.55"),
+            lw=2.2 if timed else 0.8,
             ls="--" if hist["status"].iloc[0] in FAILED_STATUSES else "-",
-            alpha=1.0 if seeds else 0.6,
+            alpha=1.0 if timed else 0.6,
         )
     handles = [
         Line2D([], [], color="C0", lw=2.2, label="seeds phase"),
+        Line2D([], [], color="C1", lw=2.2, label="equal-time phase"),
         Line2D([], [], color="0.55", lw=0.8, label="search phase"),
         Line2D([], [], color="0.3", ls="--", label="failed"),
     ]
@@ -163,6 +170,29 @@ def progress_plots(trials: pd.DataFrame, folder: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         paths.append(path)
     return paths
+
+
+def equal_time_plot(equal: EqualTime, path: Path) -> Path:
+    """Each equal-time run's training time against its model's budget T (standard: its seeds
+    runs, which set T), one column per arm: what the phase achieved, not a timed assertion."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    runs = equal.runs
+    arms = list(dict.fromkeys(runs["arm"])) if len(runs) else []
+    for x, arm in enumerate(arms):
+        of_arm = runs[runs["arm"] == arm]
+        ratio = of_arm[TIME] / of_arm["model"].map(equal.budgets)
+        ax.scatter(np.full(len(ratio), x), ratio, color=f"C{x % 10}", s=40)
+    ax.axhline(1.0, color="0.3", ls="--", lw=1, label="T (standard's median)")
+    ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right")
+    ax.set(
+        ylabel="training time / T",
+        title="equal-time phase: each run's training time against its model's budget T",
+    )
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def _method_colours(methods: list[str]) -> dict[str, tuple[float, ...]]:

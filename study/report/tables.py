@@ -10,6 +10,7 @@ import pandas as pd
 
 from study import across_workloads, verdict
 from study.markdown import markdown_table
+from study.phases import EQUAL_TIME
 from study.report import captions
 from study.report.frames import (
     ACC,
@@ -30,10 +31,10 @@ from study.report.frames import (
     seeds_points,
     trained,
 )
-from study.report.plots import PROFILE_PLOT, PROGRESS_PLOT
+from study.report.plots import EQUAL_TIME_PLOT, PROFILE_PLOT, PROGRESS_PLOT
 from study.report.verdict_text import summary_lines, verdict_lines
-from study.spec import Report
-from study.verdict import BASELINE, mean_ci
+from study.spec import Report, method_of
+from study.verdict import BASELINE, is_control, mean_ci
 
 
 def render_markdown(
@@ -44,13 +45,14 @@ def render_markdown(
     settings: Report,
     spent: dict[str, SearchSpend],
 ) -> str:
-    """The report: Tables 1-2 (equal epochs), 3-4 (equal time), the verdict lines and the measurement conditions."""
+    """The report: Tables 1-2 (equal epochs), 3-4 (equal time), 5 (studies, when several), the
+    verdict lines and the measurement conditions."""
     datasets = (
         ", ".join(sorted(trials["params.dataset"].dropna().unique()))
         if "params.dataset" in trials
         else "?"
     )
-    search = trials[trials["phase"] != "seeds"]
+    search = trials[trials["phase"] == "search"]
     lines = [
         f"# Study report: {experiment}",
         "",
@@ -113,11 +115,12 @@ def render_markdown(
         "",
         *equal_time_lines(equal),
         "",
-        *verdict_lines(families(arms, trials, equal), settings.alpha, settings.margin),
+        *studies_lines(arms),
+        *verdict_lines(families(arms, trials), settings.alpha, settings.margin),
         "",
         *progress_lines(trials),
         "",
-        *condition_lines(arms),
+        *condition_lines(arms, equal),
     ]
     return "\n".join(lines) + "\n"
 
@@ -173,47 +176,46 @@ def search_spend_text(spent: dict[str, SearchSpend]) -> str:
 
 
 def paired_rows(arms: list[ArmRuns]) -> list[list[str]]:
-    """Per model and compared method: mean ± CI of the per-pair accuracy difference and time/memory ratios."""
+    """Per model and arm other than standard: mean ± CI of the per-pair accuracy difference and
+    time/memory ratios against standard (a control arm: against its method's arm)."""
     by_key = {(arm.model, arm.method): arm for arm in arms}
     rows = []
-    for model in dict.fromkeys(arm.model for arm in arms):
-        base = by_key.get((model, BASELINE))
-        for method in COMPARED:
-            other = by_key.get((model, method))
-            if base is None or other is None:
-                continue
-            cols = ["pair", ACC, TIME, MEM]
-            pairs = base.used[cols].merge(other.used[cols], on="pair", suffixes=("_base", "_other"))
-            ratio = {key: pairs[f"{key}_other"] / pairs[f"{key}_base"] for key in (TIME, MEM)}
-            memory = (
-                _pm(*mean_ci(ratio[MEM]))
-                if exact_memory(base.used) and exact_memory(other.used)
-                else "RSS: not compared"
-            )
-            rows.append(
-                [
-                    model,
-                    f"{method} − {BASELINE}",
-                    str(len(pairs)),
-                    _pm(
-                        *mean_ci(100 * (pairs[f"{ACC}_other"] - pairs[f"{ACC}_base"])), signed=True
-                    ),
-                    _pm(*mean_ci(ratio[TIME])),
-                    memory,
-                ]
-            )
+    for other in arms:
+        model, method = other.model, other.method
+        base = by_key.get((model, method_of(method) if is_control(method) else BASELINE))
+        if method == BASELINE or base is None:
+            continue
+        cols = ["pair", ACC, TIME, MEM]
+        pairs = base.used[cols].merge(other.used[cols], on="pair", suffixes=("_base", "_other"))
+        ratio = {key: pairs[f"{key}_other"] / pairs[f"{key}_base"] for key in (TIME, MEM)}
+        memory = (
+            _pm(*mean_ci(ratio[MEM]))
+            if exact_memory(base.used) and exact_memory(other.used)
+            else "RSS: not compared"
+        )
+        rows.append(
+            [
+                model,
+                f"{method} − {base.method}",
+                str(len(pairs)),
+                _pm(*mean_ci(100 * (pairs[f"{ACC}_other"] - pairs[f"{ACC}_base"])), signed=True),
+                _pm(*mean_ci(ratio[TIME])),
+                memory,
+            ]
+        )
     return rows
 
 
 def time_to_target_lines(equal: EqualTime) -> list[str]:
-    """Table 3: time-to-target per arm, the targets' origin and the performance-profile scores."""
+    """Table 3: time-to-target per arm in the equal-time phase, censored at T, the targets' origin,
+    a warning when standard reaches its own target in under half its runs, and the profile."""
     targets = "; ".join(
         f"{model} {100 * t.val_acc:.2f}% ({t.origin})" for model, t in sorted(equal.targets.items())
     )
     lines = [captions.table3(targets)]
     table = equal.time_to_target
     if table.empty:
-        return [*lines, "", captions.NO_TARGET]
+        return [*lines, "", captions.NO_EQUAL_TIME]
     header = ["Model", "Method", "Target (%)", "Reached", "Time to target (s)", "× best"]
     rows = [
         [
@@ -230,31 +232,51 @@ def time_to_target_lines(equal: EqualTime) -> list[str]:
     scores = ", ".join(
         f"{method} {verdict.profile_score(equal.profile[method]):.2f}" for method in equal.profile
     )
+    standard = table[table["method"] == BASELINE]
+    warnings = [
+        captions.target_too_high(r.model, r.reached, r.n)
+        for r in standard.itertuples()
+        if 2 * r.reached < r.n
+    ]
     return [
         *lines,
         "",
         *markdown_table(header, rows, right_from=2),
+        *(["", *warnings] if warnings else []),
         "",
         captions.profile(PROFILE_PLOT, workloads, scores),
     ]
 
 
 def equal_time_lines(equal: EqualTime) -> list[str]:
-    """Table 4: validation accuracy per arm after the baseline's median training time."""
-    runs = equal.runs[equal.runs["model"].isin(list(equal.budgets))]
-    lines = [captions.table4()]
-    if runs.empty:
-        return [*lines, "", captions.NO_BUDGET]
-    header = ["Model", "Method", "Budget (s)", "Val accuracy at budget (%)", "n"]
+    """Table 4: the equal-time phase's test accuracy per arm, with the epochs each arm got and the
+    training time it took against T."""
+    lines = [captions.table4(EQUAL_TIME_PLOT)]
+    if equal.runs.empty:
+        return [*lines, "", captions.NO_EQUAL_TIME]
+    header = [
+        "Model",
+        "Method",
+        "T (s)",
+        "Epochs",
+        "Train time (s)",
+        "Test accuracy (%)",
+        "n",
+        "failed",
+    ]
+    failed = equal.failed_runs.groupby(["model", "method"]).size()
     rows = [
         [
             model,
             method,
             _num(equal.budgets[model], 1),
-            _pm(*mean_ci(100 * arm["acc_at_time"])),
-            str(int(arm["acc_at_time"].notna().sum())),
+            ", ".join(sorted(runs["params.epochs"].dropna().unique(), key=float)),
+            _num(runs[TIME].median(), 1),
+            _pm(*mean_ci(100 * runs[ACC])),
+            str(len(runs)),
+            str(int(failed.get((model, method), 0))),
         ]
-        for (model, method), arm in runs.groupby(["model", "method"], sort=False)
+        for (model, method), runs in equal.runs.groupby(["model", "method"], sort=False)
     ]
     return [*lines, "", *markdown_table(header, rows, right_from=2)]
 
@@ -275,10 +297,41 @@ def progress_lines(trials: pd.DataFrame) -> list[str]:
     return ["## Search progress", "", captions.search_progress(plots)]
 
 
-def condition_lines(arms: list[ArmRuns]) -> list[str]:
-    """Under which conditions the reported time and memory were measured, from the runs' own records."""
-    runs = pd.concat([arm.used for arm in arms], ignore_index=True)
+def studies_lines(arms: list[ArmRuns]) -> list[str]:
+    """Table 5 (budget.studies > 1): each study's mean seeds-phase test accuracy per arm and the
+    spread between studies (tuning luck as well as seed luck); nothing with one study."""
+    seeded = [arm for arm in arms if arm.from_seeds]
+    studies = sorted({k for arm in seeded for k in arm.used["study"]})
+    if len(studies) < 2:
+        return []
+    header = [
+        "Model",
+        "Method",
+        *(f"Study {k} (%)" for k in studies),
+        "Spread (points)",
+    ]
+    rows = []
+    for arm in seeded:
+        means = 100 * arm.used.groupby("study")[ACC].mean()
+        rows.append(
+            [
+                arm.model,
+                arm.method,
+                *(_num(means.get(k, math.nan), 2) for k in studies),
+                _num(means.max() - means.min(), 2),
+            ]
+        )
+    return [captions.table5(len(studies)), "", *markdown_table(header, rows, right_from=2), ""]
+
+
+
+def condition_lines(arms: list[ArmRuns], equal: EqualTime) -> list[str]:
+    """Under which conditions the reported time and memory were measured, from the runs' own
+    records: the seeds phase's runs and the equal-time phase's."""
+    reruns = equal.runs[equal.runs["phase"] == EQUAL_TIME]
+    runs = pd.concat([*(arm.used for arm in arms), reruns], ignore_index=True)
     phase = "seeds phase" if all(arm.from_seeds for arm in arms) else "runs shown in Table 1"
+    phase += " and the equal-time phase" if len(reruns) else ""
     lines = [
         "## Measurement conditions",
         "",

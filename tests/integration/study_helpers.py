@@ -1,4 +1,5 @@
-"""What the integration tests share: a tiny study spec, and readers of a study's MLflow runs and Tune state."""
+"""What the integration tests share: a tiny study spec, readers of a study's MLflow runs and Tune
+state, and of a report's Markdown tables."""
 
 from __future__ import annotations
 
@@ -66,3 +67,22 @@ def tune_trial_ids(study_dir: Path, name: str) -> dict[str, str]:
     return {
         t.trial_id: t.status for t in tune.ExperimentAnalysis(str(study_dir / "tune" / name)).trials
     }
+
+
+def table_lines(markdown: str, table: str) -> list[str]:
+    """The lines of `**Table N.**`'s caption and table, up to the next table or section."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"**{table}.**"))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith(("**Table", "## "))),
+        len(lines),
+    )
+    return lines[start:end]
+
+
+def row(markdown: str, table: str, *first: str) -> list[str]:
+    """The cells of the one row of `table` (e.g. "Table 1") whose first cells are `first`."""
+    prefix = "| " + " | ".join(first) + " |"
+    lines = [line for line in table_lines(markdown, table) if line.startswith(prefix)]
+    assert len(lines) == 1, f"expected one row {prefix!r} in:\n{markdown}"
+    return [cell.strip() for cell in lines[0].strip("|").split("|")]

@@ -115,6 +115,24 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
             "resources.workers=0 is not valid; give a whole number >= 1",
         ),
         ({"resources": {"workers": 1.5}}, "resources.workers=1.5 is not valid"),
+        (
+            {"methods": ["backprop:control"]},
+            "methods='backprop' is not valid; choose one of: standard, layer_to_layer, greedy",
+        ),
+        (
+            {"methods": ["standard", "standard:"]},
+            "methods='standard:' is not a valid control arm label; write <method>:<name>",
+        ),
+        ({"methods": ["standard", "standard:a b"]}, "not a valid control arm label"),
+        (
+            {"methods": ["standard", "greedy", "standard"]},
+            "methods lists 'standard' more than once; give a second arm of a method its own "
+            "label, e.g. 'standard:control'",
+        ),
+        ({"budget": {"studies": 0}}, "budget.studies=0 is out of range; valid range: [1, inf]"),
+        ({"budget": {"studies": 1.5}}, "budget.studies=1.5 is not valid; give a whole number"),
+        ({"budget": {"seeds": 1000}}, "budget.seeds=1000 is out of range; valid range: [0, 999]"),
+        ({"budget": {"equal_time": "yes"}}, "budget.equal_time='yes' is not valid; give true"),
     ],
 )
 def test_bad_specs_name_the_key_and_the_valid_choices(tiny_spec, overrides, message):
@@ -185,3 +203,28 @@ def test_cluster_example_installs_pyproject_and_keeps_the_dashboard_local():
     starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert "0.0.0.0" not in starts and "--dashboard-host=127.0.0.1" in starts
     assert starts.count("RAY_AUTH_MODE=token ray start") == 2
+
+
+def test_control_arms_and_studies_draw_from_streams_of_their_own(tiny_spec):
+    spec = tiny_spec(
+        methods=["standard", "layer_to_layer", "standard:control"],
+        budget={"studies": 2},
+        search={"sampler_seed": 7, "trial_seed": 0},
+    )
+    control = Arm("seed_cnn", "standard:control")
+    assert (control.method, control.name, control.slug, control.is_control) == (
+        "standard",
+        "seed_cnn/standard:control",
+        "seed_cnn-standard-control",
+        True,
+    )
+    assert control in spec.arms and len(spec.searches()) == 3 * 2
+    standard, l2l = Arm("seed_cnn", "standard"), Arm("seed_cnn", "layer_to_layer")
+    # stream = position among the method's labels x studies + study
+    assert [spec.sampler_seed(a, k) for a in (standard, control) for k in (0, 1)] == [7, 8, 9, 10]
+    assert [spec.sampler_seed(l2l, k) for k in (0, 1)] == [7, 8]  # paired with standard's
+    assert [spec.seed_number(control, k, 2) for k in (0, 1)] == [2002, 3002]
+    assert spec.seed_number(standard, 0, 2) == spec.seed_number(l2l, 0, 2) == 2
+    assert spec.search_seed(control, 1) == 3000
+    assert spec.search_name(control, 1) == "seed_cnn-standard-control-study1"
+    assert (spec.pair(1, 2), tiny_spec().pair(0, 2)) == ("1:2", "2")

@@ -19,6 +19,7 @@ from study.spec import spec_from_dict
 from study.sweep import parent_run, run_sweep
 from study.trial_run import WEIGHTS_FILE
 from trainables.distributed import DRIVER_CPU
+from trainables.errors import UserError
 from trainables.models import build_model
 from trainables.trainable import FINAL_KEY
 
@@ -44,9 +45,8 @@ FINAL_METRICS = {
     "final/test_acc",
 }
 ARMS = ("seed_cnn/standard", "seed_cnn/layer_to_layer")
-DATA = spec_data(
-    budget={"max_failures": 0}
-)  # retries of diverged trials are tested in test_trainable.py
+# retries of diverged trials are tested in test_trainable.py, the equal-time phase in test_phases.py
+DATA = spec_data(budget={"max_failures": 0, "equal_time": False})
 DIVERGING = spec_data(
     name="diverging",
     methods=["standard"],
@@ -257,7 +257,7 @@ def test_diverged_trials_fail_with_the_reason_and_the_search_goes_on(
     parent = parent_run(client, experiment_id, spec, arm)
     searched = TuneRunner(
         spec, str(tmp_path / "tune"), uri, experiment_id, 1, storage_url(tmp_path)
-    ).search(arm, parent, "[1/1]")
+    ).search(arm, 0, parent, "[1/1]")
     assert searched.keys() == {"failed"}
     assert searched["failed"].startswith("seed_cnn/standard trial ")
     assert ": DivergedError: train_loss is nan at epoch 1" in searched["failed"]
@@ -287,7 +287,7 @@ def test_report_has_every_arm_and_the_verdicts(study):
     for row in ("| seed_cnn | standard |", "| seed_cnn | layer_to_layer |"):
         assert row in report.markdown
     assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal epochs: " in report.markdown
-    assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal time: " in report.markdown
+    assert "No equal-time phase in this study (`budget.equal_time = false`" in report.markdown
     assert "- Per trial: 2 CPU(s) and 0 GPU(s) reserved, 2 torch thread(s)." in report.markdown
     assert "at most 1 of these runs trained at once on one node" in report.markdown
 
@@ -316,7 +316,8 @@ def test_rerun_redoes_nothing_and_a_changed_spec_is_refused(study):
     before = {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")}
     run_sweep(spec_from_dict(DATA), study_dir)
     assert {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")} == before
-    with pytest.raises(ValueError, match=r"different spec \(changed: budget\)"):
+    changed = r"changed: budget.max_trials 3 -> 4, budget.search_epochs 6 -> 8\)"
+    with pytest.raises(UserError, match=changed):
         run_sweep(
             spec_from_dict({**DATA, "budget": {**DATA["budget"], "max_trials": 4}}), study_dir
         )

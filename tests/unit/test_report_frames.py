@@ -39,6 +39,7 @@ def trials(rows: list[dict]) -> pd.DataFrame:
         ]
     )
     frame["seed"] = frame["seed"].astype("Int64")
+    frame["pair"] = frame["seed"].astype(str)  # the seed's index: seeds 1.. are indices 1..
     frame["diverged"] = (frame["status"] == "FAILED") & frame["error"].fillna("").str.startswith(
         frames.DIVERGED
     )

@@ -37,15 +37,6 @@ def test_time_to_target_is_the_first_epoch_end_at_or_above_the_target():
     assert verdict.time_to_target(run, 0.95) == math.inf
 
 
-def test_accuracy_at_time_takes_the_last_epoch_within_the_budget():
-    run = clock([0.5, 0.8, 0.7], [1.0, 2.0, 3.0])
-    assert verdict.accuracy_at_time(run, 5.9, final_val_acc=0.99) == 0.8
-    assert (
-        verdict.accuracy_at_time(run, 6.0, final_val_acc=0.99) == 0.99
-    )  # finished: the final (chosen) classifier
-    assert math.isnan(verdict.accuracy_at_time(run, 0.5, final_val_acc=0.99))
-
-
 def test_arm_time_is_infinite_when_half_the_runs_miss():
     assert verdict.arm_time([3.0, 1.0, math.inf]) == 3.0
     assert verdict.arm_time([1.0, math.inf]) == math.inf

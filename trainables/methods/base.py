@@ -52,6 +52,11 @@ class MethodParams:
             )
         return cls(**values)
 
+    def resolved(self) -> dict[str, Any]:
+        """Every knob with the value a run trains with (a default that depends on other knobs
+        filled in): what a run records as its params."""
+        return dataclasses.asdict(self)
+
 
 class Method(ABC):
     """Owns the losses, optimisers and any auxiliary modules of one training method."""

@@ -101,6 +101,11 @@ class GreedyParams(MethodParams):
         """The paper's k of a layercnn/pooled head."""
         return DEFAULT_K if self.aux_k is None else self.aux_k
 
+    def resolved(self) -> dict[str, Any]:
+        """The knobs with the head that trains: its kind, and its k where it has one."""
+        has_k = self.head_kind != "dgl"
+        return {**super().resolved(), "aux_head": self.head_kind, "aux_k": self.k if has_k else None}
+
 
 def block_groups(num_blocks: int, blocks_per_stage: int) -> list[tuple[int, int]]:
     """[start, stop) block ranges of `blocks_per_stage` blocks each (the last may be shorter)."""
