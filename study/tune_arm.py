@@ -31,7 +31,13 @@ from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
 from trainables.config import TrainConfig
-from trainables.trainable import ARM_CONFIG_KEY, FINAL_KEY, flat_config, with_resources
+from trainables.trainable import (
+    ARM_CONFIG_KEY,
+    FINAL_KEY,
+    SCORE_TEST_KEY,
+    flat_config,
+    with_resources,
+)
 
 SEEDS_EXPERIMENT = "seeds"
 # Checkpoints kept per trial. With 1, Tune deletes the checkpoint that the saved experiment state
@@ -155,6 +161,7 @@ class TuneRunner:
         param_space = {
             ARM_CONFIG_KEY: tune.grid_search(list(best_configs.values())),
             "seed": tune.grid_search(seeds),
+            SCORE_TEST_KEY: True,
         }
         total = len(seeds) * len(best_configs)
         tune_config = tune.TuneConfig(
@@ -162,10 +169,10 @@ class TuneRunner:
             reuse_actors=self.reuse_actors,
             trial_dirname_creator=trial_dirname,
         )
-        cpu, gpu = seeds_resources(self.spec.resources.cpu, self.spec.resources.gpu, node_cpus())
+        cpu, gpu = timed_resources(self.spec.resources.cpu, self.spec.resources.gpu)
         print(
-            f"[seeds]: time and memory are reported from these trials, so each has its device alone: "
-            f"{cpu:g} CPU(s), {gpu:g} GPU(s) per trial",
+            f"[seeds]: time and memory are reported from these trials, so none shares a device: "
+            f"{cpu:g} CPU core(s) of its own{'' if gpu else ' (pinned)'}, {gpu:g} GPU(s) per trial",
             flush=True,
         )
         results = self._fit(
@@ -260,26 +267,15 @@ def best_result(results: ResultGrid) -> tune.Result | None:
     return max(full or usable, key=lambda r: r.metrics["val_acc"], default=None)
 
 
-def seeds_resources(cpu: float, gpu: float, node_cpus: list[float]) -> tuple[float, float]:
-    """(CPUs, GPUs) per seeds-phase trial, whose time and memory the report shows: no trial shares a device.
-
-    With GPUs: a whole GPU each (at least `ceil(gpu)`), the search's CPUs. CPU only: every CPU of the smallest
-    node, so trials run one per machine with all its cores as torch threads (the search may pack them).
+def timed_resources(cpu: float, gpu: float) -> tuple[float, float]:
+    """(CPUs, GPUs) per timed trial (seeds and equal-time phases), whose time and memory the report
+    shows: no two share a device. With GPUs: a whole GPU each (at least `ceil(gpu)`), the search's
+    CPUs. CPU only: `cpu` rounded up to whole cores, which the trial holds alone
+    (trainables.pinning), so timed trials run side by side on a node, one core set each.
     """
     if gpu > 0:
         return cpu, float(max(1, math.ceil(gpu)))
-    return float(min(node_cpus, default=cpu)), 0.0
-
-
-def node_cpus() -> list[float]:
-    """The CPU count of every live Ray node that has CPUs."""
-    import ray
-
-    return [
-        float(node["Resources"]["CPU"])
-        for node in ray.nodes()
-        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0
-    ]
+    return float(max(1, math.ceil(cpu))), 0.0
 
 
 def trial_dirname(trial: Trial) -> str:

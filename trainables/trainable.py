@@ -5,9 +5,11 @@
 metrics (under FINAL_KEY) with the last epoch; the first report of a run also carries the data
 set's description (DATASET_KEY). A trial of several data-parallel workers runs the same loop
 in each worker of a Ray Train TorchTrainer (trainables/distributed.py keeps them in step). It
-keeps no state between calls, so Tune can reuse actors. A diverged trial stores the reason in its
-checkpoint and raises; a retry of that trial raises the same error at once, so retries (meant for
-lost nodes) cost no training.
+keeps no state between calls, so Tune can reuse actors. Every CPU trial trains pinned to cores no
+other trial of its node holds (trainables.pinning), and scores the test set only when its config
+asks (SCORE_TEST_KEY: the timed phases; a search trial never sees it). A diverged trial stores the
+reason in its checkpoint and raises; a retry of that trial raises the same error at once, so
+retries (meant for lost nodes) cost no training.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ray import tune
 from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.data import describe_splits
+from trainables.pinning import Pinning, pinned_cores
 from trainables.training import DivergedError, fit, load_splits
 
 STATE_FILE = "state.pt"
@@ -35,6 +38,9 @@ ARM_CONFIG_KEY = (
 FINAL_KEY = "final"  # only in a trial's last report: fit's final metrics, all but the history
 DATASET_KEY = (
     "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
+)
+SCORE_TEST_KEY = (
+    "score_test"  # trial config: True in the timed phases; search trials never see test
 )
 DRIVER_CPU = 0.01  # the Tune trial that only drives a worker group (Ray refuses an empty bundle)
 
@@ -47,27 +53,52 @@ def train_trial(
     worker_resources: dict[str, float] | None = None,
     extra_results: ExtraResults | None = None,
 ) -> None:
-    """Train one Tune trial to the end of its budget (or until Tune stops it); with `workers` > 1 as a Ray
-    Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to Tune.
-    `extra_results()` is merged into every report of a one-worker trial (the sweep's system metrics)."""
+    """Train one Tune trial to the end of its budget (or until Tune stops it); with `workers` > 1 as
+    a Ray Train worker group of that size (each worker `worker_resources`), whose rank 0 reports to
+    Tune. `extra_results()` is merged into every report of a one-worker trial (the sweep's system
+    metrics). The test set is scored only when SCORE_TEST_KEY in the config says so (not in a
+    search)."""
     if workers > 1:
         _train_workers(config, workers, worker_resources or {})
         return
-    _train(flat_config(config), tune.report, tune.get_checkpoint(), trial_cpus(), extra_results)
+    reserved = trial_resources()
+    _train(
+        flat_config(config),
+        bool(config.get(SCORE_TEST_KEY, False)),
+        tune.report,
+        tune.get_checkpoint(),
+        (reserved["trial_cpus"], reserved["trial_gpus"]),
+        extra_results,
+    )
 
 
 def _train(
     flat: dict[str, Any],
+    score_test: bool,
     report: Callable[..., None],
     checkpoint: Any,
-    threads: int,
+    reserved: tuple[float, float],
     extra_results: ExtraResults | None = None,
 ) -> None:
-    """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`."""
+    """fit() on cores of its own (trainables.pinning; `reserved` = CPUs, GPUs) with every epoch
+    (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`."""
+    node_id = ray.get_runtime_context().get_node_id()
+    with pinned_cores(*reserved, node_id) as pinning:
+        torch.set_num_threads(pinning.threads)
+        _fit_and_report(flat, score_test, report, checkpoint, node_id, pinning, extra_results)
+
+
+def _fit_and_report(
+    flat: dict[str, Any],
+    score_test: bool,
+    report: Callable[..., None],
+    checkpoint: Any,
+    node_id: str,
+    pinning: Pinning,
+    extra_results: ExtraResults | None,
+) -> None:
     train_config = TrainConfig.from_flat(flat)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no console line per saved checkpoint
-    torch.set_num_threads(threads)
-    node_id = ray.get_runtime_context().get_node_id()
     resume = _load_checkpoint(checkpoint)
     if resume is not None and DIVERGED_KEY in resume:
         raise DivergedError(resume[DIVERGED_KEY])
@@ -83,15 +114,13 @@ def _train(
 
     def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
         last.update(metrics)
-        if (
-            metrics["epoch"] == train_config.epochs
-        ):  # reported with the final metrics, once test_acc is known
+        if metrics["epoch"] == train_config.epochs:  # reported with the final metrics
             deferred.update(metrics=metrics, state=checkpoint())
         else:
             send(numbers(metrics), checkpoint())
 
     try:
-        final = fit(train_config, on_epoch, resume=resume, splits=splits)
+        final = fit(train_config, on_epoch, resume=resume, splits=splits, score_test=score_test)
     except DivergedError as err:
         reason = f"DivergedError: {err}"
         send(
@@ -103,7 +132,11 @@ def _train(
             {DIVERGED_KEY: reason},
         )
         raise
-    summary = {**{k: v for k, v in final.items() if k != "history"}, **trial_resources()}
+    summary = {
+        **{k: v for k, v in final.items() if k != "history"},
+        **trial_resources(),
+        **pinning.metrics(),
+    }
     send(
         {
             **numbers(deferred.get("metrics", {})),
@@ -131,7 +164,8 @@ def _train_workers(
         _worker_loop,
         train_loop_config={
             "flat": flat_config(config),
-            "threads": max(1, int(worker_resources.get("CPU", 1))),
+            "score_test": bool(config.get(SCORE_TEST_KEY, False)),
+            "reserved": (worker_resources.get("CPU", 1.0), worker_resources.get("GPU", 0.0)),
         },
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -154,21 +188,21 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
 
     _train(
-        loop_config["flat"], ray.train.report, ray.train.get_checkpoint(), loop_config["threads"]
+        loop_config["flat"],
+        loop_config["score_test"],
+        ray.train.report,
+        ray.train.get_checkpoint(),
+        tuple(loop_config["reserved"]),
     )
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config unnested."""
+    """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config
+    unnested, SCORE_TEST_KEY left out."""
     return {
         **config.get(ARM_CONFIG_KEY, {}),
-        **{k: v for k, v in config.items() if k != ARM_CONFIG_KEY},
+        **{k: v for k, v in config.items() if k not in (ARM_CONFIG_KEY, SCORE_TEST_KEY)},
     }
-
-
-def trial_cpus() -> int:
-    """Whole CPU cores reserved for this trial (at least 1): the torch thread count."""
-    return max(1, int(trial_resources()["trial_cpus"]))
 
 
 def trial_resources() -> dict[str, float]:
