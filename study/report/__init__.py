@@ -28,6 +28,7 @@ from study.report.frames import (
 )
 from study.report.plots import PROFILE_PLOT, curve_plot, profile_plot, scatter_plot
 from study.report.tables import render_markdown
+from study.report.timing import phase_slot_use
 from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,10 @@ def write_report(
     )  # read once: settings, spend, plots
     arms, settings = select_arms(trials), report_settings(parents)
     equal = equal_time(arms, epochs, settings)
-    markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(parents))
+    slots = phase_slot_use(trials, epochs)
+    markdown = render_markdown(
+        exp.name, trials, arms, equal, settings, search_spent(parents), slots
+    )
     report_md = out / "report.md"
     report_md.write_text(markdown)
     shared = [

@@ -13,6 +13,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from study import verdict
+from study.report.timing import most_overlapping
 from study.spec import Report
 from study.verdict import BASELINE
 
@@ -68,7 +69,10 @@ class ArmRuns:
     from_seeds: (
         bool  # False: no seeds-phase runs, `used` is the best search trial by validation accuracy
     )
-    used: pd.DataFrame  # FINISHED runs with a test accuracy; column `pair` pairs runs across arms
+    used: (
+        pd.DataFrame
+    )  # FINISHED runs with a test accuracy (fallback: a final val_acc); `pair` pairs
+    #   runs across arms
     failed_runs: pd.DataFrame  # FAILED or KILLED runs of the same phase
 
 
@@ -126,13 +130,16 @@ def epochs_frame(client: MlflowClient, trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
-    """Per arm, in table order: the finished seeds-phase runs, else the best search trial by validation accuracy."""
+    """Per arm, in table order: the finished seeds-phase runs, else the best search trial by
+    validation accuracy (no test accuracy: search trials never score the test set)."""
     arms = []
     for model, method in arm_order(trials):
         runs = trials[(trials["model"] == model) & (trials["method"] == method)]
         from_seeds = bool((runs["phase"] == "seeds").any())
         considered = runs[runs["phase"] == "seeds"] if from_seeds else runs
-        usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
+        # search trials never score the test set: the fallback takes one that ran its whole budget
+        scored = ACC if from_seeds else VAL
+        usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[scored])]
         if from_seeds:
             used = usable.drop_duplicates("seed", keep="last").assign(
                 pair=lambda f: f["seed"].astype(str)
@@ -244,15 +251,10 @@ def max_concurrent(runs: pd.DataFrame) -> int:
         if "tags.node_id" in runs
         else pd.Series("", index=runs.index)
     )
-    most = 0
-    for _, group in runs.groupby(nodes):
-        events = sorted(
-            [(t, 1) for t in group["start_time"].dropna()]
-            + [(t, -1) for t in group["end_time"].dropna()],
-            key=lambda e: (e[0], e[1]),
-        )  # an end before a start at the same instant: no overlap
-        level = 0
-        for _, change in events:
-            level += change
-            most = max(most, level)
-    return most
+    return max(
+        (
+            most_overlapping(group["start_time"], group["end_time"])
+            for _, group in runs.groupby(nodes)
+        ),
+        default=0,
+    )

@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from study import verdict
-from study.report.frames import ACC, FAILED_STATUSES, EqualTime, arm_order
+from study.report.frames import ACC, FAILED_STATUSES, VAL, EqualTime, arm_order
 
 MARKERS = "osD^vPX*<>"
 
@@ -21,9 +21,12 @@ PROFILE_PLOT = "performance_profile.png"
 
 
 def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> Path:
-    """Test accuracy vs `x_key`, one point per finished run: colour per method, marker per model."""
-    done = trials[
-        (trials["status"] == "FINISHED") & np.isfinite(trials[ACC]) & np.isfinite(trials[x_key])
+    """Accuracy vs `x_key`, one point per finished run: colour per method, marker per model; timed
+    runs by test accuracy, search trials (faded) by validation accuracy (a search has no test)."""
+    searched = trials["phase"] == "search"
+    accuracy = trials[VAL].where(searched, trials[ACC])
+    done = trials.assign(accuracy=accuracy)[
+        (trials["status"] == "FINISHED") & np.isfinite(accuracy) & np.isfinite(trials[x_key])
     ]
     order = arm_order(trials)
     colours = _method_colours([method for _, method in order])
@@ -34,10 +37,10 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
     fig = Figure(figsize=(7, 5), layout="constrained")
     ax = fig.add_subplot()
     for (model, method, phase), runs in done.groupby(["model", "method", "phase"], dropna=False):
-        seeds = phase == "seeds"
+        seeds = phase != "search"
         ax.scatter(
             runs[x_key],
-            100 * runs[ACC],
+            100 * runs["accuracy"],
             color=colours[method],
             marker=markers[model],
             s=45 if seeds else 20,
@@ -50,8 +53,9 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
     ax.legend(handles=handles, fontsize="small")
     ax.set(
         xlabel=x_label,
-        ylabel="test accuracy (%)",
-        title=f"test accuracy vs {x_label} (one point per run; faded: search phase)",
+        ylabel="accuracy (%)",
+        title=f"accuracy vs {x_label} (one point per run)\n"
+        "test accuracy; faded: search trials, validation accuracy",
     )
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=110)
