@@ -1,4 +1,4 @@
-"""trainables.pinning in one process: leases of disjoint cores, every thread pinned, released after."""
+"""trainables.pinning in one process: disjoint cores per lease, every thread pinned, then released."""
 
 from __future__ import annotations
 
