@@ -1,4 +1,4 @@
-"""trainables.pinning in one process: disjoint cores per lease, every thread pinned, then released."""
+"""trainables.pinning in one process: disjoint cores per lease, all threads pinned, released."""
 
 from __future__ import annotations
 
