@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Experiment, Metric, Param, Run, SourceType
+from mlflow.entities import Experiment, Metric, Param, Run, RunTag, SourceType
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.tracking import MlflowClient
 from mlflow.utils.git_utils import get_git_commit
@@ -193,10 +193,27 @@ def log_metrics(
     timestamp_ms: int | None = None,
 ) -> None:
     """The numeric entries of `metrics` at `step` (non-finite values as NaN)."""
+    log_batch(client, run_id, metric_entities(metrics, step, timestamp_ms))
+
+
+def metric_entities(
+    metrics: dict[str, Any], step: int = 0, timestamp_ms: int | None = None
+) -> list[Metric]:
+    """MLflow Metrics of the numeric entries of `metrics` at `step` (non-finite values as NaN)."""
     timestamp = timestamp_ms or int(time.time() * 1000)
-    batch = [Metric(k, _finite(v), timestamp, step) for k, v in scalar_metrics(metrics).items()]
-    for start in range(0, len(batch), METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+    return [Metric(k, _finite(v), timestamp, step) for k, v in scalar_metrics(metrics).items()]
+
+
+def log_batch(
+    client: MlflowClient, run_id: str, metrics: list[Metric], tags: dict[str, str] | None = None
+) -> None:
+    """`metrics` and `tags` in as few writes as MLflow's batch limit allows (one when they fit)."""
+    entities = [RunTag(k, v) for k, v in (tags or {}).items()]
+    for start in range(0, max(len(metrics), 1), METRICS_PER_BATCH):
+        chunk = metrics[start : start + METRICS_PER_BATCH]
+        if chunk or entities:
+            client.log_batch(run_id, metrics=chunk, tags=entities)
+        entities = []
 
 
 def fail_run(client: MlflowClient, run_id: str, reason: str) -> None:
