@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Experiment, Metric, Param, Run, SourceType
+from mlflow.entities import Experiment, Metric, Param, Run, RunTag, SourceType
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
@@ -185,9 +185,22 @@ def log_metrics(
     timestamp_ms: int | None = None,
 ) -> None:
     """The numeric entries of `metrics` at `step` (non-finite values as NaN)."""
+    log_batch(client, run_id, metric_entities(metrics, step, timestamp_ms))
+
+
+def metric_entities(
+    metrics: dict[str, Any], step: int = 0, timestamp_ms: int | None = None
+) -> list[Metric]:
+    """MLflow Metrics of the numeric entries of `metrics` at `step` (non-finite values as NaN)."""
     timestamp = timestamp_ms or int(time.time() * 1000)
-    batch = [Metric(k, _finite(v), timestamp, step) for k, v in scalar_metrics(metrics).items()]
-    client.log_batch(run_id, metrics=batch)  # MLflow splits it into batches the store takes
+    return [Metric(k, _finite(v), timestamp, step) for k, v in scalar_metrics(metrics).items()]
+
+
+def log_batch(
+    client: MlflowClient, run_id: str, metrics: list[Metric], tags: dict[str, str] | None = None
+) -> None:
+    """`metrics` and `tags` in one call (MLflow splits it into batches the store takes)."""
+    client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
 
 
 def fail_run(client: MlflowClient, run_id: str, reason: str) -> None:

@@ -131,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         def on_epoch(metrics: dict[str, Any], checkpoint: Callable[[], dict[str, Any]]) -> None:
             progress.update(task, completed=metrics["epoch"], status=_status(metrics))
             if tracker:
-                tracker.log_epoch(metrics)
-                tracker.log_system(sampler.drain()[SYSTEM_SAMPLES_KEY])
+                tracker.log_epoch(metrics, sampler.drain()[SYSTEM_SAMPLES_KEY])
                 last_state.update(
                     checkpoint()
                 )  # the state dicts hold the live tensors: no copy per epoch

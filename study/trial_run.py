@@ -123,18 +123,30 @@ class TrialRun:
         entity = Dataset(**dataset.to_dict())  # what the fluent `log_input` logs, from public parts
         self.client.log_inputs(self.run_id, [DatasetInput(entity, tags)])
 
-    def log_epoch(self, metrics: dict[str, Any]) -> None:
-        """One epoch's numeric metrics as series points at step = epoch. A trial retried after a lost node resumes
-        from its last saved checkpoint, which can be older than its last report: the epochs it redoes (the same
-        numbers on CPU, where resuming is bit for bit) are not logged twice."""
+    def log_epoch(
+        self,
+        metrics: dict[str, Any],
+        samples: list[dict[str, Any]] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """One epoch's numeric metrics as series points at step = epoch, with the system-metric
+        `samples` and `tags` of the same report in one write: a trial waits for the driver at every
+        report, and each write is a store transaction. A trial retried after a lost node resumes
+        from its last saved checkpoint, which can be older than its last report: the epochs it
+        redoes (the same numbers on CPU, where resuming is bit for bit) are not logged twice."""
+        batch = self._system_metrics(samples or [])
         epoch = int(metrics["epoch"])
-        if epoch <= self._last_epoch:
-            return
-        self._last_epoch = epoch
-        tracking.log_metrics(self.client, self.run_id, metrics, step=epoch)
+        if epoch > self._last_epoch:
+            self._last_epoch = epoch
+            batch += tracking.metric_entities(metrics, step=epoch)
+        tracking.log_batch(self.client, self.run_id, batch, tags)
 
     def log_system(self, samples: list[dict[str, Any]]) -> None:
-        """System-metric samples (`timestamp_ms`, `metrics`) as `system/<key>` series, one step per sample."""
+        """System-metric samples (`timestamp_ms`, `metrics`) as `system/<key>` series, one step per
+        sample."""
+        tracking.log_batch(self.client, self.run_id, self._system_metrics(samples))
+
+    def _system_metrics(self, samples: list[dict[str, Any]]) -> list[Metric]:
         batch = []
         for sample in samples:
             batch += [
@@ -142,8 +154,7 @@ class TrialRun:
                 for key, value in sample["metrics"].items()
             ]
             self._system_step += 1
-        if batch:
-            self.client.log_batch(self.run_id, metrics=batch)
+        return batch
 
     def log_weights(self, state: dict[str, Any]) -> None:
         """The trained model's and auxiliary heads' weights from a training state (a checkpoint of fit)."""

@@ -28,7 +28,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
 from search_spaces import default_point, get_search_space, to_flat_config
-from study.capacity import alive_nodes, search_limit
+from study.capacity import search_limit
 from study.epoch_budget import EpochBudget
 from study.optuna_storage import StoredOptunaSearch, study_name
 from study.phase_check import phase_failure
@@ -43,6 +43,7 @@ from trainables.trainable import (
     ARM_CONFIG_KEY,
     FINAL_KEY,
     RUN_TAGS_KEY,
+    SCORE_TEST_KEY,
     flat_config,
     with_resources,
 )
@@ -181,11 +182,12 @@ class TuneRunner:
         self, phase: str, name: str, trials: list[TimedTrial], parents: dict[str, str]
     ) -> dict[str, Any]:
         """One batch of a timed phase (seeds, equal_time) as the Tune experiment `name`, every trial
-        on the seeds phase's resources: how many trials errored and, when none finished, the first
-        failure's reason (`failed`, else None)."""
+        on the timed phases' resources and scoring the test set: how many trials errored and, when
+        none finished, the first failure's reason (`failed`, else None)."""
         entries = [
             {
                 **trial.config,
+                SCORE_TEST_KEY: True,
                 RUN_TAGS_KEY: {"arm": trial.arm.name, "study": trial.study, "pair": trial.pair},
             }
             for trial in trials
@@ -196,10 +198,11 @@ class TuneRunner:
             trial_dirname_creator=trial_dirname,
         )
         resources = self.spec.resources
-        cpu, gpu = seeds_resources(resources.cpu, resources.gpu, node_cpus(), resources.workers)
+        cpu, gpu = timed_resources(resources.cpu, resources.gpu, resources.workers)
         print(
-            f"[{name}]: time and memory are reported from these trials, so each has its device "
-            f"alone: {cpu:g} CPU(s), {gpu:g} GPU(s) per trial",
+            f"[{name}]: time and memory are reported from these trials, so none shares a device: "
+            f"{cpu:g} CPU core(s) of its own{'' if gpu else ' (pinned)'}, {gpu:g} GPU(s) per "
+            f"{'worker' if resources.workers > 1 else 'trial'}",
             flush=True,
         )
         results = self._fit(
@@ -297,7 +300,7 @@ def search_spent(
 def planned_charge(base: dict[str, Any], suggestion: dict[str, Any]) -> float:
     """What a trial of `suggestion` over the arm's `base` config is planned to cost, in the budget's
     unit (its run plan; the charge is per image, so one batch stands in for the data set)."""
-    config = TrainConfig.from_flat({**base, **suggestion})
+    config = TrainConfig.from_flat(flat_config({**base, **suggestion}))
     return run_plan(config, config.batch_size).charge
 
 
@@ -317,25 +320,18 @@ def best_result(results: ResultGrid) -> tune.Result | None:
     return max(full or usable, key=lambda r: r.metrics["val_acc"], default=None)
 
 
-def seeds_resources(
-    cpu: float, gpu: float, node_cpus: list[float], workers: int = 1
-) -> tuple[float, float]:
-    """(CPUs, GPUs) per seeds-phase trial, whose time and memory the report shows: no trial shares a device.
-
-    With GPUs: a whole GPU each (at least `ceil(gpu)`), the search's CPUs. CPU only: every CPU of the smallest
-    node, so trials run one per machine with all its cores as torch threads (the search may pack
-    them); a worker group's workers get them less the DRIVER_CPU of the trial that drives them, else
-    the group would need more than a node and never start.
+def timed_resources(cpu: float, gpu: float, workers: int = 1) -> tuple[float, float]:
+    """(CPUs, GPUs) per timed trial, or per worker of a worker group (seeds and equal-time phases),
+    whose time and memory the report shows: no two share a device. With GPUs: a whole GPU each (at
+    least `ceil(gpu)`), the search's CPUs. CPU only: `cpu` rounded up to whole cores, which the
+    trial holds alone (trainables.pinning), so timed trials run side by side on a node, one core
+    set each; a worker group's workers get them less their share of the DRIVER_CPU of the trial
+    that drives them, else a group that fills a node would need more than it and never start.
     """
     if gpu > 0:
         return cpu, float(max(1, math.ceil(gpu)))
-    driver = DRIVER_CPU if workers > 1 else 0.0
-    return float(min(node_cpus, default=cpu)) - driver, 0.0
-
-
-def node_cpus() -> list[float]:
-    """The CPU count of every live Ray node that has CPUs."""
-    return [node["CPU"] for node in alive_nodes() if node["CPU"] > 0]
+    cores = float(max(1, math.ceil(cpu)))
+    return (cores - DRIVER_CPU / workers if workers > 1 else cores), 0.0
 
 
 def trial_dirname(trial: Trial) -> str:

@@ -86,12 +86,16 @@ class MlflowTrialCallback(tune.Callback):
         run = self.run(trial)
         if DATASET_KEY in result:
             run.log_dataset(result[DATASET_KEY])
-        run.log_system(result.get(SYSTEM_SAMPLES_KEY, []))
+        samples = result.get(SYSTEM_SAMPLES_KEY, [])
         if DIVERGED_KEY in result:  # the reason is logged when the trial errors
+            run.log_system(samples)
             return
-        run.log_epoch({k: v for k, v in numbers(result).items() if k not in NOT_METRICS})
-        if "node_id" in result and result.get(DATASET_KEY):  # once per (re)started trial process
-            self.client.set_tag(run.run_id, "node_id", result["node_id"])
+        started = "node_id" in result and result.get(DATASET_KEY)  # a (re)started trial process
+        run.log_epoch(
+            {k: v for k, v in numbers(result).items() if k not in NOT_METRICS},
+            samples,
+            {"node_id": result["node_id"]} if started else None,
+        )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

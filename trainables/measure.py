@@ -12,6 +12,8 @@ data held on the device does not dilute differences between methods.
   over whole quick-study trials it cost 23-36% more CPU time (2026-11-26, 2-core VM), far
   above the 5% a trial can spend on measurement; the report labels CPU memory RSS instead.
 `memory_source` and `describe_device` name what was measured where, for the report.
+`MachineLoad` records how busy the machine was while a run trained (load average, stolen CPU time),
+so the report can name the load of a run whose time stands out.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from trainables.errors import UserError
 MB = 1024 * 1024
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+_PROC_STAT = Path("/proc/stat")
+_STEAL_FIELD = 8  # `cpuN user nice system idle iowait irq softirq steal ...` (proc(5))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,3 +165,39 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+class MachineLoad:
+    """The machine's load over a run's training: 1-minute load average at its start and end and, on
+    Linux, the CPU time the hypervisor stole from the cores this process may run on (/proc/stat)."""
+
+    def __init__(self) -> None:
+        self.load_start = _load_average()
+        self.cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self.steal_start = _steal_ticks(self.cores)
+
+    def finish(self) -> dict[str, float]:
+        """`load_avg_start`, `load_avg_end` and `steal_s` (NaN where the platform counts none)."""
+        steal_end = _steal_ticks(self.cores)
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        return {
+            "load_avg_start": self.load_start,
+            "load_avg_end": _load_average(),
+            "steal_s": (steal_end - self.steal_start) / ticks,
+        }
+
+
+def _load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def _steal_ticks(cores: set[int]) -> float:
+    """Clock ticks stolen so far from `cores` (per-CPU lines of /proc/stat); NaN without them."""
+    if not cores or not _PROC_STAT.exists():
+        return float("nan")
+    total = 0
+    for line in _PROC_STAT.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            total += int(fields[_STEAL_FIELD - 1]) if len(fields) >= _STEAL_FIELD else 0
+    return float(total)

@@ -5,9 +5,11 @@
 metrics (under FINAL_KEY) with the last epoch; the first report of a run also carries the data
 set's description (DATASET_KEY). A trial of several data-parallel workers runs the same loop
 in each worker of a Ray Train TorchTrainer (trainables/distributed.py keeps them in step). It
-keeps no state between calls, so Tune can reuse actors. A diverged trial stores the reason in its
-checkpoint and raises; a retry of that trial raises the same error at once, so retries (meant for
-lost nodes) cost no training.
+keeps no state between calls, so Tune can reuse actors. Every CPU trial trains pinned to cores no
+other trial of its node holds (trainables.pinning), and scores the test set only when its config
+asks (SCORE_TEST_KEY: the timed phases; a search trial never sees it). A diverged trial stores the
+reason in its checkpoint and raises; a retry of that trial raises the same error at once, so
+retries (meant for lost nodes) cost no training.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ray import tune
 from trainables import distributed
 from trainables.config import TrainConfig
 from trainables.data import describe_splits
+from trainables.pinning import pinned_cores
 from trainables.training import DivergedError, fit, load_splits
 
 STATE_FILE = "state.pt"
@@ -39,6 +42,9 @@ RUN_TAGS_KEY = "run_tags"
 FINAL_KEY = "final"  # only in a trial's last report: fit's final metrics, all but the history
 DATASET_KEY = (
     "dataset"  # in the first report of each run: name, digest, split sizes and source of the data
+)
+SCORE_TEST_KEY = (
+    "score_test"  # trial config: True in the timed phases; search trials never see test
 )
 
 ExtraResults = Callable[[], dict[str, Any]]
@@ -57,6 +63,13 @@ class WorkerGroup:
         DRIVER_CPU out of the last core, which is still a core for the workers)."""
         return max(1, int(self.per_worker.get("CPU", 1) + distributed.DRIVER_CPU))
 
+    @property
+    def pinned_cpus(self) -> float:
+        """The CPUs each worker pins (trainables.pinning): its whole cores; a fractional share by
+        design (under one core with the driver's) stays unpinned."""
+        cpu = self.per_worker.get("CPU", 1.0)
+        return float(self.threads) if cpu + distributed.DRIVER_CPU >= 1 else cpu
+
     def trial_resources(self) -> dict[str, float]:
         """What the trial reserves, the workers and their driver, keyed as `trial_resources()` keys
         a one-process trial's."""
@@ -73,34 +86,53 @@ def train_trial(
 ) -> None:
     """Train one Tune trial to the end of its budget (or until Tune stops it); with a worker `group`
     as a Ray Train worker group whose rank 0 reports to Tune. `extra_results()` is merged into every
-    report of a one-process trial (the sweep's system metrics)."""
+    report of a one-process trial (the sweep's system metrics). The test set is scored only when
+    SCORE_TEST_KEY in the config says so (not in a search)."""
     if group is not None:
         _train_workers(config, group)
         return
+    reserved = trial_resources()
     _train(
         flat_config(config),
+        bool(config.get(SCORE_TEST_KEY, False)),
         tune.report,
         tune.get_checkpoint(),
-        trial_cpus(),
-        trial_resources(),
+        (reserved["trial_cpus"], reserved["trial_gpus"]),
+        reserved,
         extra_results,
     )
 
 
 def _train(
     flat: dict[str, Any],
+    score_test: bool,
     report: Callable[..., None],
     checkpoint: Any,
-    threads: int,
+    reserved: tuple[float, float],
     resources: dict[str, float],
     extra_results: ExtraResults | None = None,
 ) -> None:
-    """fit() with every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent
-    to `report`; the final metrics also hold `resources` (what Ray reserved for the trial)."""
+    """fit() on cores of its own (trainables.pinning; `reserved` = CPUs, GPUs of this process) with
+    every epoch (scalar metrics + a checkpoint from rank 0) and the final metrics sent to `report`;
+    the final metrics also hold `resources` (what Ray reserved for the whole trial)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    with pinned_cores(*reserved, node_id) as pinning:
+        torch.set_num_threads(pinning.threads)
+        summary_extra = {**resources, **pinning.metrics()}
+        _fit_and_report(flat, score_test, report, checkpoint, node_id, summary_extra, extra_results)
+
+
+def _fit_and_report(
+    flat: dict[str, Any],
+    score_test: bool,
+    report: Callable[..., None],
+    checkpoint: Any,
+    node_id: str,
+    summary_extra: dict[str, Any],
+    extra_results: ExtraResults | None,
+) -> None:
     train_config = TrainConfig.from_flat(flat)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no console line per saved checkpoint
-    torch.set_num_threads(threads)
-    node_id = ray.get_runtime_context().get_node_id()
     resume = _load_checkpoint(checkpoint)
     if resume is not None and DIVERGED_KEY in resume:
         raise DivergedError(resume[DIVERGED_KEY])
@@ -124,7 +156,7 @@ def _train(
             send(numbers(metrics), checkpoint())
 
     try:
-        final = fit(train_config, on_epoch, resume=resume, splits=splits)
+        final = fit(train_config, on_epoch, resume=resume, splits=splits, score_test=score_test)
     except DivergedError as err:
         reason = f"DivergedError: {err}"
         send(
@@ -137,7 +169,7 @@ def _train(
             {DIVERGED_KEY: reason},
         )
         raise
-    summary = {**{k: v for k, v in final.items() if k != "history"}, **resources}
+    summary = {**{k: v for k, v in final.items() if k != "history"}, **summary_extra}
     send(
         {
             **numbers(deferred.get("metrics", {})),
@@ -166,7 +198,8 @@ def _train_workers(config: dict[str, Any], group: WorkerGroup) -> None:
         _worker_loop,
         train_loop_config={
             "flat": flat_config(config),
-            "threads": group.threads,
+            "score_test": bool(config.get(SCORE_TEST_KEY, False)),
+            "reserved": (group.pinned_cpus, group.per_worker.get("GPU", 0.0)),
             "resources": group.trial_resources(),
         },
         scaling_config=ScalingConfig(
@@ -191,28 +224,26 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     _train(
         loop_config["flat"],
+        loop_config["score_test"],
         ray.train.report,
         ray.train.get_checkpoint(),
-        loop_config["threads"],
+        tuple(loop_config["reserved"]),
         loop_config["resources"],
     )
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config
-    unnested, RUN_TAGS_KEY left out."""
+    unnested, RUN_TAGS_KEY and SCORE_TEST_KEY left out."""
     merged = {**config.get(ARM_CONFIG_KEY, {}), **config}
-    return {k: v for k, v in merged.items() if k not in (ARM_CONFIG_KEY, RUN_TAGS_KEY)}
+    return {
+        k: v for k, v in merged.items() if k not in (ARM_CONFIG_KEY, RUN_TAGS_KEY, SCORE_TEST_KEY)
+    }
 
 
 def run_tags(config: dict[str, Any]) -> dict[str, Any]:
     """The RUN_TAGS_KEY entry of a Tune trial config (top level or in the ARM_CONFIG_KEY config)."""
     return {**config.get(ARM_CONFIG_KEY, {}), **config}.get(RUN_TAGS_KEY, {})
-
-
-def trial_cpus() -> int:
-    """Whole CPU cores reserved for this trial (at least 1): the torch thread count."""
-    return max(1, int(trial_resources()["trial_cpus"]))
 
 
 def trial_resources() -> dict[str, float]:

@@ -21,6 +21,7 @@ from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet, load_dataset
 from trainables.errors import UserError
 from trainables.measure import (
+    MachineLoad,
     PeakMemory,
     Timer,
     count_params,
@@ -72,12 +73,16 @@ def fit(
     resume: Checkpoint | None = None,
     splits: DataSplits | None = None,
     verify_checksums: bool = True,
+    score_test: bool = True,
 ) -> dict[str, Any]:
     """Train `config` to the end of its budget and return the final metrics (with `history`).
 
     `callback(metrics, checkpoint)` runs after every epoch; `checkpoint()` builds the state
-    that `resume=` continues from. `splits` skips loading (tests, benchmarks). `wall_time_s` in the result:
-    this call's wall clock (data load, training, evaluation, probes; not interpreter start-up or imports).
+    that `resume=` continues from. `splits` skips loading (tests, benchmarks). `score_test=False`
+    (search trials): no `test_acc`/`test_loss`, the test set is never evaluated. `wall_time_s` in
+    the result: this call's wall clock (data load, training, evaluation, probes; not interpreter
+    start-up or imports); `load_avg_start`/`load_avg_end`/`steal_s`: the machine's load while it
+    trained.
     """
     started = time.perf_counter()
     validate(config)
@@ -114,6 +119,7 @@ def fit(
         ):  # training had ended early (auto_depth): no stage runs, so restore the method here
             method.load_state_dict(resume["method"])
 
+    load = MachineLoad()
     epoch = 0
     for stage in stages:
         if stopped:
@@ -150,8 +156,9 @@ def fit(
             if stopped:
                 break
 
-    final = _final_metrics(config, method, model, splits, batcher, history)
+    final = _final_metrics(config, method, model, splits, batcher, history, score_test)
     final.update(compute_metrics(plan, final["epochs_run"]))
+    final.update(load.finish())
     final["params_trained"] = sum(trained.values())  # aux heads included
     final.update(
         device=describe_device(device),
@@ -300,16 +307,16 @@ def _final_metrics(
     splits: DataSplits,
     batcher: Batcher,
     history: list[dict[str, Any]],
+    score_test: bool = True,
 ) -> dict[str, Any]:
-    test = evaluate(method, splits.test, batcher, prefix="test")
+    test = evaluate(method, splits.test, batcher, prefix="test") if score_test else {}
     train_time = sum(h["epoch_time_s"] for h in history)
     images = sum(h["throughput_img_s"] * h["epoch_time_s"] for h in history)
     deployed = method.deployed_history(
         history
     )  # the epochs that scored the classifier `test` scores
     final: dict[str, Any] = {
-        "test_acc": test["test_acc"],
-        "test_loss": test["test_loss"],
+        **{key: test[key] for key in ("test_acc", "test_loss") if key in test},
         "val_acc": deployed[-1]["val_acc"] if deployed else float("nan"),
         "best_val_acc": max((h["val_acc"] for h in deployed), default=float("nan")),
         "train_time_s": train_time,

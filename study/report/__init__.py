@@ -44,6 +44,7 @@ from study.report.settings import load_searches
 from study.report.settings_plots import arm_figures
 from study.report.settings_text import settings_lines
 from study.report.tables import render_markdown
+from study.report.timing import phase_slot_use
 from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
 from trainables.errors import UserError
 
@@ -116,7 +117,10 @@ def write_report(
     )  # read once: settings, spend, plots
     arms, settings = select_arms(trials), report_settings(parents)
     equal = equal_time(arms, trials, epochs, parents)
-    markdown = render_markdown(exp.name, trials, arms, equal, settings, search_spent(parents))
+    slots = phase_slot_use(trials, epochs)
+    markdown = render_markdown(
+        exp.name, trials, arms, equal, settings, search_spent(parents), slots
+    )
     searches = load_searches(study_dir)  # "at which settings": the arms' Optuna studies
     markdown += "\n" + "\n".join(settings_lines(searches, STORAGE_FILE))
     report_md = out / "report.md"

@@ -3,13 +3,20 @@ were made. Functions take the few values a caption quotes; the tables module fil
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 from study import across_workloads
 from study.verdict import BASELINE, CONFIDENCE, MIN_STUDIES, POWER, TAU_MAX, sd_interval
 
+if TYPE_CHECKING:
+    from study.report.timing import SlotUse
+
 SEEDS_FALLBACK = (
     "† no seeds-phase runs for this arm: the best search-phase trial by validation accuracy "
-    "is shown instead (n = 1, no CI)."
+    "is shown instead (n = 1, no CI; no test accuracy, which search trials never measure)."
 )
+NOTHING_FLAGGED = "No run's training time is more than {limit:g} MADs from its arm's median."
 NO_PAIRS = "No model has both {baseline} and one of {compared}."
 NO_EQUAL_TIME = (
     "No equal-time phase in this study (`budget.equal_time = false`, or no finished "
@@ -87,10 +94,26 @@ def table2() -> str:
     return (
         f"**Table 2.** Paired differences against {BASELINE} training per model (a control arm: "
         "against its method's arm; runs paired by seed index, within a study when there are "
-        "several): test accuracy in points, train time and peak memory as ratios (method / "
-        f"{BASELINE}); mean ± {CONFIDENCE:.0%} CI over the pairs. Memory measured as RSS is not "
-        "compared."
+        "several): test accuracy in points and peak memory as a ratio (method / "
+        f"{BASELINE}), mean ± {CONFIDENCE:.0%} CI over the pairs; train time as a ratio, the "
+        "median over the pairs (one slow run cannot move it), with the pairs that hold a flagged "
+        "run (below) named beside it. Memory measured as RSS is not compared."
     )
+
+
+def flagged(limit: float, floor: float) -> str:
+    return (
+        f"Flagged runs: training time more than {limit:g} MADs (median absolute deviation, at "
+        f"least {floor:.0%} of the median) from its arm's median, with the load it trained under:"
+    )
+
+
+def load(start: float, end: float, steal: float) -> str:
+    """How busy the machine was while one run trained."""
+    if not math.isfinite(start):
+        return "load not recorded"
+    stolen = f", {steal:.1f} s of CPU time stolen from its cores" if math.isfinite(steal) else ""
+    return f"1-minute load average {start:.2f} at its start and {end:.2f} at its end{stolen}"
 
 
 def table3(targets: str) -> str:
@@ -190,6 +213,54 @@ def table5(studies: int) -> str:
         "arm, with its own sampler seed, best config and seeds. Mean seeds-phase test accuracy "
         "(%) per study and the spread between the studies (max − min, points): tuning luck, "
         "on top of the seed luck that Table 1's CI shows."
+    )
+
+
+def pinning(pinned: int, unpinned: int, cores: str) -> str:
+    if not pinned:
+        return (
+            "- CPU pinning: none of these runs was pinned to cores of its own (GPU runs, "
+            "fractional CPU reservations or no record)."
+        )
+    rest = f"; {unpinned} not pinned (see each run's `pinning` tag)" if unpinned else ""
+    return (
+        f"- CPU pinning: {pinned} runs had cores of their own (cores {cores}): every thread of a "
+        "run's process pinned to cores no other run of its node held while it ran, torch threads "
+        f"= cores{rest}. Pinned runs side by side still share the node's memory bandwidth and "
+        "last-level cache, so a run's time may rise with its neighbour's load."
+    )
+
+
+def machine_load(
+    start: tuple[float, float], end: tuple[float, float], steal: tuple[float, float]
+) -> str:
+    """The range of the machine's load over the runs, as each recorded it while it trained."""
+    if not math.isfinite(start[0]):
+        return "- Machine load while training: not recorded."
+    stolen = (
+        f"; CPU time stolen by the hypervisor from a run's cores: {steal[0]:.1f}-{steal[1]:.1f} s"
+        if math.isfinite(steal[0])
+        else ""
+    )
+    return (
+        f"- Machine load while training: 1-minute load average {start[0]:.2f}-{start[1]:.2f} at "
+        f"the runs' start and {end[0]:.2f}-{end[1]:.2f} at their end{stolen}."
+    )
+
+
+def slot_use(slots: dict[str, SlotUse]) -> str:
+    parts = [
+        f"{phase} {100 * use.share:.0f}% ({use.train_s:.0f} s of training in "
+        f"{use.slot_s:.0f} slot-seconds: {use.wall_s:.0f} s × {use.slots} slot(s), "
+        f"{use.runs} runs)"
+        for phase, use in slots.items()
+        if math.isfinite(use.share)
+    ]
+    return (
+        f"- Slot time spent training: {'; '.join(parts)}. Slot-seconds: a phase's wall time, from "
+        "its first run's start to its last run's end (gaps between arms included), × the runs "
+        "its nodes held at once; training: its runs' summed epoch times (early-stopped and failed "
+        "runs included)."
     )
 
 

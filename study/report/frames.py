@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from study import verdict
 from study.equal_time import PARAM_PREFIX
 from study.phases import EQUAL_TIME, SEEDS
+from study.report.timing import most_overlapping
 from study.spec import Report, method_of
 from study.verdict import BASELINE
 
@@ -211,7 +212,7 @@ def counted(considered: pd.DataFrame) -> pd.DataFrame:
 
 def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
     """Per arm, in table order: the seeds-phase runs that count (`counted`), else the best search
-    trial by validation accuracy."""
+    trial by validation accuracy (no test accuracy: search trials never score the test set)."""
     arms = []
     for model, method in arm_order(trials):
         runs = trials[(trials["model"] == model) & (trials["method"] == method)]
@@ -220,7 +221,8 @@ def select_arms(trials: pd.DataFrame) -> list[ArmRuns]:
         if from_seeds:
             used = counted(considered)
         else:
-            usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[ACC])]
+            # the search trial with the best validation accuracy that ran its whole budget
+            usable = considered[(considered["status"] == "FINISHED") & np.isfinite(considered[VAL])]
             score = usable[final_metric("best_val_acc")].fillna(usable[VAL]).fillna(-math.inf)
             used = (
                 usable.loc[[score.idxmax()]].assign(pair="best")
@@ -486,15 +488,10 @@ def max_concurrent(runs: pd.DataFrame) -> int:
         if "tags.node_id" in runs
         else pd.Series("", index=runs.index)
     )
-    most = 0
-    for _, group in runs.groupby(nodes):
-        events = sorted(
-            [(t, 1) for t in group["start_time"].dropna()]
-            + [(t, -1) for t in group["end_time"].dropna()],
-            key=lambda e: (e[0], e[1]),
-        )  # an end before a start at the same instant: no overlap
-        level = 0
-        for _, change in events:
-            level += change
-            most = max(most, level)
-    return most
+    return max(
+        (
+            most_overlapping(group["start_time"], group["end_time"])
+            for _, group in runs.groupby(nodes)
+        ),
+        default=0,
+    )

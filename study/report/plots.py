@@ -20,6 +20,7 @@ from study.report.frames import (
     COMPUTE_SPENT,
     FAILED_STATUSES,
     TIME,
+    VAL,
     EqualTime,
     arm_order,
     search_progress,
@@ -37,9 +38,12 @@ EQUAL_TIME_PLOT = "equal_time.png"
 
 
 def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> Path:
-    """Test accuracy vs `x_key`, one point per finished run: colour per method, marker per model."""
-    done = trials[
-        (trials["status"] == "FINISHED") & np.isfinite(trials[ACC]) & np.isfinite(trials[x_key])
+    """Accuracy vs `x_key`, one point per finished run: colour per method, marker per model; timed
+    runs by test accuracy, search trials (faded) by validation accuracy (a search has no test)."""
+    searched = trials["phase"] == "search"
+    accuracy = trials[VAL].where(searched, trials[ACC])
+    done = trials.assign(accuracy=accuracy)[
+        (trials["status"] == "FINISHED") & np.isfinite(accuracy) & np.isfinite(trials[x_key])
     ]
     order = arm_order(trials)
     colours = _method_colours([method for _, method in order])
@@ -53,7 +57,7 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
         timed = phase in (SEEDS, EQUAL_TIME)
         ax.scatter(
             runs[x_key],
-            100 * runs[ACC],
+            100 * runs["accuracy"],
             color=colours[method],
             facecolors="none" if phase == EQUAL_TIME else colours[method],
             marker=markers[model],
@@ -67,8 +71,9 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
     ax.legend(handles=handles, fontsize="small")
     ax.set(
         xlabel=x_label,
-        ylabel="test accuracy (%)",
-        title=f"test accuracy vs {x_label}\n(a point per run; faded: search; hollow: equal time)",
+        ylabel="accuracy (%)",
+        title=f"accuracy vs {x_label} (a point per run)\n"
+        "test accuracy; faded: search trials, validation accuracy; hollow: equal time",
     )
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=110)

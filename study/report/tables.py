@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 
 from study import across_workloads, verdict
@@ -32,9 +33,11 @@ from study.report.frames import (
     trained,
 )
 from study.report.plots import EQUAL_TIME_PLOT, PROFILE_PLOT, PROGRESS_PLOT
+from study.report.timing import LOAD_KEYS, MAD_FLOOR, MAD_LIMIT, SlotUse, flag_times
 from study.report.verdict_text import summary_lines, verdict_lines
 from study.spec import Report, method_of
 from study.verdict import BASELINE, is_control, mean_ci
+from trainables.pinning import EXCLUSIVE
 
 
 def render_markdown(
@@ -44,9 +47,11 @@ def render_markdown(
     equal: EqualTime,
     settings: Report,
     spent: dict[str, SearchSpend],
+    slots: dict[str, SlotUse] | None = None,
 ) -> str:
-    """The report: Tables 1-2 (equal epochs), 3-4 (equal time), 5 (studies, when several), the
-    verdict lines and the measurement conditions."""
+    """The report: Tables 1-2 (equal compute), 3-4 (equal time), 5 (studies, when several), the
+    verdict lines and the measurement conditions (`slots`: each phase's slot use,
+    timing.phase_slot_use)."""
     datasets = (
         ", ".join(sorted(trials["params.dataset"].dropna().unique()))
         if "params.dataset" in trials
@@ -95,7 +100,8 @@ def render_markdown(
         "",
         captions.table2(),
     ]
-    paired = paired_rows(arms)
+    timed = flag_times(pd.concat([arm.used for arm in arms], ignore_index=True), TIME)
+    paired = paired_rows(arms, timed)
     header = [
         "Model",
         "Comparison",
@@ -109,6 +115,7 @@ def render_markdown(
         if paired
         else ["", captions.NO_PAIRS.format(baseline=BASELINE, compared=", ".join(COMPARED))]
     )
+    lines += ["", *flagged_lines(timed)]
     lines += [
         "",
         *time_to_target_lines(equal),
@@ -120,7 +127,7 @@ def render_markdown(
         "",
         *progress_lines(trials),
         "",
-        *condition_lines(arms, equal),
+        *condition_lines(arms, equal, slots or {}),
     ]
     return "\n".join(lines) + "\n"
 
@@ -175,10 +182,12 @@ def search_spend_text(spent: dict[str, SearchSpend]) -> str:
     )
 
 
-def paired_rows(arms: list[ArmRuns]) -> list[list[str]]:
-    """Per model and arm other than standard: mean ± CI of the per-pair accuracy difference and
-    time/memory ratios against standard (a control arm: against its method's arm)."""
+def paired_rows(arms: list[ArmRuns], timed: pd.DataFrame) -> list[list[str]]:
+    """Per model and arm other than standard (a control arm: against its method's arm): mean ± CI
+    of the per-pair accuracy difference and memory ratio; the median time ratio, with the pairs
+    that hold a flagged run (`timed`: flag_times of the used runs)."""
     by_key = {(arm.model, arm.method): arm for arm in arms}
+    flagged = timed[timed["flagged"]]
     rows = []
     for other in arms:
         model, method = other.model, other.method
@@ -188,6 +197,8 @@ def paired_rows(arms: list[ArmRuns]) -> list[list[str]]:
         cols = ["pair", ACC, TIME, MEM]
         pairs = base.used[cols].merge(other.used[cols], on="pair", suffixes=("_base", "_other"))
         ratio = {key: pairs[f"{key}_other"] / pairs[f"{key}_base"] for key in (TIME, MEM)}
+        odd = flagged[(flagged["model"] == model) & flagged["method"].isin([base.method, method])]
+        odd_pairs = [p for p in pairs["pair"] if p in set(odd["pair"])]
         memory = (
             _pm(*mean_ci(ratio[MEM]))
             if exact_memory(base.used) and exact_memory(other.used)
@@ -199,7 +210,8 @@ def paired_rows(arms: list[ArmRuns]) -> list[list[str]]:
                 f"{method} − {base.method}",
                 str(len(pairs)),
                 _pm(*mean_ci(100 * (pairs[f"{ACC}_other"] - pairs[f"{ACC}_base"])), signed=True),
-                _pm(*mean_ci(ratio[TIME])),
+                _num(ratio[TIME].median(), 2)
+                + (f" (flagged: {', '.join(odd_pairs)})" if odd_pairs else ""),
                 memory,
             ]
         )
@@ -324,10 +336,28 @@ def studies_lines(arms: list[ArmRuns]) -> list[str]:
     return [captions.table5(len(studies)), "", *markdown_table(header, rows, right_from=2), ""]
 
 
+def flagged_lines(timed: pd.DataFrame) -> list[str]:
+    """The runs whose training time is more than MAD_LIMIT MADs from their arm's median, with the
+    load they trained under."""
+    flagged = timed[timed["flagged"]]
+    if flagged.empty:
+        return [captions.NOTHING_FLAGGED.format(limit=MAD_LIMIT)]
+    lines = [captions.flagged(MAD_LIMIT, MAD_FLOOR)]
+    for run in flagged.to_dict("records"):
+        load = [run.get(final_metric(key), math.nan) for key in LOAD_KEYS]
+        lines.append(
+            f"- {run['model']}/{run['method']} pair {run['pair']}: {_num(run[TIME], 1)} s, "
+            f"arm median {_num(run['median'], 1)} s ({run['mads']:+.1f} MADs); "
+            f"{captions.load(*load)}."
+        )
+    return lines
 
-def condition_lines(arms: list[ArmRuns], equal: EqualTime) -> list[str]:
+
+def condition_lines(
+    arms: list[ArmRuns], equal: EqualTime, slots: dict[str, SlotUse]
+) -> list[str]:
     """Under which conditions the reported time and memory were measured, from the runs' own
-    records: the seeds phase's runs and the equal-time phase's."""
+    records: the seeds phase's runs and the equal-time phase's (`slots`: each phase's slot use)."""
     reruns = equal.runs[equal.runs["phase"] == EQUAL_TIME]
     runs = pd.concat([*(arm.used for arm in arms), reruns], ignore_index=True)
     phase = "seeds phase" if all(arm.from_seeds for arm in arms) else "runs shown in Table 1"
@@ -349,12 +379,31 @@ def condition_lines(arms: list[ArmRuns], equal: EqualTime) -> list[str]:
         f"{_listing(runs, final_metric('torch_threads'))} torch thread(s).",
         f"- Concurrency: at most {max_concurrent(runs)} of these runs trained at once on one node "
         "(overlap of the runs' start and end times, per Ray node).",
+        captions.pinning(*_pinned(runs)),
         captions.TRAINING_TIME,
+        captions.machine_load(*(_range(runs, final_metric(key)) for key in LOAD_KEYS)),
         f"- Peak memory: {'; '.join(memory.get(s, s) for s in sources) or 'process RSS (source not recorded)'}; "
         "above the memory in use once the data set is loaded.",
         f"- Dates (UTC): {', '.join(sorted(runs['start_time'].dt.strftime('%Y-%m-%d').dropna().unique()))}.",
     ]
+    if slots:
+        lines.append(captions.slot_use(slots))
     return lines
+
+
+def _pinned(runs: pd.DataFrame) -> tuple[int, int, str]:
+    """(runs pinned to cores of their own, runs not pinned or not recorded, the cores used)."""
+    mode = runs["tags.pinning"] if "tags.pinning" in runs else pd.Series(None, runs.index)
+    cores = _values(runs[mode == EXCLUSIVE], "tags.cpu_cores")
+    pinned = int((mode == EXCLUSIVE).sum())
+    return pinned, len(runs) - pinned, "; ".join(cores)
+
+
+def _range(runs: pd.DataFrame, column: str) -> tuple[float, float]:
+    """(min, max) of a numeric column's finite values; (NaN, NaN) without any."""
+    values = pd.to_numeric(runs[column] if column in runs else pd.Series(dtype=float))
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
 
 
 def _values(runs: pd.DataFrame, column: str) -> list[str]:

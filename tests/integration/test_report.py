@@ -3,6 +3,7 @@ study/trial_run.py and study/tracking.py)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -109,10 +110,13 @@ def add_trial(
     error: str | None = None,
     val_curve: tuple[float, ...] | None = None,
     mem_source: str = "cuda_max_memory_allocated",
+    extra: dict[str, float | str] | None = None,
 ) -> str:
     """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the reason).
 
-    Every epoch trains time_s / EPOCHS seconds; val_acc climbs to `acc` by 1 point an epoch unless `val_curve` is given.
+    Every epoch trains time_s / EPOCHS seconds; val_acc climbs to `acc` by 1 point an epoch unless
+    `val_curve` is given. A search trial has no test accuracy (it never scores the test set);
+    `extra` adds final metrics (the load a run trained under, its pinning).
     """
     tags = {
         "role": "trial",
@@ -166,7 +170,10 @@ def add_trial(
         "device": "cpu: test CPU (2 cores)",
         "mem_source": mem_source,
         "history": history,
+        **(extra or {}),
     }
+    if phase == "search":
+        del final["test_acc"]
     if error:  # a logged test_acc must not count
         tracking.log_metrics(
             client, run.run_id, {f"final/{k}": v for k, v in final.items()}, step=len(history)
@@ -370,14 +377,14 @@ def test_paired_differences(study):
         "layer_to_layer − standard",
         "3",
         "+1.00 ± 0.00",
-        "1.50 ± 0.00",
+        "1.50",  # the median time ratio
         "1.50 ± 0.00",
     ]
     # differences [-1, -2, -3]: mean -2, sd 1 -> 4.3027 / sqrt(3) = 2.48; ratios 0.8 and 0.4
     assert row(markdown, "Table 2", "seed_cnn", "greedy − standard")[2:] == [
         "3",
         "-2.00 ± 2.48",
-        "0.80 ± 0.00",
+        "0.80",
         "0.40 ± 0.00",
     ]
     assert row(markdown, "Table 2", "vgg11", "layer_to_layer − standard")[3] == "+4.00 ± 4.97"
@@ -415,28 +422,24 @@ def test_plots_written_and_logged_to_every_arm_run(study):
 
 def test_search_phase_fallback(tmp_path, blank_db):
     client, exp_id = new_store(blank_db, tmp_path, "fallback")
-    # (validation, test) accuracy per search trial: the best by validation is not the best by test for L2L
-    search = {
-        "standard": ((0.60, 0.61), (0.70, 0.72)),
-        "layer_to_layer": ((0.65, 0.76), (0.75, 0.74)),
-    }
-    for method, trials in search.items():
-        for val, test in trials:
-            run_id = add_trial(
-                client, exp_id, None, "seed_cnn", method, "search", 0, val, 5.0, 50.0
-            )
-            tracking.log_metrics(client, run_id, {"final/test_acc": test}, step=EPOCHS + 1)
+    val_accs = {"standard": (0.60, 0.70), "layer_to_layer": (0.65, 0.75)}  # per search trial
+    for method, trials in val_accs.items():
+        for val, time_s in zip(trials, (5.0, 6.0)):
+            add_trial(client, exp_id, None, "seed_cnn", method, "search", 0, val, time_s, 50.0)
     result = write_report(tmp_path)
     assert "† no seeds-phase runs" in result.markdown
-    assert row(result.markdown, "Table 1", "seed_cnn", "standard †")[3:6] == [
-        "72.00 ± n/a",
+    assert "no test accuracy, which search trials never measure" in result.markdown
+    # the best by validation, shown without a test accuracy
+    assert row(result.markdown, "Table 1", "seed_cnn", "standard †")[2:6] == [
+        "6.0",
+        "n/a",
         "50.0",
         "1",
-    ]  # best by validation
-    assert row(result.markdown, "Table 1", "seed_cnn", "layer_to_layer †")[3] == "74.00 ± n/a"
-    assert row(result.markdown, "Table 2", "seed_cnn", "layer_to_layer − standard")[2:4] == [
+    ]
+    assert row(result.markdown, "Table 2", "seed_cnn", "layer_to_layer − standard")[2:5] == [
         "1",
-        "+2.00 ± n/a",
+        "n/a",
+        "1.00",
     ]
     assert result.parents_logged == 0
 
@@ -718,3 +721,60 @@ def test_measurement_conditions_and_rss_memory(timed):
     assert "process RSS high-water mark" in section
     assert row(markdown, "Table 1", "seed_cnn", "greedy")[4] == "50.0 RSS"
     assert row(markdown, "Table 2", "seed_cnn", "greedy − standard")[5] == "RSS: not compared"
+
+
+# Seeds-phase training times (s): standard's 5th run ran while the machine was busy
+NOISY_TIME = {
+    "standard": (10.0, 10.2, 9.8, 10.1, 31.0),  # median 10.1, MAD 0.1: 31.0 is +207 MADs away
+    "layer_to_layer": (12.0, 12.1, 11.9, 12.2, 12.0),  # nothing flagged
+}
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory: pytest.TempPathFactory, blank_db: Path) -> ReportResult:
+    study_dir = tmp_path_factory.mktemp("noisy")
+    client, exp_id = new_store(blank_db, study_dir, "noisy")
+    for method, times in NOISY_TIME.items():
+        parent = add_arm(client, exp_id, "seed_cnn", method)
+        for seed, time_s in enumerate(times, 1):
+            busy = method == "standard" and seed == 5
+            extra = {
+                "load_avg_start": 6.5 if busy else 0.5,
+                "load_avg_end": 7.25 if busy else 0.75,
+                "steal_s": 1.5 if busy else 0.0,
+                "pinning": "exclusive",
+                "cpu_cores": str(seed % 2),
+            }
+            add_trial(
+                client, exp_id, parent, "seed_cnn", method, "seeds", seed, 0.9, time_s, 50.0,
+                extra=extra,
+            )  # fmt: skip
+    return write_report(study_dir)
+
+
+def test_a_slow_run_is_flagged_with_its_load_and_the_time_ratio_is_a_median(noisy):
+    markdown = noisy.markdown
+    # ratios 1.2, 1.186, 1.214, 1.208 and 12 / 31 = 0.387: the median is 1.20 (the mean 1.04)
+    assert row(markdown, "Table 2", "seed_cnn", "layer_to_layer − standard")[4] == (
+        "1.20 (flagged: 5)"
+    )
+    assert (
+        "- seed_cnn/standard pair 5: 31.0 s, arm median 10.1 s (+206.9 MADs); 1-minute load "
+        "average 6.50 at its start and 7.25 at its end, 1.5 s of CPU time stolen from its cores."
+    ) in markdown
+    assert "seed_cnn/layer_to_layer pair" not in markdown
+
+
+def test_measurement_conditions_name_pinning_load_and_slot_use(noisy):
+    section = noisy.markdown[noisy.markdown.index("## Measurement conditions") :]
+    assert "- CPU pinning: 10 runs had cores of their own (cores 0; 1)" in section
+    assert "still share the node's memory bandwidth and last-level cache" in section
+    assert (
+        "1-minute load average 0.50-6.50 at the runs' start and 0.75-7.25 at their end" in section
+    )
+    assert "stolen by the hypervisor from a run's cores: 0.0-1.5 s" in section
+    assert re.search(r"- Slot time spent training: seeds \d+% \(", section)
+
+
+def test_no_run_flagged_says_so(timed):
+    assert "No run's training time is more than 3 MADs from its arm's median." in timed.markdown

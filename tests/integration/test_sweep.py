@@ -42,7 +42,9 @@ FINAL_METRICS = {
     "final/train_time_s",
     "final/peak_mem_mb",
     "final/best_val_acc",
-    "final/test_acc",
+    "final/load_avg_start",
+    "final/load_avg_end",
+    "final/steal_s",
 }
 ARMS = ("seed_cnn/standard", "seed_cnn/layer_to_layer")
 # retries of diverged trials are tested in test_trainable.py, the equal-time phase in test_phases.py
@@ -154,7 +156,7 @@ def test_finished_runs_hold_epoch_and_final_metrics(study):
     study_dir, _ = study
     finished = [r for r in mlflow_runs(study_dir, "tiny", "trial") if r.info.status == "FINISHED"]
     assert len(finished) == 3 + 3 + 4  # standard and layer_to_layer search trials, 2 x 2 seeds runs
-    # the search packs 1-CPU trials; a seeds trial (time and memory reported) has the 2-CPU machine alone
+    # 1-CPU trials in both phases; a seeds trial (time and memory reported) holds its core alone
     assert {
         (
             r.data.tags["phase"],
@@ -163,9 +165,11 @@ def test_finished_runs_hold_epoch_and_final_metrics(study):
         )
         for r in finished
         if "final/trial_cpus" in r.data.metrics
-    } == {("search", 1.0, 1.0), ("seeds", 2.0, 2.0)}
+    } == {("search", 1.0, 1.0), ("seeds", 1.0, 1.0)}
     seeds_runs = [r for r in finished if r.data.tags["phase"] == "seeds"]
     assert {r.data.tags["mem_source"] for r in seeds_runs} == {"cpu_rss"}
+    assert {r.data.tags["pinning"] for r in seeds_runs} == {"exclusive"}
+    assert {r.data.tags["cpu_cores"] for r in seeds_runs} <= {"0", "1"}
     assert seeds_runs[0].data.tags["device"].startswith("cpu")
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
     for run in finished:
@@ -180,12 +184,10 @@ def test_finished_runs_hold_epoch_and_final_metrics(study):
                 key.startswith("final/") for key in run.data.metrics
             )  # nothing recomputed for it
         else:
-            assert (
-                set(run.data.metrics) >= FINAL_METRICS
-                and 0 <= run.data.metrics["final/test_acc"] <= 1
-            )
+            assert set(run.data.metrics) >= FINAL_METRICS
             assert metric_steps(study_dir, run, "epoch_time_s") == [1, 2]
-            assert len(client.get_metric_history(run.info.run_id, "final/test_acc")) == 1
+            seeds_run = run.data.tags["phase"] == "seeds"  # search runs never score the test set
+            assert len(client.get_metric_history(run.info.run_id, "final/test_acc")) == seeds_run
     seeds = [r for r in finished if r.data.tags["phase"] == "seeds"]
     weights = list((study_dir / "mlartifacts").rglob(WEIGHTS_FILE))  # kept with the study
     assert len(weights) == len(seeds)
@@ -195,6 +197,26 @@ def test_finished_runs_hold_epoch_and_final_metrics(study):
     assert "final_results.json" in {
         a.path for a in client.list_artifacts(runs_by_arm(finished)["layer_to_layer"])
     }
+
+
+def test_search_trials_never_score_the_test_set(study):
+    """No test_acc in any search trial's Tune results (its final metrics included) or MLflow run;
+    every seeds-phase run has one."""
+    from ray import tune
+
+    study_dir, _ = study
+    for arm in ARMS:
+        name = arm.replace("/", "-") + "-search"
+        analysis = tune.ExperimentAnalysis(str(study_dir / "tune" / name))
+        columns = [c for frame in analysis.trial_dataframes.values() for c in frame.columns]
+        assert columns and not any("test_acc" in column for column in columns)
+        finals = [t.last_result.get("final") for t in analysis.trials]
+        assert any(finals) and not any("test_acc" in (f or {}) for f in finals)
+    for run in mlflow_runs(study_dir, "tiny", "trial"):
+        scored = "final/test_acc" in run.data.metrics
+        assert scored == (run.data.tags["phase"] == "seeds" and run.info.status == "FINISHED")
+        if scored:
+            assert 0 <= run.data.metrics["final/test_acc"] <= 1
 
 
 def runs_by_arm(runs: list) -> dict[str, str]:
@@ -288,27 +310,19 @@ def test_report_has_every_arm_and_the_verdicts(study):
         assert row in report.markdown
     assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal epochs: " in report.markdown
     assert "No equal-time phase in this study (`budget.equal_time = false`" in report.markdown
-    assert "- Per trial: 2 CPU(s) and 0 GPU(s) reserved, 2 torch thread(s)." in report.markdown
-    assert "at most 1 of these runs trained at once on one node" in report.markdown
+    assert "- Per trial: 1 CPU(s) and 0 GPU(s) reserved, 1 torch thread(s)." in report.markdown
+    assert "- CPU pinning: 4 runs had cores of their own" in report.markdown
+    assert "- Slot time spent training: search " in report.markdown
 
 
-def test_seeds_trials_get_a_whole_device():
-    from study.tune_arm import seeds_resources
+def test_timed_trials_get_a_whole_device():
+    from study.tune_arm import timed_resources
 
-    assert seeds_resources(2.0, 0.25, [16.0, 16.0]) == (
-        2.0,
-        1.0,
-    )  # a whole GPU, however the search packs them
-    assert seeds_resources(1.0, 0.0, [8.0, 4.0]) == (4.0, 0.0)  # every core of the smallest node
-    # a worker group's workers leave their driver's share: 2 x 1 CPU + 0.01 would fit no node
-    assert seeds_resources(1.0, 0.0, [2.0], workers=2) == (2.0 - DRIVER_CPU, 0.0)
-
-
-def test_seeds_trials_size_themselves_from_the_live_nodes(ray_local: None):
-    """The seeds phase reads the node CPUs through the sweep's one walk over Ray's nodes."""
-    from study.tune_arm import node_cpus
-
-    assert node_cpus() == [2.0]  # ray_local: one node of 2 CPUs
+    assert timed_resources(2.0, 0.25) == (2.0, 1.0)  # a whole GPU, however the search packs them
+    assert timed_resources(0.5, 0.0) == (1.0, 0.0)  # whole cores, pinned: no core is shared
+    assert timed_resources(3.0, 0.0) == (3.0, 0.0)
+    # a worker group's workers leave their driver's share: 2 x 1 CPU + 0.01 would fit no 2-CPU node
+    assert timed_resources(1.0, 0.0, workers=2) == (1.0 - DRIVER_CPU / 2, 0.0)
 
 
 def test_rerun_redoes_nothing_and_a_changed_spec_is_refused(study):

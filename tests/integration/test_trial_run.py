@@ -60,3 +60,35 @@ def test_the_data_set_is_a_training_input_with_its_split_sizes(tmp_path):
     )
     assert json.loads(logged.dataset.profile) == {**sizes, "num_classes": 10}
     assert [(tag.key, tag.value) for tag in logged.tags] == [("mlflow.data.context", "training")]
+def test_an_epoch_its_system_samples_and_tags_are_logged_together(tmp_path):
+    """The sweep's one write per report: the epoch, the system samples since the last report and
+    the first report's tags; a redone epoch is not logged again, its samples are."""
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+    experiment = tracking.get_or_create_experiment(client, "together")
+    run = TrialRun.create(client, experiment, "trial", {"lr": 0.1}, tags={"role": "trial"})
+    sample = [{"timestamp_ms": 1000, "metrics": {"cpu_utilization_percentage": 10.0}}]
+    run.log_epoch(_epoch(1, 1.0), sample, {"node_id": "node-1"})
+    run.log_epoch(
+        _epoch(1, 0.9), [{"timestamp_ms": 2000, "metrics": {"cpu_utilization_percentage": 20.0}}]
+    )
+    assert client.get_run(run.run_id).data.tags["node_id"] == "node-1"
+    history = client.get_metric_history(run.run_id, "system/cpu_utilization_percentage")
+    assert sorted((m.step, m.value, m.timestamp) for m in history) == [
+        (0, 10.0, 1000),
+        (1, 20.0, 2000),
+    ]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "train_loss")] == [
+        (1, 1.0)
+    ]
+
+
+def test_more_metrics_than_one_batch_takes_all_land(tmp_path):
+    """MLflow caps a write at 1000 metrics: a larger batch is split, its tags written once."""
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+    experiment = tracking.get_or_create_experiment(client, "large")
+    run = TrialRun.create(client, experiment, "trial", {"lr": 0.1}, tags={"role": "trial"})
+    metrics = tracking.metric_entities({f"m{i}": float(i) for i in range(1500)}, step=1)
+    tracking.log_batch(client, run.run_id, metrics, {"node_id": "node-1"})
+    data = client.get_run(run.run_id).data
+    assert len(data.metrics) == 1500 and data.metrics["m1499"] == 1499.0
+    assert data.tags["node_id"] == "node-1"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 
 import pytest
 import torch
 
+from trainables.data import ImageSet
 from trainables.measure import count_params
 from trainables.models import MODELS
 from trainables.training import DivergedError, build_method, fit
@@ -48,6 +50,23 @@ def test_standard_learns_digits(make_config, digits):
     assert final["torch_threads"] == torch.get_num_threads()
     losses = [h["train_loss"] for h in final["history"]]
     assert losses[-1] < losses[0]
+
+
+def test_a_run_without_test_scoring_never_evaluates_the_test_set(make_config, digits):
+    """Search trials: fit(score_test=False) has no test metrics and never runs the test set."""
+    seen = []
+    # an empty test set: evaluating it would divide by zero
+    empty_test = dataclasses.replace(digits, test=ImageSet(digits.test.x[:0], digits.test.y[:0]))
+    final = fit(
+        make_config(epochs=1, max_train_samples=64),
+        callback=lambda m, _: seen.append(m),
+        splits=empty_test,
+        score_test=False,
+    )
+    assert not {"test_acc", "test_loss"} & set(final) and final["val_acc"] >= 0
+    assert all(not key.startswith("test") for m in seen for key in m)
+    # the load the machine was under while it trained (Linux: steal from /proc/stat)
+    assert final["load_avg_start"] >= 0 and final["load_avg_end"] >= 0 and final["steal_s"] >= 0
 
 
 def test_callback_gets_every_epoch_with_metrics(make_config, digits):
