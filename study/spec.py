@@ -76,6 +76,8 @@ class Budget:
         "auto"  # trials at once; "auto": what the cluster holds (study/capacity.py)
     )
     max_failures: int = 1
+    # the sweep stops before it starts when its plan needs more device-hours (python -m study plan)
+    max_device_hours: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("budget.unit", self.unit, BUDGET_UNITS)
@@ -102,6 +104,8 @@ class Budget:
                 )
             check_range("budget.max_concurrent", self.max_concurrent, 1, None)
         check_range("budget.max_failures", self.max_failures, 0, None)
+        if self.max_device_hours is not None:
+            check_range("budget.max_device_hours", self.max_device_hours, 0.0, None, low_open=True)
 
 
 @dataclass
