@@ -109,6 +109,11 @@ def run_sweep(
     slots = preflight(
         spec
     )  # before anything is written or waits (and before the slow imports below)
+    from study import plan
+
+    study_plan = plan.study_plan(spec)  # on the cluster Ray sees: what the study will spend
+    print(study_plan.render(), flush=True)
+    plan.check_limit(spec, study_plan)
     from mlflow.tracking import MlflowClient
 
     from study import optuna_storage, tracking
