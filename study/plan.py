@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.spec import StudySpec, load_spec, spec_names
+from study.spec import StudySpec, add_spec_arguments, load_spec
 from trainables.config import TrainConfig
 from trainables.errors import UserError
 
@@ -166,17 +166,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plan", help="what a study will spend (FLOPs, device-hours), before it spends it"
     )
-    p.add_argument(
-        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a spec entry, e.g. --set budget.max_trials=8",
-    )
+    add_spec_arguments(p, "override a spec entry, e.g. --set budget.max_trials=8")
     p.add_argument(
         "--device",
         choices=sorted(PROFILES),

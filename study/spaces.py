@@ -21,7 +21,7 @@ from optuna.distributions import (
 
 from search_spaces import NOTES, get_search_space
 from search_spaces.common import INTERNAL_PREFIX, SHARED_KNOBS
-from study.spec import Arm, Budget, StudySpec, load_spec, spec_names
+from study.spec import Arm, Budget, StudySpec, add_spec_arguments, load_spec
 
 SAMPLES = 64
 _PER_STAGE = re.compile(rf"^{re.escape(INTERNAL_PREFIX)}(.+)_(\d+)$")
@@ -31,17 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "spaces", help="list every arm's searched knobs with their ranges, and the budget"
     )
-    p.add_argument(
-        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a spec entry, as for sweep",
-    )
+    add_spec_arguments(p, "override a spec entry, as for sweep")
     p.set_defaults(func=run)
 
 

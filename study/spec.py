@@ -7,6 +7,7 @@ Ray starts, and unknown keys are errors that list the valid ones.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
@@ -281,6 +282,21 @@ class StudySpec:
 
 
 _SECTIONS = {"budget": Budget, "resources": Resources, "search": Search, "report": Report}
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """A subcommand's `--spec NAME|PATH` and repeatable `--set SECTION.KEY=VALUE` (load_spec's)."""
+    parser.add_argument(
+        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=set_help,
+    )
 
 
 def spec_names() -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.phase_check import StudyFailed, check_phase
-from study.spec import Arm, StudySpec, load_spec, spec_names
+from study.spec import Arm, StudySpec, add_spec_arguments, load_spec
 from study.sweep_log import study_log
 from trainables.errors import UserError
 
@@ -45,22 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep", help="run (or resume) a study: search every arm, then rerun the best with seeds"
     )
-    p.add_argument(
-        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
+    add_spec_arguments(
+        p, "override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5"
     )
     p.add_argument(
         "--study-dir",
         type=Path,
         default=None,
         help="where results live (default: runs/<spec name>)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5",
     )
     p.add_argument(
         "--tracking-uri",
