@@ -91,6 +91,7 @@ class StudyPlan:
     device_note: str  # how the profile was chosen, and whether its rates are measured
     devices: int  # GPUs (or CPU cores on cpu) the cluster has; 0: not known
     arms: list[ArmPlan]
+    max_device_hours: float | None = None  # the spec's limit (budget.max_device_hours)
 
     @property
     def total_flops(self) -> float:
@@ -153,7 +154,16 @@ class StudyPlan:
             f"{self.hour_unit} ({phases.rstrip(',')}){wall}"
         )
         lines.append("an upper bound: search trials that ASHA stops early cost less (docs/plan.md)")
+        if self.max_device_hours is not None:
+            verdict = "within it" if self.within_limit else "exceeded: the sweep will not start"
+            lines.append(f"budget.max_device_hours = {self.max_device_hours:g}: {verdict}")
         return "\n".join(lines)
+
+    @property
+    def within_limit(self) -> bool:
+        """Whether the plan fits `max_device_hours` (always, when it is unset)."""
+        limit = self.max_device_hours
+        return limit is None or self.total_device_hours <= limit
 
 
 def phase_settings(spec: StudySpec) -> tuple[bool, int]:
@@ -221,7 +231,9 @@ def study_plan(spec: StudySpec, device: str | None = None) -> StudyPlan:
             arms.append(
                 arm_plan(spec, model, method, runs[method], rates, reruns * standard_hours, studies)
             )
-    return StudyPlan(spec.name, spec.dataset, images, device, note, devices, arms)
+    return StudyPlan(
+        spec.name, spec.dataset, images, device, note, devices, arms, spec.budget.max_device_hours
+    )
 
 
 @dataclass(frozen=True)
@@ -369,13 +381,12 @@ def cluster_device(spec: StudySpec) -> tuple[str, int, str]:
     return profile, gpus, f"{where}: {gpus} x {names[0]}"
 
 
-def check_limit(spec: StudySpec, plan: StudyPlan) -> None:
+def check_limit(plan: StudyPlan) -> None:
     """Raise a UserError when the plan exceeds `budget.max_device_hours` (when the spec sets it)."""
-    limit = spec.budget.max_device_hours
-    if limit is None or plan.total_device_hours <= limit:
+    if plan.within_limit:
         return
     raise UserError(
-        f"budget.max_device_hours={limit:g} is exceeded: the plan needs "
+        f"budget.max_device_hours={plan.max_device_hours:g} is exceeded: the plan needs "
         f"{plan.total_device_hours:.3g} {plan.hour_unit} on {plan.device}; lower "
         "budget.search_epochs, max_trials, seeds or epochs, or raise the limit "
         "(python -m study plan shows where the cost is)"

@@ -105,7 +105,7 @@ def run_sweep(
 
     study_plan = plan.study_plan(spec)  # on the cluster Ray sees: what the study will spend
     print(study_plan.render(), flush=True)
-    plan.check_limit(spec, study_plan)
+    plan.check_limit(study_plan)
     from mlflow.tracking import MlflowClient
 
     from study import optuna_storage, tracking

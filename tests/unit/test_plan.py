@@ -126,3 +126,15 @@ def test_paper_lite_fits_24_gpu_hours_on_an_h100():
     plan = study_plan(load_spec("paper-lite"), "h100")
     assert plan.hour_unit == "GPU-hours"
     assert 0 < plan.total_device_hours <= PAPER_LITE_TARGET
+    assert plan.max_device_hours == PAPER_LITE_TARGET and plan.within_limit
+
+
+def test_the_plan_says_whether_it_fits_max_device_hours():
+    plan = study_plan(tiny_spec(), "cpu")
+    assert "max_device_hours" not in plan.render()
+    plan.max_device_hours = plan.total_device_hours * 0.99
+    assert plan.render().endswith(
+        f"= {plan.max_device_hours:g}: exceeded: the sweep will not start"
+    )
+    plan.max_device_hours = plan.total_device_hours
+    assert plan.render().endswith("within it")
