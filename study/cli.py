@@ -15,14 +15,14 @@ import sys
 
 from trainables.errors import UserError
 
-COMMANDS = ("trial", "sweep", "report", "ui", "spaces")
+COMMANDS = ("trial", "sweep", "plan", "report", "ui", "spaces")
 USER_ERROR_EXIT = 2
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser with every subcommand, or with just `only` (faster start-up)."""
     parser = argparse.ArgumentParser(
-        prog="python -m study", description="l2l-study: trial, sweep, report, ui"
+        prog="python -m study", description="l2l-study: trial, sweep, plan, report, ui"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)

@@ -22,7 +22,7 @@ from optuna.distributions import (
 from search_spaces import NOTES, get_search_space
 from search_spaces.common import INTERNAL_PREFIX, SHARED_KNOBS
 from study.equal_time import is_compared
-from study.spec import Arm, Budget, StudySpec, load_spec, method_of, spec_names
+from study.spec import Arm, Budget, StudySpec, add_spec_arguments, load_spec, method_of
 from study.verdict import BASELINE
 
 SAMPLES = 64
@@ -33,17 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "spaces", help="list every arm's searched knobs with their ranges, and the budget"
     )
-    p.add_argument(
-        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a spec entry, as for sweep",
-    )
+    add_spec_arguments(p, "override a spec entry, as for sweep")
     p.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ Ray starts, and unknown keys are errors that list the valid ones.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import tomllib
@@ -101,6 +102,8 @@ class Budget:
         "auto"  # trials at once; "auto": what the cluster holds (study/capacity.py)
     )
     max_failures: int = 1
+    # the sweep stops before it starts when its plan needs more device-hours (python -m study plan)
+    max_device_hours: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("budget.unit", self.unit, BUDGET_UNITS)
@@ -132,6 +135,8 @@ class Budget:
                 )
             check_range("budget.max_concurrent", self.max_concurrent, 1, None)
         check_range("budget.max_failures", self.max_failures, 0, None)
+        if self.max_device_hours is not None:
+            check_range("budget.max_device_hours", self.max_device_hours, 0.0, None, low_open=True)
 
 
 def check_whole(key: str, value: Any, low: int, high: int | None) -> None:
@@ -374,6 +379,19 @@ def default_sections() -> dict[str, dict[str, Any]]:
     """Every section's default entries, e.g. {"budget": {"epochs": 10, ...}, ...}: what a spec
     recorded before an entry existed meant by leaving it out."""
     return {name: dataclasses.asdict(cls()) for name, cls in _SECTIONS.items()}
+def add_spec_arguments(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """A subcommand's `--spec NAME|PATH` and repeatable `--set SECTION.KEY=VALUE` (load_spec's)."""
+    parser.add_argument(
+        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=set_help,
+    )
 
 
 def spec_names() -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.phase_check import StudyFailed, check_phase
-from study.spec import Arm, StudySpec, default_sections, load_spec, spec_names
+from study.spec import Arm, StudySpec, add_spec_arguments, default_sections, load_spec
 from study.state import StudyState
 from study.sweep_log import study_log
 from trainables.errors import UserError
@@ -48,22 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep", help="run (or resume) a study: search every arm, then rerun the best with seeds"
     )
-    p.add_argument(
-        "--spec", default="quick", help=f"a named spec ({', '.join(spec_names())}) or a .toml path"
+    add_spec_arguments(
+        p, "override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5"
     )
     p.add_argument(
         "--study-dir",
         type=Path,
         default=None,
         help="where results live (default: runs/<spec name>)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a spec entry, e.g. --set budget.max_trials=8 --set fixed.width=0.5",
     )
     p.add_argument(
         "--tracking-uri",
@@ -114,6 +106,11 @@ def run_sweep(
     slots = preflight(
         spec
     )  # before anything is written or waits (and before the slow imports below)
+    from study import plan
+
+    study_plan = plan.study_plan(spec)  # on the cluster Ray sees: what the study will spend
+    print(study_plan.render(), flush=True)
+    plan.check_limit(study_plan)
     from mlflow.tracking import MlflowClient
 
     from study import optuna_storage, tracking

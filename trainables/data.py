@@ -50,6 +50,15 @@ SYNTHETIC_SEED = 4321  # fixed: every trial sees the same synthetic images
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 50_000, 10_000  # CIFAR's sizes
 SYNTHETIC_MEAN = (0.5,) * 3  # uniform bytes 0..255: mean 127.5/255, std sqrt((256**2 - 1) / 12)/255
 SYNTHETIC_STD = (0.2898,) * 3
+# training images before the validation split, known before loading (what a plan counts with);
+# digits: what its test split leaves of 1,797
+TRAIN_IMAGES = {
+    "digits": 1438,
+    "fashion_mnist": 60_000,
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "synthetic": SYNTHETIC_TRAIN,
+}
 
 
 @dataclass
@@ -127,6 +136,19 @@ def load_dataset(
     return DataSplits(name, train, val, test, num_classes, mean, std, flip)
 
 
+def train_size(name: str, val_fraction: float, max_train_samples: int | None) -> int:
+    """How many training images `load_dataset` gives, without loading them."""
+    total = TRAIN_IMAGES[name]
+    if name != "synthetic":  # its validation set comes on top of its training set
+        total -= val_count(total, val_fraction)
+    return total if max_train_samples is None else min(total, max_train_samples)
+
+
+def val_count(images: int, val_fraction: float) -> int:
+    """The validation images split off `images` (at least one)."""
+    return max(1, int(round(val_fraction * images)))
+
+
 def describe_splits(splits: DataSplits, data_dir: str | Path | None) -> dict[str, Any]:
     """What identifies the data a run trained on: name, md5 of every split's arrays, split sizes, source."""
     digest = hashlib.md5()
@@ -194,7 +216,7 @@ def _synthetic(val_fraction: float, max_train_samples: int | None) -> DataSplits
     """Seeded random CIFAR-size images with random labels (for throughput, nothing to learn): 50,000 train
     images, or `max_train_samples`; a validation set of `val_fraction` that size; a test set of 10,000 or fewer."""
     n_train = SYNTHETIC_TRAIN if max_train_samples is None else max_train_samples
-    n_val = max(1, int(round(val_fraction * n_train)))
+    n_val = val_count(n_train, val_fraction)
     generator = torch.Generator().manual_seed(SYNTHETIC_SEED)
     train, val, test = (
         synthetic_images(n, 10, generator) for n in (n_train, n_val, min(SYNTHETIC_TEST, n_train))
@@ -274,7 +296,7 @@ def _as_imageset(ds) -> ImageSet:
 
 def _split(train: ImageSet, val_fraction: float) -> tuple[ImageSet, ImageSet]:
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED + 1))
-    n_val = max(1, int(round(val_fraction * len(train))))
+    n_val = val_count(len(train), val_fraction)
     val_idx, train_idx = order[:n_val], order[n_val:]
     return ImageSet(train.x[train_idx], train.y[train_idx]), ImageSet(
         train.x[val_idx], train.y[val_idx]
