@@ -94,7 +94,7 @@ def train_trial(
     reserved = trial_resources()
     _train(
         flat_config(config),
-        bool(config.get(SCORE_TEST_KEY, False)),
+        scores_test(config),
         tune.report,
         tune.get_checkpoint(),
         (reserved["trial_cpus"], reserved["trial_gpus"]),
@@ -198,7 +198,7 @@ def _train_workers(config: dict[str, Any], group: WorkerGroup) -> None:
         _worker_loop,
         train_loop_config={
             "flat": flat_config(config),
-            "score_test": bool(config.get(SCORE_TEST_KEY, False)),
+            "score_test": scores_test(config),
             "reserved": (group.pinned_cpus, group.per_worker.get("GPU", 0.0)),
             "resources": group.trial_resources(),
         },
@@ -239,6 +239,12 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v for k, v in merged.items() if k not in (ARM_CONFIG_KEY, RUN_TAGS_KEY, SCORE_TEST_KEY)
     }
+
+
+def scores_test(config: dict[str, Any]) -> bool:
+    """Whether a Tune trial config asks for the test score (SCORE_TEST_KEY, top level or in the
+    ARM_CONFIG_KEY config): the timed phases' trials do, search trials never."""
+    return bool({**config.get(ARM_CONFIG_KEY, {}), **config}.get(SCORE_TEST_KEY, False))
 
 
 def run_tags(config: dict[str, Any]) -> dict[str, Any]:
