@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -101,48 +102,24 @@ def fit(
     stages = method.plan()
     generator = torch.Generator().manual_seed(config.seed)
 
-    history: list[dict[str, Any]] = []
-    trained: dict[
-        str, int
-    ] = {}  # every parameter trained so far, by name (layer_to_layer drops old heads)
-    done_epochs, stopped = 0, False
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        method.load_aux_state_dict(resume["aux"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        history, done_epochs, stopped = list(resume["history"]), resume["epoch"], resume["stopped"]
-        trained = dict(resume.get("trained_params", {}))
-        log.info("resuming %s/%s at epoch %d", config.model, config.method, done_epochs)
-        if (
-            stopped
-        ):  # training had ended early (auto_depth): no stage runs, so restore the method here
-            method.load_state_dict(resume["method"])
-
+    progress = restore(resume, method, generator) if resume is not None else Progress()
+    history, trained = progress.history, progress.trained
+    stopped = progress.stopped
     load = MachineLoad()
-    epoch = 0
-    for stage in stages:
-        if stopped:
-            break
-        if epoch + stage.epochs <= done_epochs:
-            epoch += stage.epochs
-            continue
+    for run in remaining_stages(stages, progress):
+        stage = run.stage
         method.start_stage(stage)
         trained.update(trainable_sizes({"model": model, "aux": method.aux_modules()}))
         distributed.prepare_model(
             [model, method.aux_modules()], device
         )  # no-op unless data-parallel
-        if resume is not None and epoch <= done_epochs:
+        if run.resumes and resume is not None:  # the checkpoint was taken within this stage
             method.load_state_dict(resume["method"])
-        for epoch_in_stage in range(stage.epochs):
-            epoch += 1
-            if epoch <= done_epochs:
-                continue
+        for epoch in range(run.first_epoch, run.end_epoch + 1):
             metrics = _train_epoch(config, method, stage, splits, batcher, generator, memory, epoch)
             metrics.update(compute_epochs=plan.compute_after(epoch), epochs_total=plan.total_epochs)
             metrics.update(evaluate(method, splits.val, batcher, prefix="val"))
-            last_in_stage = epoch_in_stage == stage.epochs - 1
-            if last_in_stage:
+            if epoch == run.end_epoch:
                 stopped = not method.end_stage(stage, metrics)
             history.append(metrics)
             log.info(
@@ -153,8 +130,8 @@ def fit(
                     metrics,
                     lambda: _checkpoint(model, method, generator, history, epoch, stopped, trained),  # noqa: B023 (called at once)
                 )
-            if stopped:
-                break
+        if stopped:
+            break
 
     final = _final_metrics(config, method, model, splits, batcher, history, score_test)
     final.update(compute_metrics(plan, final["epochs_run"]))
@@ -171,6 +148,61 @@ def fit(
         final["probe_acc"] = probe_accuracies(model, splits, batcher)
     final["wall_time_s"] = time.perf_counter() - started
     return final
+
+
+@dataclass
+class Progress:
+    """How far a run got: its epochs' metrics, the epochs done, whether training ended early
+    (auto_depth) and every parameter trained so far by name (layer_to_layer drops old heads)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    done_epochs: int = 0
+    stopped: bool = False
+    trained: dict[str, int] = field(default_factory=dict)
+
+
+def restore(resume: Checkpoint, method: Method, generator: torch.Generator) -> Progress:
+    """Load a checkpoint's weights and random state; the method's own state loads when its stage
+    starts again (`remaining_stages`), or here when training had ended early and none will."""
+    method.model.load_state_dict(resume["model"])
+    method.load_aux_state_dict(resume["aux"])
+    generator.set_state(resume["generator"])
+    torch.set_rng_state(resume["torch_rng"])
+    progress = Progress(
+        list(resume["history"]),
+        resume["epoch"],
+        resume["stopped"],
+        dict(resume.get("trained_params", {})),
+    )
+    log.info("resuming at epoch %d", progress.done_epochs)
+    if progress.stopped:
+        method.load_state_dict(resume["method"])
+    return progress
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """A stage still to train: its epochs first_epoch..end_epoch (numbered over the whole run);
+    `resumes`: a checkpoint was taken within it (or at its start), so its method state loads."""
+
+    stage: Stage
+    first_epoch: int
+    end_epoch: int
+    resumes: bool
+
+
+def remaining_stages(stages: list[Stage], progress: Progress) -> list[StageRun]:
+    """The stages, or what is left of them, after `progress.done_epochs` (none once training
+    stopped early); a stage whose epochs are all done is skipped."""
+    if progress.stopped:
+        return []
+    runs, start, done = [], 0, progress.done_epochs
+    for stage in stages:
+        end = start + stage.epochs
+        if end > done:
+            runs.append(StageRun(stage, max(start, done) + 1, end, start <= done))
+        start = end
+    return runs
 
 
 def load_splits(config: TrainConfig, verify_checksums: bool = True) -> DataSplits:
