@@ -26,7 +26,7 @@ from trainables.data import Batcher, ImageSet
 from trainables.measure import PeakMemory, Timer, resolve_device
 from trainables.methods import Method, Stage
 from trainables.methods.aux_heads import GREEDY_HEADS
-from trainables.training import build_method, uses_channels_last
+from trainables.training import build_model_and_method, uses_channels_last
 
 # Epoch budget given to every method (whole epochs, budget_unit "epochs", so every method's stages
 # split it alike): it only sets schedule lengths and the epochs per stage (the weights of greedy's
@@ -130,7 +130,7 @@ def run_workload(work: Workload, trace: bool = False, count_flops: bool = False)
     memory = PeakMemory(device)  # baseline: data on the device, no model yet
     allocator = AllocatorTrace() if trace else None
     with allocator if allocator is not None else contextlib.nullcontext():
-        method = build_method(config, splits, device)
+        method = build_model_and_method(config, splits, device)
         compiled: weakref.WeakSet[nn.Module] | None = weakref.WeakSet() if work.compile else None
         runs = [
             _run_stage(

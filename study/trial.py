@@ -20,7 +20,7 @@ from trainables.config import TrainConfig, parse_value
 from trainables.data import describe_splits
 from trainables.errors import UserError
 from trainables.measure import resolve_device
-from trainables.training import check_plan, fit, load_splits, validate
+from trainables.training import check_config, fit, load_splits
 
 if TYPE_CHECKING:
     from study.trial_run import TrialRun
@@ -104,8 +104,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    validate(config)  # bad names and ranges fail here, before data or MLflow
-    check_plan(config)  # and a budget too small for the method's stages
+    check_config(config)  # bad names, ranges and budgets fail here, before data or MLflow
     resolve_device(config.device)  # and --device cuda without a GPU
     splits = load_splits(
         config

@@ -37,14 +37,13 @@ from study.spec import Arm, StudySpec
 from study.system_metrics import sampled_trial
 from study.tune_callbacks import MlflowTrialCallback, ProgressCallback
 from trainables.compute import run_plan
-from trainables.config import TrainConfig
 from trainables.distributed import DRIVER_CPU
 from trainables.trainable import (
     ARM_CONFIG_KEY,
     FINAL_KEY,
     RUN_TAGS_KEY,
     SCORE_TEST_KEY,
-    flat_config,
+    trial_config,
     with_resources,
 )
 
@@ -164,7 +163,7 @@ class TuneRunner:
         if best is None:
             print(f"{label} {who}: no search trial finished; no seeds phase for it", flush=True)
             return {"failed": phase_failure(results)}
-        config = TrainConfig.from_flat(flat_config(best.config)).to_flat()
+        config = trial_config(best.config).to_flat()
         searched = {k: _short(v) for k, v in config.items() if base.get(k) != v} or "the defaults"
         print(
             f"{label} {who}: best val_acc {best.metrics['val_acc']:.4f} with {searched}",
@@ -300,7 +299,7 @@ def search_spent(
 def planned_charge(base: dict[str, Any], suggestion: dict[str, Any]) -> float:
     """What a trial of `suggestion` over the arm's `base` config is planned to cost, in the budget's
     unit (its run plan; the charge is per image, so one batch stands in for the data set)."""
-    config = TrainConfig.from_flat(flat_config({**base, **suggestion}))
+    config = trial_config({**base, **suggestion})
     return run_plan(config, config.batch_size).charge
 
 

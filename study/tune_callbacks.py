@@ -27,7 +27,6 @@ from study.phase_check import last_line
 from study.spec import Arm
 from study.system_metrics import SYSTEM_SAMPLES_KEY
 from study.trial_run import TrialRun, run_params
-from trainables.config import TrainConfig
 from trainables.trainable import (
     DATASET_KEY,
     DIVERGED_KEY,
@@ -36,6 +35,7 @@ from trainables.trainable import (
     load_state,
     numbers,
     run_tags,
+    trial_config,
 )
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class MlflowTrialCallback(tune.Callback):
         return self._runs[trial.trial_id]
 
     def _create_run(self, trial: Trial) -> TrialRun:
-        config = TrainConfig.from_flat(flat_config(trial.config))
+        config = trial_config(trial.config)
         recorded = run_tags(trial.config)
         arm = recorded.get("arm", Arm(config.model, config.method).name)
         label = f"seed {config.seed}" if "pair" in recorded else trial.trial_id

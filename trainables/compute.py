@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from trainables.config import TrainConfig
 from trainables.data import NUM_CLASSES, Batcher, DataSplits, ImageSet
 from trainables.errors import UserError
-from trainables.methods import Method, Stage, get_method
+from trainables.methods import Method, Stage, build_method, get_method
 from trainables.methods.budget import allocate_epochs
 from trainables.models import build_model
 
@@ -210,7 +210,7 @@ def meta_method(config: TrainConfig) -> Method:
     classes = NUM_CLASSES[config.dataset]
     with meta:
         model = build_model(config.model, classes, config.width)
-        method = get_method(config.method)(config, model, classes, meta, steps_per_epoch=1)
+        method = build_method(config, model, classes, meta, steps_per_epoch=1)
         method.aux_modules().to(meta)
     return method
 

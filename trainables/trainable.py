@@ -241,6 +241,12 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def trial_config(config: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a Tune trial config: the one conversion the sweep's driver and trials
+    share (`flat_config`, then `TrainConfig.from_flat`)."""
+    return TrainConfig.from_flat(flat_config(config))
+
+
 def scores_test(config: dict[str, Any]) -> bool:
     """Whether a Tune trial config asks for the test score (SCORE_TEST_KEY, top level or in the
     ARM_CONFIG_KEY config): the timed phases' trials do, search trials never."""

@@ -6,6 +6,8 @@ divergence checks, resumable state and the per-epoch callback; the method owns t
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import time
@@ -30,7 +32,7 @@ from trainables.measure import (
     resolve_device,
     trainable_sizes,
 )
-from trainables.methods import Method, Stage, get_method
+from trainables.methods import Method, Stage, build_method, get_method
 from trainables.models import build_model
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,20 @@ def check_plan(config: TrainConfig) -> None:
     run_plan(config, config.batch_size)
 
 
+def check_config(config: TrainConfig) -> None:
+    """The one check of a run's config before any expensive work: names and ranges (`validate`),
+    then the plan (`check_plan`). Done once per config and process (cached), so the trial CLI can
+    check before it opens MLflow and fit can check again at no cost."""
+    _check_flat(json.dumps(config.to_flat(), sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=32)
+def _check_flat(flat_json: str) -> None:
+    config = TrainConfig.from_flat(json.loads(flat_json))
+    validate(config)
+    check_plan(config)
+
+
 def fit(
     config: TrainConfig,
     callback: EpochCallback | None = None,
@@ -86,8 +102,7 @@ def fit(
     trained.
     """
     started = time.perf_counter()
-    validate(config)
-    check_plan(config)
+    check_config(config)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if splits is None:
@@ -97,7 +112,7 @@ def fit(
     memory = PeakMemory(device)
 
     plan = run_plan(config, len(splits.train))
-    method = build_method(config, splits, device, plan.stage_epochs)
+    method = build_model_and_method(config, splits, device, plan.stage_epochs)
     model = method.model
     stages = method.plan()
     generator = torch.Generator().manual_seed(config.seed)
@@ -242,7 +257,7 @@ def compute_metrics(plan: RunPlan, epochs_run: int) -> dict[str, Any]:
     }
 
 
-def build_method(
+def build_model_and_method(
     config: TrainConfig,
     splits: DataSplits,
     device: torch.device,
@@ -254,7 +269,7 @@ def build_method(
     if uses_channels_last(config, device):
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = max(1, len(splits.train) // config.batch_size)
-    method = get_method(config.method)(
+    method = build_method(
         config, model, splits.num_classes, device, steps_per_epoch, stage_epochs
     )
     method.aux_modules().to(device)

@@ -11,7 +11,7 @@ import torch
 from search_spaces import SEARCH_SPACES, default_point, get_search_space, num_blocks, to_flat_config
 from trainables.compute import fits_budget
 from trainables.config import TrainConfig
-from trainables.methods import get_method
+from trainables.methods import build_method
 from trainables.models import build_model
 from trainables.training import validate
 
@@ -49,7 +49,7 @@ def build(config: TrainConfig):
     """The method on a tiny model: its constructor checks that the stages fit the epochs."""
     validate(config)
     model = build_model(config.model, 10, width=0.0625)
-    return get_method(config.method)(config, model, 10, torch.device("cpu"), steps_per_epoch=4)
+    return build_method(config, model, 10, torch.device("cpu"), steps_per_epoch=4)
 
 
 def assert_fits(config: TrainConfig) -> None:

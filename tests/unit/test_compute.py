@@ -18,7 +18,7 @@ from trainables.data import Batcher, DataSplits, ImageSet
 from trainables.methods.aux_heads import GREEDY_HEADS
 from trainables.methods.budget import allocate_epochs
 from trainables.models import MODELS, BlockNet
-from trainables.training import build_method, fit
+from trainables.training import build_model_and_method, fit
 
 HW, CLASSES = 32 * 32, 10
 # The tiny model below, counted by hand per image (2 FLOPs per multiply-add, FlopCounterMode's rule)
@@ -105,7 +105,7 @@ def test_the_count_is_what_a_real_epoch_runs(method, params, small_digits):
     )
     config = dataclasses.replace(config, params=params)
     plan = run_plan(config, len(small_digits.train))
-    method_obj = build_method(config, small_digits, torch.device("cpu"), plan.stage_epochs)
+    method_obj = build_model_and_method(config, small_digits, torch.device("cpu"), plan.stage_epochs)
     batcher, generator = Batcher(small_digits), torch.Generator().manual_seed(0)
 
     def epoch() -> None:

@@ -22,6 +22,7 @@ from torch import nn
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet
 from trainables.measure import count_params
+from trainables.methods import build_method
 from trainables.methods.aux_heads import build_greedy_head
 from trainables.methods.budget import allocate_epochs
 from trainables.methods.greedy import (
@@ -32,7 +33,7 @@ from trainables.methods.greedy import (
     block_groups,
 )
 from trainables.models import MODELS, build_model
-from trainables.training import build_method, check_plan, fit, validate
+from trainables.training import build_model_and_method, check_plan, fit, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +96,7 @@ def _method(config, splits: DataSplits) -> Greedy:
     torch.manual_seed(config.seed)
     model = build_model(config.model, splits.num_classes, config.width)
     steps = max(1, len(splits.train) // config.batch_size)
-    return Greedy(config, model, splits.num_classes, torch.device("cpu"), steps)
+    return build_method(config, model, splits.num_classes, torch.device("cpu"), steps)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -641,7 +642,7 @@ def _deployed_from_checkpoint(
     config, splits: DataSplits, state: dict
 ) -> tuple[nn.Sequential, Greedy]:
     """The method's deployed modules, built afresh and loaded from a checkpoint as a user would."""
-    method = build_method(config, splits, torch.device("cpu"))
+    method = build_model_and_method(config, splits, torch.device("cpu"))
     method.model.load_state_dict(state["model"])
     method.load_aux_state_dict(state["aux"])
     method.load_state_dict(state["method"])

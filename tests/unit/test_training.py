@@ -12,7 +12,7 @@ import torch
 from trainables.data import ImageSet
 from trainables.measure import count_params
 from trainables.models import MODELS
-from trainables.training import DivergedError, build_method, fit
+from trainables.training import DivergedError, build_model_and_method, fit
 
 EPOCH_KEYS = {
     "epoch",
@@ -168,7 +168,7 @@ def test_params_trained_include_every_aux_head_params_deployed_do_not(make_confi
 
     config = make_config(method="layer_to_layer", epochs=4, max_train_samples=64)
     final = fit(config, splits=digits)
-    method = build_method(config, digits, torch.device("cpu"))
+    method = build_model_and_method(config, digits, torch.device("cpu"))
     splits = {stage.info["split"] for stage in method.plan() if "split" in stage.info}
     heads = sum(
         count_params(build_aux_head(method.shapes[s - 1], digits.num_classes, method.params.aux))
@@ -185,7 +185,7 @@ def test_params_trained_include_every_aux_head_params_deployed_do_not(make_confi
 def test_current_lr_is_what_the_optimiser_holds(make_config, digits, method):
     """The epoch metrics' `lr`: NaN before a stage starts, then the optimiser's learning rate."""
     config = make_config(method=method, epochs=5, lr=0.003, schedule="constant")
-    method = build_method(config, digits, torch.device("cpu"))
+    method = build_model_and_method(config, digits, torch.device("cpu"))
     assert math.isnan(method.current_lr())
     method.start_stage(method.plan()[0])
     assert method.current_lr() == pytest.approx(0.003)

@@ -69,6 +69,11 @@ class Method(ABC):
     PLAN_KNOBS: ClassVar[tuple[str, ...]] = ()
     FEWER_STAGES: ClassVar[str] = ""  # how to ask for fewer stages, for a budget that is too small
 
+    @classmethod
+    def variant(cls, params: MethodParams) -> type[Method]:
+        """The class that trains with `params` (a method with variants picks one by its knobs)."""
+        return cls
+
     def __init__(
         self,
         config: TrainConfig,

@@ -1,5 +1,5 @@
 """What the greedy family shares: its knobs, block groups, auxiliary heads, one optimiser per trained group
-and the BN warm-up. `Greedy(config, ...)` builds the variant that `config.params` asks for."""
+and the BN warm-up. `Greedy.variant` picks the variant that the knobs ask for."""
 
 from __future__ import annotations
 
@@ -139,10 +139,12 @@ class Greedy(Method):
     PLAN_KNOBS = ("blocks_per_stage", "epochs_per_block", "min_gain", "patience")
     FEWER_STAGES = "a larger blocks_per_stage"
 
-    def __new__(cls, config: TrainConfig, *args: Any, **kwargs: Any) -> Greedy:
-        if cls is Greedy:
-            cls = variant_class(GreedyParams.from_dict(config.params, cls.name))
-        return super().__new__(cls)
+    @classmethod
+    def variant(cls, params: MethodParams) -> type[Method]:
+        """Decoupled (DGL), auto_depth, or sequential greedy, as `params` select."""
+        from trainables.methods.greedy import variant_class  # the variants import this module
+
+        return variant_class(params)
 
     def __init__(
         self,
@@ -320,14 +322,3 @@ class Greedy(Method):
             optimizer.load_state_dict(saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(saved)
-
-
-def variant_class(params: GreedyParams) -> type[Greedy]:
-    """The class of the variant `params` select: decoupled (DGL), auto_depth, or sequential greedy."""
-    from trainables.methods.greedy.auto_depth import AutoDepthGreedy
-    from trainables.methods.greedy.decoupled import DecoupledGreedy
-    from trainables.methods.greedy.sequential import SequentialGreedy
-
-    if params.decoupled:
-        return DecoupledGreedy
-    return AutoDepthGreedy if params.auto_depth else SequentialGreedy
