@@ -308,7 +308,7 @@ def test_report_has_every_arm_and_the_verdicts(study):
     _, report = study
     for row in ("| seed_cnn | standard |", "| seed_cnn | layer_to_layer |"):
         assert row in report.markdown
-    assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal epochs: " in report.markdown
+    assert "\nVerdict seed_cnn, layer_to_layer vs standard, equal compute: " in report.markdown
     assert "No equal-time phase in this study (`budget.equal_time = false`" in report.markdown
     assert "- Per trial: 1 CPU(s) and 0 GPU(s) reserved, 1 torch thread(s)." in report.markdown
     assert "- CPU pinning: 4 runs had cores of their own" in report.markdown
@@ -330,7 +330,7 @@ def test_rerun_redoes_nothing_and_a_changed_spec_is_refused(study):
     before = {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")}
     run_sweep(spec_from_dict(DATA), study_dir)
     assert {r.info.run_id for r in mlflow_runs(study_dir, "tiny", "trial")} == before
-    changed = r"changed: budget.max_trials 3 -> 4, budget.search_epochs 6 -> 8\)"
+    changed = r"changed: budget.max_trials 3 -> 4\)"
     with pytest.raises(UserError, match=changed):
         run_sweep(
             spec_from_dict({**DATA, "budget": {**DATA["budget"], "max_trials": 4}}), study_dir
