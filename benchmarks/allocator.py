@@ -1,4 +1,5 @@
-"""Exact CPU memory in use over time, from torch.profiler's allocator events (the CPU twin of CUDA's max_memory_allocated).
+"""Exact CPU memory in use over time, from torch.profiler's allocator events (the CPU twin of CUDA's
+max_memory_allocated).
 
 The process RSS high-water mark counts whole pages, the allocator's cache and library buffers
 (oneDNN scratch, thread pools); this trace counts only bytes that tensors hold, allocation by
@@ -65,7 +66,8 @@ class AllocatorTrace:
                 )
 
     def peak_mb(self, name: str | None = None) -> float:
-        """Peak bytes in use (MB) since `__enter__`, over the whole trace or within the window `name`."""
+        """Peak bytes in use (MB) since `__enter__`, over the whole trace or within the window
+        `name`."""
         if name is None:
             return max(self._levels, default=0) / MB
         if name not in self._windows:

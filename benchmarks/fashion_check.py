@@ -1,9 +1,10 @@
-"""Real-data sanity check at scale: seed_cnn on the full Fashion-MNIST, every method at its defaults, 3 seeds.
+"""Real-data sanity check at scale: seed_cnn on the full Fashion-MNIST, every method at its
+defaults, 3 seeds.
 
     python -m benchmarks.fashion_check --device cuda --data-dir .data/fashion-mnist --out OUT
 
-Each (method, seed) trial is one `fit` in its own process, `--jobs` at once (small models leave a GPU
-mostly idle, so trials share it). After every finished trial `fashion.json` (all trials) and
+Each (method, seed) trial is one `fit` in its own process, `--jobs` at once (small models leave a
+GPU mostly idle, so trials share it). After every finished trial `fashion.json` (all trials) and
 `fashion.md` (per method: test accuracy mean and sd over seeds on the full 10,000-image test set,
 training time) are rewritten, so a run cut short still leaves what it finished. Not the study's
 verdict: no search, each method's defaults.
@@ -28,7 +29,8 @@ KEPT = ("test_acc", "val_acc", "train_time_s", "peak_mem_mb", "throughput_img_s"
 
 
 def run_one(flat: dict[str, Any]) -> dict[str, Any]:
-    """One trial in a fresh process: its final metrics (no history) and its wall time including data load."""
+    """One trial in a fresh process: its final metrics (no history) and its wall time including
+    data load."""
     import torch
 
     from trainables.training import fit

@@ -1,4 +1,5 @@
-"""Harness overhead: the same short training as a plain in-process `fit` and as trials of the sweep's Ray Tune path.
+"""Harness overhead: the same short training as a plain in-process `fit` and as trials of the
+sweep's Ray Tune path.
 
 The Tune side is the sweep's own code (`study.tune_arm.TuneRunner.seeds`: reused actors, the
 MLflow callback writing from the driver, per-epoch checkpoints), so the overhead is the
@@ -30,7 +31,8 @@ from trainables.training import fit
 def measure_harness(
     epochs: int = 3, trials: int = 4, width: float = 0.5, cpus: int = 2
 ) -> dict[str, Any]:
-    """Plain fit vs Tune trials of seed_cnn on digits; a note instead when Ray/MLflow/Optuna are not installed."""
+    """Plain fit vs Tune trials of seed_cnn on digits; a note instead when Ray/MLflow/Optuna are
+    not installed."""
     missing = [
         name for name in ("ray", "mlflow", "optuna") if importlib.util.find_spec(name) is None
     ]

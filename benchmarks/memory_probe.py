@@ -9,7 +9,8 @@ Two measures come back:
 - `alloc_mb`: exact peak of bytes held by tensors (model, grads, optimiser state,
   activations, temporaries), from the allocator trace of a second, identical run
   (deterministic, so one traced run per workload is enough);
-- `flops_per_img`: floating-point operations per image and stage (torch's FlopCounterMode), a time measure that
+- `flops_per_img`: floating-point operations per image and stage (torch's FlopCounterMode), a time
+  measure that
   other load on a shared machine cannot disturb.
 """
 
@@ -26,8 +27,9 @@ from benchmarks.workload import Workload, run_workload
 
 
 def measure_memory(work: Workload, exact: bool = True) -> dict[str, Any]:
-    """RSS run first (nothing else has trained in this process yet); with `exact`, the allocator-traced run and
-    the FLOP count per image and stage (`flops_per_img`), both deterministic."""
+    """RSS run first (nothing else has trained in this process yet); with `exact`, the
+    allocator-traced run and the FLOP count per image and stage (`flops_per_img`), both
+    deterministic."""
     rss_runs = run_workload(work)
     result: dict[str, Any] = {
         "rss_mb": max(r.peak_mem_mb for r in rss_runs),
@@ -45,7 +47,8 @@ def measure_memory(work: Workload, exact: bool = True) -> dict[str, Any]:
 
 
 class IsolatedMemory:
-    """Context manager: `measure(work)` runs `measure_memory(work)` in a new child process (`threads` torch threads)."""
+    """Context manager: `measure(work)` runs `measure_memory(work)` in a new child process
+    (`threads` torch threads)."""
 
     def __init__(self, threads: int, timeout_s: float = 600):
         self.threads = threads

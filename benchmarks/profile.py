@@ -1,4 +1,5 @@
-"""`python -m benchmarks.profile MODEL METHOD`: where one benchmark workload spends its time, op by op (torch.profiler).
+"""`python -m benchmarks.profile MODEL METHOD`: where one benchmark workload spends its time, op by
+op (torch.profiler).
 
 For a missed target: prints the profiler's table of the workload's ops (sorted by self time)
 and writes a Chrome trace beside it, e.g.

@@ -1,4 +1,5 @@
-"""Turn raw benchmark measurements into ratios against `standard`, target checks, JSON and a Markdown table."""
+"""Turn raw benchmark measurements into ratios against `standard`, target checks, JSON and a
+Markdown table."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ TRIAL_COLUMNS = [
 
 @dataclass(frozen=True)
 class Target:
-    """A goal: `ratios.<key>.<kind>` of the listed models (None: every model) must be <= limit, or, with `over`,
-    <= limit + that model's `ratios.<key>.<over>` (e.g. time within its FLOPs ratio + 0.05)."""
+    """A goal: `ratios.<key>.<kind>` of the listed models (None: every model) must be <= limit, or,
+    with `over`, <= limit + that model's `ratios.<key>.<over>` (e.g. time within its FLOPs ratio +
+    0.05)."""
 
     key: str
     kind: str
@@ -50,7 +52,8 @@ TARGETS = (
 
 
 def epoch_time(runs: list[StageRun], field: str = "seconds") -> float:
-    """Seconds (`seconds` wall or `cpu_seconds`) per epoch over the measured stages, weighted by their planned epochs."""
+    """Seconds (`seconds` wall or `cpu_seconds`) per epoch over the measured stages, weighted by
+    their planned epochs."""
     return sum(getattr(r, field) * r.epochs for r in runs) / sum(r.epochs for r in runs)
 
 
@@ -66,7 +69,8 @@ def summarise_model(
     flops: dict[str, list[float]],
     cuda: bool,
 ) -> dict[str, Any]:
-    """One model's entry: per-method numbers, ratios to standard (paired per repeat, then the median), raw data.
+    """One model's entry: per-method numbers, ratios to standard (paired per repeat, then the
+    median), raw data.
 
     Memory: on CUDA the max_memory_allocated peak of the timed runs; on CPU the exact allocator
     peak (`alloc_mb`); the CPU RSS peak is reported beside it as `rss` (coarser).
@@ -140,7 +144,8 @@ def _stage_mem(
 
 
 def _ratios(method: str, methods: dict[str, Any], raw: dict[str, Any]) -> dict[str, float]:
-    """time, cpu_time, rss: median over repeats of the paired ratio (same repeat, back to back); mem: ratio of peaks."""
+    """time, cpu_time, rss: median over repeats of the paired ratio (same repeat, back to back);
+    mem: ratio of peaks."""
 
     def paired(key: str) -> float:
         return median([m / b for m, b in zip(raw[method][key], raw[BASELINE][key]) if b > 0])
@@ -191,11 +196,16 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# make bench: {machine['name']} ({results['date']})",
         "",
-        f"{machine['device']}, torch {machine['torch']}, {machine['threads']} threads; load average "
-        f"{machine['loadavg_start']} at start, {machine['loadavg_end']} at end. Ratios are to `standard`, "
-        f"paired per repeat and the median of {results['repeats']} repeats. CPU time: this process's CPU seconds "
-        f"(all threads) in the timed epochs, less sensitive than wall time to other load on shared cores. "
-        f"GFLOP/img: training FLOPs per image (torch FlopCounterMode, forward + backward), load-independent.",
+        f"{machine['device']}, torch {machine['torch']}, {machine['threads']} threads; load "
+        "average "
+        f"{machine['loadavg_start']} at start, {machine['loadavg_end']} at end. Ratios are to "
+        "`standard`, "
+        f"paired per repeat and the median of {results['repeats']} repeats. CPU time: this "
+        "process's CPU seconds "
+        "(all threads) in the timed epochs, less sensitive than wall time to other load on shared "
+        "cores. "
+        "GFLOP/img: training FLOPs per image (torch FlopCounterMode, forward + backward), "
+        "load-independent.",
         f"Memory: {results['memory_note']}",
         "",
     ]

@@ -1,4 +1,5 @@
-"""`python -m benchmarks.run`: time and peak memory of every method as ratios to `standard`, plus the harness overhead.
+"""`python -m benchmarks.run`: time and peak memory of every method as ratios to `standard`, plus
+the harness overhead.
 
 For each model the methods run interleaved (their order rotates each repeat) in this one
 process; the ratios are paired per repeat and the median over repeats is reported. CPU peak
@@ -51,7 +52,8 @@ MEMORY_BATCHES, MEMORY_WARMUP = (
     1,
     1,
 )  # the peak is reached in the second step (optimiser state exists)
-# model -> method -> per repeat: stage runs / memory probe; model -> method -> FLOPs per image and stage
+# model -> method -> per repeat: stage runs / memory probe; model -> method -> FLOPs per image and
+# stage
 Timings = dict[str, dict[str, list[list[StageRun]]]]
 Probes = dict[str, dict[str, list[dict[str, Any]]]]
 Flops = dict[str, dict[str, list[float]]]
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch intra-op threads (default: 1 on CPU, as a sweep trial with resources.cpu=1 runs, and "
+        help="torch intra-op threads (default: 1 on CPU, as a sweep trial with resources.cpu=1 "
+        "runs, and "
         "steady when other processes share the cores; torch's default on CUDA)",
     )
     p.add_argument(
@@ -190,7 +193,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def measure_methods(
     work: dict[str, dict[str, Workload]], methods: list[str], repeats: int, cuda: bool
 ) -> tuple[Timings, Probes, Flops]:
-    """Timed runs (methods interleaved, order rotating per repeat), CPU memory probes and FLOP counts."""
+    """Timed runs (methods interleaved, order rotating per repeat), CPU memory probes and FLOP
+    counts."""
     for (
         per_model
     ) in work.values():  # untimed: first-call costs of the process (thread pools, kernels) go here
@@ -206,7 +210,10 @@ def measure_methods(
                     w = work[model][method]
                     runs = run_workload(w)
                     timings[model][method].append(runs)
-                    line = f"repeat {repeat + 1}/{repeats} {model}/{method}: {sum(r.seconds for r in runs):.2f} s"
+                    line = (
+                        f"repeat {repeat + 1}/{repeats} {model}/{method}: "
+                        f"{sum(r.seconds for r in runs):.2f} s"
+                    )
                     small = dataclasses.replace(w, batches=MEMORY_BATCHES, warmup=MEMORY_WARMUP)
                     if (
                         isolated is not None
@@ -227,7 +234,8 @@ def measure_methods(
 def parse_models(
     items: list[str] | None, defaults: dict[str, float], fallback: float
 ) -> dict[str, float]:
-    """`MODEL[:WIDTH]` items -> {model: width}; models without a width get the default table's, else `fallback`."""
+    """`MODEL[:WIDTH]` items -> {model: width}; models without a width get the default table's,
+    else `fallback`."""
     if not items:
         return dict(defaults)
     models: dict[str, float] = {}
@@ -245,19 +253,23 @@ def parse_models(
 def _memory_note(cuda: bool) -> str:
     if cuda:
         return (
-            "peak mem = torch.cuda.max_memory_allocated above the data, max over the measured stages; "
+            "peak mem = torch.cuda.max_memory_allocated above the data, max over the measured "
+            "stages; "
             "the ratios use it. No RSS on CUDA."
         )
     return (
-        "peak mem = exact peak of bytes held by CPU tensors (torch.profiler allocator events, from model "
-        "construction on: weights, grads, optimiser state, activations), max over the measured stages; the "
+        "peak mem = exact peak of bytes held by CPU tensors (torch.profiler allocator events, from "
+        "model "
+        "construction on: weights, grads, optimiser state, activations), max over the measured "
+        "stages; the "
         "mem ratios use it. Peak RSS = process high-water mark above the data, a fresh process per "
         "measurement (coarser: pages, allocator cache, library buffers)."
     )
 
 
 def machine_info(device: torch.device, loadavg_start: str) -> dict[str, Any]:
-    """What ran the benchmark; `name` is the file-name stem (GPU name on CUDA, else the host name)."""
+    """What ran the benchmark; `name` is the file-name stem (GPU name on CUDA, else the host
+    name)."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", gpu or socket.gethostname()).strip("-").lower()
     return {

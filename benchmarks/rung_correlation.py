@@ -1,8 +1,9 @@
-"""Does an arm's per-epoch val_acc at ASHA's rungs rank its trials as their final val_acc does? (docs/search.md)
+"""Does an arm's per-epoch val_acc at ASHA's rungs rank its trials as their final val_acc does?
+(docs/search.md)
 
-Reads the search experiments of a study run without early stopping (`--set budget.early_stopping=false`)
-and prints, per arm, the Spearman rank correlation between val_acc at each rung epoch and the final
-val_acc, over the trials that ran to the end:
+Reads the search experiments of a study run without early stopping (`--set
+budget.early_stopping=false`) and prints, per arm, the Spearman rank correlation between val_acc at
+each rung epoch and the final val_acc, over the trials that ran to the end:
     python -m benchmarks.rung_correlation runs/rankcorr
 """
 
@@ -19,7 +20,8 @@ from study.spec import Budget
 
 
 def rung_epochs(budget: Budget) -> list[int]:
-    """The epochs at which ASHA compares trials: grace_period x reduction_factor^k, below the full budget."""
+    """The epochs at which ASHA compares trials: grace_period x reduction_factor^k, below the
+    full budget."""
     rungs, epoch = [], budget.grace_period
     while epoch < budget.epochs:
         rungs.append(epoch)
@@ -28,8 +30,9 @@ def rung_epochs(budget: Budget) -> list[int]:
 
 
 def arm_correlations(experiment: Path, rungs: list[int], budget: Budget) -> tuple[int, list[str]]:
-    """(trials that ran all epochs, per rung: Spearman rho of val_acc there vs the final val_acc, and whether
-    the trial with the best final val_acc is in the top 1/reduction_factor at the rung, i.e. ASHA keeps it)."""
+    """(trials that ran all epochs, per rung: Spearman rho of val_acc there vs the final val_acc,
+    and whether the trial with the best final val_acc is in the top 1/reduction_factor at the rung,
+    i.e. ASHA keeps it)."""
     from ray.tune import ExperimentAnalysis
 
     frames = ExperimentAnalysis(str(experiment)).trial_dataframes.values()

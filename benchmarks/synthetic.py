@@ -10,7 +10,8 @@ from trainables.data import CIFAR_MEAN, CIFAR_STD, DataSplits, synthetic_images
 def synthetic_splits(
     n_train: int, n_eval: int = 64, num_classes: int = 10, seed: int = 0
 ) -> DataSplits:
-    """DataSplits of random CIFAR-shaped images (CIFAR normalisation, flips on) for timing and memory runs."""
+    """DataSplits of random CIFAR-shaped images (CIFAR normalisation, flips on) for timing and
+    memory runs."""
     generator = torch.Generator().manual_seed(seed)
     train = synthetic_images(n_train, num_classes, generator)
     val = synthetic_images(n_eval, num_classes, generator)

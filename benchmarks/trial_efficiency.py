@@ -1,14 +1,18 @@
-"""`python -m benchmarks.trial_efficiency`: how close whole `study trial` runs come to the benchmark's step speed.
+"""`python -m benchmarks.trial_efficiency`: how close whole `study trial` runs come to the
+benchmark's step speed.
 
 The trial targets (benchmarks/README.md), per `python -m study trial ... --out T.json` run (given
 as `T.json:WALL_S`, WALL_S being the whole command's wall clock):
 - `throughput_ratio`: the trial's training images/s (all epochs: images / training seconds) over the
   benchmark's step images/s for the same model, method, width and batch size (target >= 0.90);
-- `train_share`: training seconds over fit's wall clock (data load, training, evaluation), both without the
+- `train_share`: training seconds over fit's wall clock (data load, training, evaluation), both
+  without the
   one-time costs (target >= 0.85);
-- reported beside them: `startup_s` (command wall - fit wall: interpreter start-up, imports) and `one_time_s`
-  (the first epoch's excess over the median later epoch: CUDA/cuDNN initialisation, autotuning, compilation).
-The figures are added to the benchmark's JSON (`trials`) and its Markdown is rendered again with them.
+- reported beside them: `startup_s` (command wall - fit wall: interpreter start-up, imports) and
+  `one_time_s` (the first epoch's excess over the median later epoch: CUDA/cuDNN initialisation,
+  autotuning, compilation).
+The figures are added to the benchmark's JSON (`trials`) and its Markdown is rendered again with
+them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ THROUGHPUT_TARGET, TRAIN_SHARE_TARGET = 0.90, 0.85
 def trial_efficiency(
     trial: dict[str, Any], command_wall_s: float, bench: dict[str, Any]
 ) -> dict[str, Any]:
-    """The efficiency figures of one trial (its `--out` JSON) against the benchmark results `bench`."""
+    """The efficiency figures of one trial (its `--out` JSON) against the benchmark results
+    `bench`."""
     config, history = trial["config"], trial["history"]
     epochs = [h["epoch_time_s"] for h in history]
     one_time = max(0.0, epochs[0] - statistics.median(epochs[1:])) if len(epochs) > 1 else 0.0

@@ -1,4 +1,5 @@
-"""One benchmark workload: a (model, method) trained for a fixed number of batches per stage through the Method API.
+"""One benchmark workload: a (model, method) trained for a fixed number of batches per stage through
+the Method API.
 
 It is the training code path of `trainables.training.fit` (same model/method construction,
 `method.train_batches` and `train_step`), without evaluation, so the measured time is training
@@ -98,7 +99,8 @@ class Workload:
 
 @dataclass
 class StageRun:
-    """One measured stage: timed-epoch wall and process-CPU seconds, images, the stage's peak memory (MB above the data).
+    """One measured stage: timed-epoch wall and process-CPU seconds, images, the stage's peak memory
+    (MB above the data).
 
     CPU seconds (all threads of this process) are less sensitive than wall time to other
     processes competing for the cores of a shared machine.
@@ -116,7 +118,8 @@ class StageRun:
 
 
 def run_workload(work: Workload, trace: bool = False, count_flops: bool = False) -> list[StageRun]:
-    """Train the selected stages of `work`; `trace`: count exact CPU allocator bytes; `count_flops`: FLOPs per stage."""
+    """Train the selected stages of `work`; `trace`: count exact CPU allocator bytes;
+    `count_flops`: FLOPs per stage."""
     config = work.config()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -201,7 +204,8 @@ def select_stages(plan: list[Stage], which: str) -> list[Stage]:
 
 
 def compile_blocks(method: Method, compiled: weakref.WeakSet[nn.Module]) -> None:
-    """torch.compile in place every block, the head and the auxiliary heads not yet in `compiled` (updated).
+    """torch.compile in place every block, the head and the auxiliary heads not yet in `compiled`
+    (updated).
 
     Called after each `start_stage`: layer_to_layer builds its stage's head there."""
     for module in [*method.model.blocks, method.model.head, *method.aux_modules().values()]:

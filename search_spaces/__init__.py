@@ -36,7 +36,8 @@ def arm_context(
     unit: str = "flops",
     dataset: str = "digits",
 ) -> ArmContext:
-    """The context of one (model, method) arm; unknown methods get a ValueError naming the valid ones."""
+    """The context of one (model, method) arm; unknown methods get a ValueError naming the valid
+    ones."""
     if method not in SEARCH_SPACES:
         raise UserError(
             f"no search space for method {method!r}; valid methods: {', '.join(SEARCH_SPACES)}"
@@ -62,7 +63,8 @@ def get_search_space(
     unit: str = "flops",
     dataset: str = "digits",
 ) -> Callable[..., dict[str, Any]]:
-    """The define-by-run function of one arm (OptunaSearch's `space=`); `pinned` knobs are not searched."""
+    """The define-by-run function of one arm (OptunaSearch's `space=`); `pinned` knobs are not
+    searched."""
     ctx = arm_context(method, model, epochs, optimizer, pinned, unit, dataset)
     return bound_space(SEARCH_SPACES[method], ctx)
 
@@ -76,7 +78,8 @@ def default_point(
     unit: str = "flops",
     dataset: str = "digits",
 ) -> dict[str, Any]:
-    """The method's defaults as Optuna params (OptunaSearch's `points_to_evaluate` entry), minus pinned knobs."""
+    """The method's defaults as Optuna params (OptunaSearch's `points_to_evaluate` entry), minus
+    pinned knobs."""
     ctx = arm_context(method, model, epochs, optimizer, pinned, unit, dataset)
     return {k: v for k, v in DEFAULT_POINTS[method](ctx).items() if k not in ctx.pinned}
 

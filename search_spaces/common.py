@@ -1,4 +1,5 @@
-"""What every search space shares: the arm context, the shared nuisance space, pinning and sample cleanup.
+"""What every search space shares: the arm context, the shared nuisance space, pinning and sample
+cleanup.
 
 A space is an Optuna define-by-run function `space(trial, ctx) -> dict` (OptunaSearch's API).
 Every method's space starts with `shared_space`: the nuisance knobs with the same ranges for
@@ -79,8 +80,9 @@ SGD_DEFAULT_LR = 0.05  # TrainConfig's lr default is AdamW's; SGD's first trial 
 
 
 def shared_space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
-    """The nuisance knobs every arm searches alike: lr (log, range per optimiser), weight_decay (log),
-    batch_size, warm-up and annealed shares of the schedule (none under a pinned onecycle), label smoothing."""
+    """The nuisance knobs every arm searches alike: lr (log, range per optimiser), weight_decay
+    (log), batch_size, warm-up and annealed shares of the schedule (none under a pinned onecycle),
+    label smoothing."""
     low, high = LR_RANGES[ctx.optimizer]
     trial.suggest_float("lr", low, high, log=True)
     trial.suggest_float("weight_decay", *WEIGHT_DECAY_RANGE, log=True)
@@ -93,8 +95,9 @@ def shared_space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
 
 
 def shared_defaults(ctx: ArmContext, default_anneal_frac: float = 1.0) -> dict[str, Any]:
-    """The shared knobs' defaults, the first trial of every search: TrainConfig's (SGD_DEFAULT_LR for SGD),
-    with the method's own `default_anneal_frac` (what its training uses when anneal_frac is unset)."""
+    """The shared knobs' defaults, the first trial of every search: TrainConfig's (SGD_DEFAULT_LR
+    for SGD), with the method's own `default_anneal_frac` (what its training uses when anneal_frac
+    is unset)."""
     base = TrainConfig()
     lr = SGD_DEFAULT_LR if ctx.optimizer == "sgd" else base.lr
     shape = (
@@ -112,7 +115,8 @@ def shared_defaults(ctx: ArmContext, default_anneal_frac: float = 1.0) -> dict[s
 
 
 def normalised_weights(trial: optuna.Trial, name: str, count: int) -> list[float]:
-    """`count` uniform weights in WEIGHT_RANGE (internal params `_<name>_<i>`), normalised to sum to 1."""
+    """`count` uniform weights in WEIGHT_RANGE (internal params `_<name>_<i>`), normalised to sum
+    to 1."""
     weights = [
         trial.suggest_float(f"{INTERNAL_PREFIX}{name}_{i}", *WEIGHT_RANGE) for i in range(count)
     ]
@@ -121,7 +125,8 @@ def normalised_weights(trial: optuna.Trial, name: str, count: int) -> list[float
 
 
 class PinnedTrial:
-    """An Optuna trial whose `suggest_*` calls return the pinned value for pinned names (spec `fixed`)."""
+    """An Optuna trial whose `suggest_*` calls return the pinned value for pinned names (spec
+    `fixed`)."""
 
     def __init__(self, trial: optuna.Trial, pinned: Mapping[str, Any]):
         self._trial = trial
@@ -140,7 +145,8 @@ class PinnedTrial:
 
 
 def bound_space(space: Space, ctx: ArmContext) -> Callable[[optuna.Trial], dict[str, Any]]:
-    """`space` as the one-argument define-by-run function OptunaSearch takes, honouring `ctx.pinned`."""
+    """`space` as the one-argument define-by-run function OptunaSearch takes, honouring
+    `ctx.pinned`."""
     return functools.partial(_run_pinned, space, ctx)
 
 
@@ -150,5 +156,6 @@ def _run_pinned(space: Space, ctx: ArmContext, trial: optuna.Trial) -> dict[str,
 
 
 def to_flat_config(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's config without the search-internal values: the flat dict `TrainConfig.from_flat` takes."""
+    """A trial's config without the search-internal values: the flat dict `TrainConfig.from_flat`
+    takes."""
     return {key: value for key, value in sample.items() if not key.startswith(INTERNAL_PREFIX)}

@@ -8,15 +8,14 @@
 | epochs_per_block | one uniform [0.2, 1] per stage, normalised   | sequential only (DGL: 1 stage) |
 "Fits": one epoch of each sequential stage fits the budget (trainables.compute.fits_budget): with
 budget.unit "epochs" ceil(L / blocks_per_stage) <= epochs; with "flops" its FLOPs, which depend on
-aux_k and the head, are at most 1.1 x epochs standard epochs (a decoupled trial: its one stage).
-The shared nuisance knobs (search_spaces.common) come first; their schedule shape (warm-up, hold,
-anneal) applies to each stage, since every stage restarts the schedule.
-aux_k shapes layerCNN's head (and the pooled one): it is searched only where the head is one of
-them, i.e. not for decoupled trials, whose default head is DGL's own (fixed design), unless the
-spec pins aux_head.
-auto_depth changes what is trained, aux_head/width_aux what a head costs and
-final_head which classifier is deployed, so they are spec choices (`[fixed.greedy]`), not searched;
-pinning auto_depth, cache_features or epochs_per_block keeps the search sequential (decoupled=false).
+aux_k and the head, are at most 1.1 x epochs standard epochs (a decoupled trial: its one stage). The
+shared nuisance knobs (search_spaces.common) come first; their schedule shape (warm-up, hold,
+anneal) applies to each stage, since every stage restarts the schedule. aux_k shapes layerCNN's head
+(and the pooled one): it is searched only where the head is one of them, i.e. not for decoupled
+trials, whose default head is DGL's own (fixed design), unless the spec pins aux_head. auto_depth
+changes what is trained, aux_head/width_aux what a head costs and final_head which classifier is
+deployed, so they are spec choices (`[fixed.greedy]`), not searched; pinning auto_depth,
+cache_features or epochs_per_block keeps the search sequential (decoupled=false).
 """
 
 from __future__ import annotations
@@ -38,7 +37,8 @@ if TYPE_CHECKING:
 
 SEQUENTIAL_ONLY = ("auto_depth", "cache_features", "epochs_per_block")
 NOTE = (
-    "every greedy stage restarts the schedule, so the shared shape (warmup_frac, hold, anneal_frac) "
+    "every greedy stage restarts the schedule, so the shared shape (warmup_frac, hold, "
+    "anneal_frac) "
     "applies per stage; anneal_frac unset (first trial) is greedy's 0.25; aux_k only where the "
     "head is layerCNN's (sequential trials; decoupled ones use DGL's own head, which has no k)"
 )

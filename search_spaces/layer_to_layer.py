@@ -67,8 +67,8 @@ def space(trial: optuna.Trial, ctx: ArmContext) -> dict[str, Any]:
 
 
 def defaults(ctx: ArmContext) -> dict[str, Any]:
-    """The first trial: LayerToLayerParams' defaults (equal stages), which match standard on digits, with
-    split_step raised to the fewest that fits the budget, as `space` allows."""
+    """The first trial: LayerToLayerParams' defaults (equal stages), which match standard on digits,
+    with split_step raised to the fewest that fits the budget, as `space` allows."""
     from trainables.methods.layer_to_layer import LayerToLayerParams
 
     p = LayerToLayerParams()

@@ -1,4 +1,5 @@
-"""What one trial asks of the Ray cluster, whether the cluster can ever place it, and how many fit at once.
+"""What one trial asks of the Ray cluster, whether the cluster can ever place it, and how many fit
+at once.
 
 A trial of `resources.workers = 1` is one bundle {CPU: cpu, GPU: gpu} that must fit on one node.
 A trial of N workers is N bundles {CPU: cpu/N, GPU: gpu/N} (Ray Train's worker group, which may
@@ -22,7 +23,8 @@ KINDS = ("CPU", "GPU")
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """Per-trial resources: `workers` bundles of `cpu`/`gpu` split evenly, plus a driver bundle when N > 1."""
+    """Per-trial resources: `workers` bundles of `cpu`/`gpu` split evenly, plus a driver bundle
+    when N > 1."""
 
     cpu: float
     gpu: float
@@ -95,15 +97,17 @@ def check_placeable(request: TrialRequest, nodes: list[dict[str, float]]) -> Non
 
 
 def auto_concurrency(request: TrialRequest, nodes: list[dict[str, float]]) -> int:
-    """How many trials the cluster holds at once (>= 1): bundles packed per node, or the cluster's share."""
+    """How many trials the cluster holds at once (>= 1): bundles packed per node, or the
+    cluster's share."""
     if request.workers == 1:
         return max(1, sum(_copies(request.total, node) for node in nodes))
     return max(1, _copies(request.total, _sum(nodes)))
 
 
 def search_limit(spec: StudySpec) -> int:
-    """The most search trials worth running at once: TPE only learns from finished trials, so at least
-    half of an arm's trials (and all after the random start-up ones) should see some results."""
+    """The most search trials worth running at once: TPE only learns from finished trials, so at
+    least half of an arm's trials (and all after the random start-up ones) should see some results.
+    """
     return min(
         spec.budget.max_trials,
         max(spec.search.startup_trials, math.ceil(spec.budget.max_trials / 2)),

@@ -1,4 +1,5 @@
-"""`python -m study spaces --spec S`: what every arm of a study will search, and the budget, before compute is spent.
+"""`python -m study spaces --spec S`: what every arm of a study will search, and the budget, before
+compute is spent.
 
 The ranges are the Optuna distributions each arm's define-by-run space really samples: the space is
 run for SAMPLES random trials (no training), and a knob whose range depends on earlier samples is
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 def arm_distributions(
     spec: StudySpec, arm: Arm, samples: int = SAMPLES
 ) -> dict[str, list[BaseDistribution]]:
-    """Every distinct distribution each knob of the arm's space was sampled from, over `samples` random trials."""
+    """Every distinct distribution each knob of the arm's space was sampled from, over `samples`
+    random trials."""
     optimizer = spec.train_config(arm.model, arm.method).optimizer
     space = get_search_space(
         arm.method,
@@ -71,7 +73,8 @@ def arm_distributions(
 
 
 def describe(spec: StudySpec) -> str:
-    """The listing `spaces` prints: the budget, then per arm its knobs (shared first) and fixed values."""
+    """The listing `spaces` prints: the budget, then per arm its knobs (shared first) and fixed
+    values."""
     b = spec.budget
     labels = spec.methods
     stopped = [m for m in labels if spec.stops_early(method_of(m))]
@@ -122,6 +125,8 @@ def budget_lines(b: Budget) -> list[str]:
         f"every arm; each trial is charged what it ran), at most {b.max_trials} trials "
         f"(budget.max_trials); then the best config rerun with {b.seeds} seeds",
     ]
+
+
 def phase_lines(spec: StudySpec) -> list[str]:
     """What the studies, control arms and equal-time phase add to the plan (docs/phases.md)."""
     b = spec.budget
@@ -174,7 +179,8 @@ def _own_lines(names: list[str], knobs: dict[str, list[BaseDistribution]]) -> li
 
 
 def describe_range(distributions: list[BaseDistribution]) -> str:
-    """One distribution as text; several (a range that depends on earlier samples) as their union, marked."""
+    """One distribution as text; several (a range that depends on earlier samples) as their
+    union, marked."""
     first = distributions[0]
     if len(distributions) > 1 and isinstance(first, (FloatDistribution, IntDistribution)):
         low, high = min(d.low for d in distributions), max(d.high for d in distributions)

@@ -1,4 +1,5 @@
-"""StudySpec: what a sweep runs (dataset, model x method arms, budget, resources, search, fixed knobs).
+"""StudySpec: what a sweep runs (dataset, model x method arms, budget, resources, search, fixed
+knobs).
 
 Specs are TOML files; `quick` and `paper` name the files in study/specs/, any other value is a
 path. `--set section.key=value` overrides any entry. Every name and range is checked here, before
@@ -148,8 +149,9 @@ def check_whole(key: str, value: Any, low: int, high: int | None) -> None:
 
 @dataclass
 class Resources:
-    """What one trial reserves: CPU cores (also its torch threads) and GPUs (a fraction packs trials),
-    split evenly over its `workers` data-parallel workers (Ray Train; 1 = the trial is one process)."""
+    """What one trial reserves: CPU cores (also its torch threads) and GPUs (a fraction packs
+    trials), split evenly over its `workers` data-parallel workers (Ray Train; 1 = the trial is one
+    process)."""
 
     cpu: float = 1.0
     gpu: float = 0.0
@@ -212,7 +214,8 @@ class Report:
         check_range("report.margin", self.margin, 0.0, 100.0, low_open=True, high_open=True)
 
     def targets(self, models: list[str]) -> dict[str, float]:
-        """The targets the spec sets, per model (models without one get the default in the report)."""
+        """The targets the spec sets, per model (models without one get the default in the
+        report)."""
         if isinstance(self.target_val_acc, dict):
             return {m: float(v) for m, v in self.target_val_acc.items() if m in models}
         return (
@@ -222,7 +225,8 @@ class Report:
 
 @dataclass
 class StudySpec:
-    """One study: every (model, method) arm is searched, then its best config is rerun with `seeds` seeds."""
+    """One study: every (model, method) arm is searched, then its best config is rerun with
+    `seeds` seeds."""
 
     name: str
     dataset: str = "digits"
@@ -323,7 +327,8 @@ class StudySpec:
         return SEED_STRIDE * self.stream(arm, study) + index
 
     def stops_early(self, method: str) -> bool:
-        """Whether ASHA may stop `method`'s search trials early (EARLY_STOPPING_METHODS, unless turned off)."""
+        """Whether ASHA may stop `method`'s search trials early (EARLY_STOPPING_METHODS, unless
+        turned off)."""
         return self.budget.early_stopping and method in EARLY_STOPPING_METHODS
 
     def pinned(self, method: str) -> dict[str, Any]:
@@ -379,6 +384,8 @@ def default_sections() -> dict[str, dict[str, Any]]:
     """Every section's default entries, e.g. {"budget": {"epochs": 10, ...}, ...}: what a spec
     recorded before an entry existed meant by leaving it out."""
     return {name: dataclasses.asdict(cls()) for name, cls in _SECTIONS.items()}
+
+
 def add_spec_arguments(parser: argparse.ArgumentParser, set_help: str) -> None:
     """A subcommand's `--spec NAME|PATH` and repeatable `--set SECTION.KEY=VALUE` (load_spec's)."""
     parser.add_argument(
@@ -431,7 +438,8 @@ def load_spec(name_or_path: str | Path, overrides: list[str] | None = None) -> S
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set `a.b.c=value` in the nested dict (value parsed like `trial --set`); sections are created."""
+    """Set `a.b.c=value` in the nested dict (value parsed like `trial --set`); sections are
+    created."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
@@ -445,7 +453,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 
 
 def spec_from_dict(data: dict[str, Any], source: str = "") -> StudySpec:
-    """Build a StudySpec from parsed TOML; unknown keys anywhere are errors naming the valid keys."""
+    """Build a StudySpec from parsed TOML; unknown keys anywhere are errors naming the valid
+    keys."""
     top = {f.name for f in dataclasses.fields(StudySpec)} - {"source"}
     _reject_unknown("", data, top)
     kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in _SECTIONS}

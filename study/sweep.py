@@ -35,11 +35,15 @@ if TYPE_CHECKING:
     from study.report import ReportResult
 
 TUNE_ENV = {
-    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # save the experiment state every second (default >= 10 s): less to redo
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # that is on purpose: no warning
-    "RAY_AIR_NEW_OUTPUT": "0",  # Tune's classic reporter, silent at verbose=0; ProgressCallback prints
-    # a worker group (resources.workers > 1) of processes importing torch on a busy 2-core machine can take
-    # longer than Ray Train's default 60 s to start; resources that can never be placed are caught up front
+    # save the experiment state every second (default >= 10 s): less to redo
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",
+    # that is on purpose: no warning
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Tune's classic reporter, silent at verbose=0; ProgressCallback prints
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # a worker group (resources.workers > 1) of processes importing torch on a busy 2-core machine
+    # can take longer than Ray Train's default 60 s to start; resources that can never be placed are
+    # caught up front
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
 }
 
@@ -60,7 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db; on a cluster an `mlflow server` URL)",
+        help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db; on a cluster an `mlflow "
+        "server` URL)",
     )
     p.add_argument(
         "--address",
@@ -70,7 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--storage-path",
         default=None,
-        help="Tune results and checkpoints (default: <study-dir>/tune; on a cluster a shared path or s3://)",
+        help="Tune results and checkpoints (default: <study-dir>/tune; on a cluster a shared path "
+        "or s3://)",
     )
     p.set_defaults(func=run)
 
@@ -184,7 +190,8 @@ def run_sweep(
 
 
 def init_ray(address: str | None, state_api: bool = False) -> None:
-    """Connect to `address` / $RAY_ADDRESS, else start a local Ray; a Ray already initialised is used as is.
+    """Connect to `address` / $RAY_ADDRESS, else start a local Ray; a Ray already initialised is
+    used as is.
 
     What trial processes print (Ray Train's line per report, the workers' epoch lines, Ray's own
     notices) stays in Ray's log files (`logs/` of the Ray session folder) unless this process logs
@@ -200,8 +207,8 @@ def init_ray(address: str | None, state_api: bool = False) -> None:
 
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
-    # Tune's default TensorBoard logger cannot write the system-metric samples a result carries (MLflow gets
-    # them) and would print the whole list once per sweep as a warning
+    # Tune's default TensorBoard logger cannot write the system-metric samples a result carries
+    # (MLflow gets them) and would print the whole list once per sweep as a warning
     logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
@@ -228,8 +235,8 @@ def init_ray(address: str | None, state_api: bool = False) -> None:
 
 
 def preflight(spec: StudySpec) -> int:
-    """Fail fast (one UserError naming every problem) when the driver lacks the data or no node of the
-    cluster can ever place a trial; otherwise the trials the cluster holds at once, printed."""
+    """Fail fast (one UserError naming every problem) when the driver lacks the data or no node of
+    the cluster can ever place a trial; otherwise the trials the cluster holds at once, printed."""
     from study import capacity
 
     nodes = capacity.alive_nodes()

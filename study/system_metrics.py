@@ -1,4 +1,5 @@
-"""System metrics sampled inside each trial's own process and handed to the sweep driver with Tune's results.
+"""System metrics sampled inside each trial's own process and handed to the sweep driver with Tune's
+results.
 
 The samplers are MLflow's own (CPU and memory, disk, network, GPU when NVML is there) plus one for
 the trial's process. The driver logs them under `system/` like MLflow's SystemMetricsMonitor does,
@@ -33,7 +34,8 @@ FIRST_SAMPLE_S = (
 
 
 class ProcessMonitor(BaseMetricsMonitor):
-    """CPU use and resident memory of this process (the system-wide monitors also see other trials)."""
+    """CPU use and resident memory of this process (the system-wide monitors also see other
+    trials)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,13 +51,15 @@ class ProcessMonitor(BaseMetricsMonitor):
 
 
 class SystemSampler:
-    """Samples at FIRST_SAMPLE_S, then every interval in a thread, and once more at every `drain()`."""
+    """Samples at FIRST_SAMPLE_S, then every interval in a thread, and once more at every
+    `drain()`."""
 
     def __init__(self, interval_s: float | None = None):
         self.interval_s = (
             interval_s or MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() or DEFAULT_INTERVAL_S
         )
-        psutil.cpu_percent()  # start psutil's system-wide CPU interval, as ProcessMonitor does for the process
+        # start psutil's system-wide CPU interval, as ProcessMonitor does for the process
+        psutil.cpu_percent()
         self.monitors: list[BaseMetricsMonitor] = [
             CPUMonitor(),
             DiskMonitor(),
@@ -94,7 +98,8 @@ class SystemSampler:
             self._pending.append({"timestamp_ms": int(time.time() * 1000), "metrics": values})
 
     def drain(self) -> dict[str, Any]:
-        """A fresh sample plus those taken since the last drain, as the result entry the driver logs."""
+        """A fresh sample plus those taken since the last drain, as the result entry the driver
+        logs."""
         self.sample()
         with self._lock:
             samples, self._pending = self._pending, []
@@ -108,7 +113,8 @@ class SystemSampler:
 
 
 def sampled_trial(config: dict[str, Any]) -> None:
-    """The sweep's Tune trainable: `train_trial` with system metrics sampled in the trial's process."""
+    """The sweep's Tune trainable: `train_trial` with system metrics sampled in the trial's
+    process."""
     from trainables.trainable import (
         train_trial,
     )  # Ray: imported in trial processes, not by `study trial`

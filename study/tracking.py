@@ -1,4 +1,5 @@
-"""MLflow tracking: experiment per study, parent run per arm, one child run per trial (written by study.trial_run).
+"""MLflow tracking: experiment per study, parent run per arm, one child run per trial (written by
+study.trial_run).
 
 All writes go through `MlflowClient` from one process (the CLI or the Tune driver), because
 several processes writing one sqlite store at once can fail with "database is locked".
@@ -44,7 +45,8 @@ def default_tracking_uri(directory: str | Path) -> str:
 
 
 def existing_store_uri(directory: str | Path, tracking_uri: str | None = None) -> str:
-    """`tracking_uri` or the study's sqlite store, checked to exist (MLflow would create an empty one)."""
+    """`tracking_uri` or the study's sqlite store, checked to exist (MLflow would create an empty
+    one)."""
     path = Path(directory).expanduser().resolve() / "mlflow.db"
     uri = tracking_uri or f"sqlite:///{path}"
     if uri.startswith("sqlite:///"):
@@ -60,7 +62,8 @@ def existing_store_uri(directory: str | Path, tracking_uri: str | None = None) -
 def pick_experiment(
     client: MlflowClient, uri: str, study_dir: Path, name: str | None
 ) -> Experiment:
-    """`name`, else the only experiment holding runs, else the one named after the study directory."""
+    """`name`, else the only experiment holding runs, else the one named after the study
+    directory."""
     experiments = client.search_experiments()
     names = ", ".join(sorted(e.name for e in experiments))
     if name is not None:
@@ -85,7 +88,8 @@ def pick_experiment(
 
 
 def runs_table_url(base_url: str, experiment_id: str) -> str:
-    """The UI page of an experiment's runs table in model-training mode (MLflow 3 opens experiments on GenAI pages)."""
+    """The UI page of an experiment's runs table in model-training mode (MLflow 3 opens
+    experiments on GenAI pages)."""
     return (
         f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     )
@@ -94,7 +98,8 @@ def runs_table_url(base_url: str, experiment_id: str) -> str:
 def get_or_create_experiment(
     client: MlflowClient, name: str, artifact_location: str | None = None
 ) -> str:
-    """The experiment's id, tagged as a model-training experiment; a new one stores artifacts at `artifact_location`."""
+    """The experiment's id, tagged as a model-training experiment; a new one stores artifacts at
+    `artifact_location`."""
     experiment = client.get_experiment_by_name(name)
     experiment_id = (
         experiment.experiment_id
@@ -114,7 +119,8 @@ def start_run(
     parent_run_id: str | None = None,
     source: str = "python -m study",
 ) -> str:
-    """Create a run with params and tags (the git commit and entry point as MLflow's source tags, the parent link)."""
+    """Create a run with params and tags (the git commit and entry point as MLflow's source tags,
+    the parent link)."""
     all_tags = {
         MLFLOW_GIT_COMMIT: git_commit(),
         MLFLOW_SOURCE_NAME: source,
@@ -134,7 +140,8 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> Non
 
 
 def find_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    """Every active run of the experiment matching `filter_string`, oldest first (one page: a study has fewer)."""
+    """Every active run of the experiment matching `filter_string`, oldest first (one page: a
+    study has fewer)."""
     return list(
         client.search_runs(
             [experiment_id],
@@ -146,7 +153,8 @@ def find_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> l
 
 
 def runs_frame(tracking_uri: str, experiment_id: str, filter_string: str) -> pd.DataFrame:  # noqa: F821
-    """MLflow's own `search_runs` as a pandas frame: run_id, status, start/end time, metrics.*, params.*, tags.*."""
+    """MLflow's own `search_runs` as a pandas frame: run_id, status, start/end time, metrics.*,
+    params.*, tags.*."""
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.search_runs(
         [experiment_id],
@@ -157,7 +165,8 @@ def runs_frame(tracking_uri: str, experiment_id: str, filter_string: str) -> pd.
 
 
 def tag_filter(key: str, value: str) -> str:
-    """An MLflow filter clause `tags.<key> = '<value>'` (keys with dots quoted, e.g. mlflow.parentRunId)."""
+    """An MLflow filter clause `tags.<key> = '<value>'` (keys with dots quoted, e.g.
+    mlflow.parentRunId)."""
     name = f"`{key}`" if "." in key else key
     return f"tags.{name} = '{value}'"
 

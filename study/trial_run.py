@@ -1,11 +1,13 @@
-"""The one writer of a trial's MLflow run, shared by `study trial` (in-process) and the sweep driver.
+"""The one writer of a trial's MLflow run, shared by `study trial` (in-process) and the sweep
+driver.
 
 Layout: params = the trial's flat TrainConfig (the searched knobs among them) and every method knob
-it left at its default (`run_params`); tags = MLflow's source
-tags, the parent link and what the caller adds; the data set as a run input (MLflow's Dataset:
-name, digest, split sizes, source); per-epoch metrics as series at step = epoch; system metrics under
-`system/`; fit's final metrics once, as `final/<key>`, and its other results in `final_results.json`;
-text results (device, mem_source) as tags; seeds-phase and `study trial` runs get `weights.pt`. Status FINISHED, or FAILED with tag `error`.
+it left at its default (`run_params`); tags = MLflow's source tags, the parent link and what the
+caller adds; the data set as a run input (MLflow's Dataset: name, digest, split sizes, source);
+per-epoch metrics as series at step = epoch; system metrics under `system/`; fit's final metrics
+once, as `final/<key>`, and its other results in `final_results.json`; text results (device,
+mem_source) as tags; seeds-phase and `study trial` runs get `weights.pt`. Status FINISHED, or FAILED
+with tag `error`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ WEIGHTS_FILE = (
 
 
 class SplitsDataset(MetaDataset):
-    """MLflow's metadata-only data set with a profile: the train/val/test sizes and the class count."""
+    """MLflow's metadata-only data set with a profile: the train/val/test sizes and the class
+    count."""
 
     def __init__(
         self, source: DatasetSource, name: str, digest: str, schema: Schema, profile: dict[str, int]
@@ -80,7 +83,8 @@ class TrialRun:
 
     @classmethod
     def existing(cls, client: MlflowClient, run_id: str) -> TrialRun:
-        """A run found again (a resumed driver): the epochs it already holds are not logged a second time."""
+        """A run found again (a resumed driver): the epochs it already holds are not logged a
+        second time."""
         steps = [m.step for m in client.get_metric_history(run_id, EPOCH_SERIES)]
         return cls(client, run_id, last_epoch=max(steps, default=0))
 
@@ -107,7 +111,8 @@ class TrialRun:
         return cls(client, run_id)
 
     def log_dataset(self, description: dict[str, Any]) -> None:
-        """The data set as a training input (what `mlflow.log_input` logs, for a run other than the active one)."""
+        """The data set as a training input (what `mlflow.log_input` logs, for a run other than
+        the active one)."""
         source = description["source"]
         dataset_source = (
             resolve_dataset_source(source)
@@ -157,14 +162,16 @@ class TrialRun:
         return batch
 
     def log_weights(self, state: dict[str, Any]) -> None:
-        """The trained model's and auxiliary heads' weights from a training state (a checkpoint of fit)."""
+        """The trained model's and auxiliary heads' weights from a training state (a checkpoint
+        of fit)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / WEIGHTS_FILE
             torch.save({"model": state["model"], "aux": state["aux"]}, path)
             self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, final: dict[str, Any]) -> None:
-        """fit's final metrics once, as `final/<key>` (never colliding with a series), then close the run."""
+        """fit's final metrics once, as `final/<key>` (never colliding with a series), then close
+        the run."""
         summary = {k: v for k, v in final.items() if k != "history"}
         numeric = tracking.scalar_metrics(summary)
         tracking.log_metrics(

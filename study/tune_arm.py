@@ -257,7 +257,8 @@ class TuneRunner:
         else:
             auto = " (auto)" if self.spec.budget.max_concurrent == "auto" else ""
             print(
-                f"{label}: {total} trials, up to {tune_config.max_concurrent_trials} at a time{auto}",
+                f"{label}: {total} trials, up to {tune_config.max_concurrent_trials} at a "
+                f"time{auto}",
                 flush=True,
             )
             callbacks = [
@@ -304,8 +305,8 @@ def planned_charge(base: dict[str, Any], suggestion: dict[str, Any]) -> float:
 
 
 class TrialConfigSearch(StoredOptunaSearch):
-    """OptunaSearch whose trial configs hold only what a trial trains with (values sampled only to derive a
-    knob are dropped here), so a trial needs no knowledge of how it was sampled."""
+    """OptunaSearch whose trial configs hold only what a trial trains with (values sampled only to
+    derive a knob are dropped here), so a trial needs no knowledge of how it was sampled."""
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         config = super().suggest(trial_id)

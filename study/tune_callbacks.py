@@ -1,4 +1,5 @@
-"""Tune callbacks of the sweep driver: every trial to MLflow (driver only), and one console line per trial.
+"""Tune callbacks of the sweep driver: every trial to MLflow (driver only), and one console line per
+trial.
 
 MLflow layout (the contract the report reads): one child run per trial under its arm's parent
 run, tags role=trial, arm (`<model>/<label>`), model, method (the trained method), phase, trial_id,
@@ -45,7 +46,8 @@ WEIGHTS_PHASE = "seeds"  # the runs whose trained weights are kept as an artifac
 
 
 class MlflowTrialCallback(tune.Callback):
-    """MLflow child runs for the trials of one Tuner (one phase; each trial's arm comes from its config)."""
+    """MLflow child runs for the trials of one Tuner (one phase; each trial's arm comes from its
+    config)."""
 
     def __init__(
         self,
@@ -115,12 +117,14 @@ class MlflowTrialCallback(tune.Callback):
         self.run(trial).fail(error_reason(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        """Delete the runs of trials this experiment does not know (started after its last saved state)."""
+        """Delete the runs of trials this experiment does not know (started after its last saved
+        state)."""
         known = {trial.trial_id for trial in trials}
         for run in self._phase_runs():
             if run.data.tags.get("trial_id") not in known:
                 log.warning(
-                    "deleting MLflow run %s: trial %s was lost in an interruption and rerun under a new id",
+                    "deleting MLflow run %s: trial %s was lost in an interruption and rerun under "
+                    "a new id",
                     run.info.run_id,
                     run.data.tags.get("trial_id"),
                 )
@@ -178,7 +182,8 @@ class MlflowTrialCallback(tune.Callback):
 
 
 def error_reason(trial: Trial) -> str:
-    """Why a trial errored: the divergence reason it reported, else the last line of its error text."""
+    """Why a trial errored: the divergence reason it reported, else the last line of its error
+    text."""
     reason = (trial.last_result or {}).get(DIVERGED_KEY)
     if reason:
         return reason
@@ -196,7 +201,8 @@ def _read(path: str) -> str:
 
 
 class ProgressCallback(tune.Callback):
-    """One console line per finished trial: the experiment, how many trials are done, the outcome."""
+    """One console line per finished trial: the experiment, how many trials are done, the
+    outcome."""
 
     def __init__(self, label: str, total: int, timed: bool = False):
         self.label, self.total = label, total

@@ -1,4 +1,5 @@
-"""`python -m study ui`: the MLflow UI on 127.0.0.1 over a study's store (replaces this process; Ctrl-C stops it).
+"""`python -m study ui`: the MLflow UI on 127.0.0.1 over a study's store (replaces this process;
+Ctrl-C stops it).
 
 It prints the link to the study's runs table: MLflow 3's UI opens an experiment on its GenAI
 overview, so the link names the experiment, the runs view and the model-training mode.
@@ -35,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def ui_command(uri: str, port: int) -> list[str]:
-    """`mlflow ui` with this interpreter's MLflow; one worker: a local UI has one user and sqlite one writer."""
+    """`mlflow ui` with this interpreter's MLflow; one worker: a local UI has one user and sqlite
+    one writer."""
     return [
         sys.executable,
         "-m",

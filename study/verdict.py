@@ -32,7 +32,8 @@ from study.spec import method_of
 BASELINE = "standard"
 CONFIDENCE = 0.95
 TAU_MAX = 4.0
-DIFF_DECIMALS = 9  # accuracies are fractions of a finite set: differences below 1e-9 are float noise, not effects
+# accuracies are fractions of a finite set: differences below 1e-9 are float noise, not effects
+DIFF_DECIMALS = 9
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[fl
 
 # --- time ----------------------------------------------------------------------------------------
 def training_clock(epochs: pd.DataFrame) -> pd.DataFrame:
-    """`epochs` (run_id, epoch, val_acc, epoch_time_s) sorted by run and epoch, with `clock_s`: training seconds
-    elapsed at the end of each epoch (cumulative epoch_time_s)."""
+    """`epochs` (run_id, epoch, val_acc, epoch_time_s) sorted by run and epoch, with `clock_s`:
+    training seconds elapsed at the end of each epoch (cumulative epoch_time_s)."""
     ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
     seconds = pd.to_numeric(
         ordered["epoch_time_s"]
@@ -66,13 +67,15 @@ def training_clock(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_to_target(clock: pd.DataFrame, target: float) -> float:
-    """One run's first training second with val_acc >= target (its `training_clock` rows); inf if never."""
+    """One run's first training second with val_acc >= target (its `training_clock` rows); inf if
+    never."""
     reached = clock[clock["val_acc"] >= target]
     return float(reached["clock_s"].iloc[0]) if len(reached) else math.inf
 
 
 def arm_time(times: Iterable[float]) -> float:
-    """An arm's time-to-target: the median of its runs' (inf when at least half miss); NaN without runs."""
+    """An arm's time-to-target: the median of its runs' (inf when at least half miss); NaN
+    without runs."""
     x = np.asarray(list(times), dtype=float)
     if len(x) == 0:
         return math.nan
@@ -84,7 +87,8 @@ def arm_time(times: Iterable[float]) -> float:
 def time_to_target_table(
     runs: pd.DataFrame, epochs: pd.DataFrame, targets: Mapping[str, Target]
 ) -> pd.DataFrame:
-    """Per arm (model, method): target, runs that reached it, arm time-to-target and its ratio to the best arm.
+    """Per arm (model, method): target, runs that reached it, arm time-to-target and its ratio to
+    the best arm.
 
     `runs`: one row per run that counts (run_id, model, method); `epochs`: their per-epoch rows.
     """
@@ -123,7 +127,8 @@ def ratio(time_s: float, best_s: float) -> float:
 def performance_profile(table: pd.DataFrame, taus: Sequence[float]) -> pd.DataFrame:
     """rho(method, tau): share of workloads (models of `time_to_target_table`) with ratio <= tau.
 
-    A workload that a method did not run counts as unsolved for it; one no arm solved counts for nobody.
+    A workload that a method did not run counts as unsolved for it; one no arm solved counts for
+    nobody.
     """
     workloads = table["model"].nunique()
     rows = {
@@ -134,7 +139,8 @@ def performance_profile(table: pd.DataFrame, taus: Sequence[float]) -> pd.DataFr
 
 
 def profile_score(profile: pd.Series, tau_max: float = TAU_MAX) -> float:
-    """AlgoPerf's score: the area under rho(tau) over [1, tau_max], divided by tau_max − 1 (1 = always best)."""
+    """AlgoPerf's score: the area under rho(tau) over [1, tau_max], divided by tau_max − 1 (1 =
+    always best)."""
     taus, rho = profile.index.to_numpy(dtype=float), profile.to_numpy(dtype=float)
     keep = (taus >= 1) & (taus <= tau_max)
     taus, rho = taus[keep], rho[keep]

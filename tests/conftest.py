@@ -18,7 +18,8 @@ torch.set_num_threads(2)
 
 
 def write_cifar(root: Path, name: str, n_train: int = 60, n_test: int = 20, seed: int = 0) -> Path:
-    """Write `n_train`/`n_test` random images in torchvision's CIFAR-10/100 pickle layout under `root`."""
+    """Write `n_train`/`n_test` random images in torchvision's CIFAR-10/100 pickle layout under
+    `root`."""
     rng = np.random.default_rng(seed)
     folder = root / CIFAR_FOLDERS[name]
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,8 @@ def _dump(path: Path, obj: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding tiny cifar-10-batches-py/ and cifar-100-python/ (random images, real layout)."""
+    """A folder holding tiny cifar-10-batches-py/ and cifar-100-python/ (random images, real
+    layout)."""
     root = tmp_path_factory.mktemp("cifar")
     write_cifar(root, "cifar10")
     write_cifar(root, "cifar100", n_train=100)
@@ -71,7 +73,8 @@ def digits() -> DataSplits:
 
 @pytest.fixture
 def make_config() -> Callable[..., TrainConfig]:
-    """TrainConfig with CPU-friendly defaults for tests; keyword overrides go through `from_flat`."""
+    """TrainConfig with CPU-friendly defaults for tests; keyword overrides go through
+    `from_flat`."""
 
     def make(**overrides: Any) -> TrainConfig:
         flat: dict[str, Any] = dict(device="cpu", epochs=2, batch_size=32, width=0.25, seed=0)

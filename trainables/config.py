@@ -118,7 +118,8 @@ class TrainConfig:
 
 
 def check_field_types(config: TrainConfig) -> None:
-    """Raise a UserError naming the first shared field whose value has the wrong type (e.g. `--set seed=abc`)."""
+    """Raise a UserError naming the first shared field whose value has the wrong type (e.g.
+    `--set seed=abc`)."""
     hints = get_type_hints(TrainConfig)
     for item in dataclasses.fields(TrainConfig):
         if item.name == "params":
@@ -131,7 +132,8 @@ def check_field_types(config: TrainConfig) -> None:
 
 
 def _has_type(value: Any, kind: type) -> bool:
-    """isinstance, except that a bool is no number and an int is a float (JSON/TOML `1` for `1.0`)."""
+    """isinstance, except that a bool is no number and an int is a float (JSON/TOML `1` for
+    `1.0`)."""
     if kind in (int, float) and isinstance(value, bool):
         return False
     return isinstance(value, (int, float) if kind is float else kind)
@@ -153,7 +155,8 @@ def check_range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    """Raise a UserError naming the key, the value and the valid interval (also when the value is no number)."""
+    """Raise a UserError naming the key, the value and the valid interval (also when the value is
+    no number)."""
     left = ("(" if low_open else "[") + ("-inf" if low is None else str(low))
     right = ("inf" if high is None else str(high)) + (")" if high_open else "]")
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
@@ -168,7 +171,8 @@ def check_range(
 
 
 def parse_value(text: str) -> Any:
-    """Parse a `--set key=value` right-hand side: bool, int, float, list (comma or JSON), else str."""
+    """Parse a `--set key=value` right-hand side: bool, int, float, list (comma or JSON), else
+    str."""
     import json
 
     lowered = text.strip().lower()

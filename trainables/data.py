@@ -110,8 +110,9 @@ def load_dataset(
 ) -> DataSplits:
     """Load `name` on the CPU and split a validation set off its training set (fixed seed).
 
-    The test set is always the data set's full test set. `verify_checksums=False` skips the CIFAR md5
-    check (small test files in CIFAR layout); Fashion-MNIST is always checked (its cache is keyed by content).
+    The test set is always the data set's full test set. `verify_checksums=False` skips the CIFAR
+    md5 check (small test files in CIFAR layout); Fashion-MNIST is always checked (its cache is
+    keyed by content).
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
@@ -150,7 +151,8 @@ def val_count(images: int, val_fraction: float) -> int:
 
 
 def describe_splits(splits: DataSplits, data_dir: str | Path | None) -> dict[str, Any]:
-    """What identifies the data a run trained on: name, md5 of every split's arrays, split sizes, source."""
+    """What identifies the data a run trained on: name, md5 of every split's arrays, split sizes,
+    source."""
     digest = hashlib.md5()
     for part in (splits.train, splits.val, splits.test):
         for tensor in (part.x, part.y):
@@ -205,16 +207,18 @@ def _load_fashion(data_dir: str | Path | None) -> tuple[ImageSet, ImageSet, int]
 
 
 def _pad_to_rgb32(images: ImageSet) -> ImageSet:
-    """1x28x28 -> 3x32x32: a 2-pixel zero border (Fashion-MNIST's background is 0, so it only widens the
-    background; no resampling blurs the pixels) and the grey channel repeated for the models' RGB stem."""
+    """1x28x28 -> 3x32x32: a 2-pixel zero border (Fashion-MNIST's background is 0, so it only widens
+    the background; no resampling blurs the pixels) and the grey channel repeated for the models'
+    RGB stem."""
     p = FASHION_PAD
     x = F.pad(images.x, (p, p, p, p)).expand(-1, 3, -1, -1).contiguous()
     return ImageSet(x, images.y)
 
 
 def _synthetic(val_fraction: float, max_train_samples: int | None) -> DataSplits:
-    """Seeded random CIFAR-size images with random labels (for throughput, nothing to learn): 50,000 train
-    images, or `max_train_samples`; a validation set of `val_fraction` that size; a test set of 10,000 or fewer."""
+    """Seeded random CIFAR-size images with random labels (for throughput, nothing to learn): 50,000
+    train images, or `max_train_samples`; a validation set of `val_fraction` that size; a test set
+    of 10,000 or fewer."""
     n_train = SYNTHETIC_TRAIN if max_train_samples is None else max_train_samples
     n_val = val_count(n_train, val_fraction)
     generator = torch.Generator().manual_seed(SYNTHETIC_SEED)
@@ -238,16 +242,20 @@ def _load_cifar(
 
     if data_dir is None:
         raise UserError(
-            f"dataset {name!r} needs --data-dir pointing at a folder that holds {CIFAR_FOLDERS[name]}/"
+            f"dataset {name!r} needs --data-dir pointing at a folder that holds "
+            f"{CIFAR_FOLDERS[name]}/"
         )
     root = Path(data_dir).expanduser()
     folder = root / CIFAR_FOLDERS[name]
     if not folder.is_dir():
         archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
         raise UserError(
-            f"{name} not found: expected the folder {folder}. Nothing is downloaded at run time: on a machine "
-            f'with internet run `python -c "import torchvision; torchvision.datasets.{_cifar_class(name)}'
-            f"('{root}', download=True)\"` or fetch https://www.cs.toronto.edu/~kriz/{archive} and extract it "
+            f"{name} not found: expected the folder {folder}. Nothing is downloaded at run time: "
+            "on a machine "
+            'with internet run `python -c "import torchvision; '
+            f"torchvision.datasets.{_cifar_class(name)}"
+            f"('{root}', download=True)\"` or fetch https://www.cs.toronto.edu/~kriz/{archive} and "
+            "extract it "
             f"into {root}."
         )
     cls = getattr(datasets, _cifar_class(name))
@@ -261,7 +269,8 @@ def _load_cifar(
         )
     except RuntimeError as err:
         raise UserError(
-            f"{name} in {folder} failed torchvision's md5 check ({err}); re-extract the official archive"
+            f"{name} in {folder} failed torchvision's md5 check ({err}); re-extract the official "
+            "archive"
         ) from err
     return _as_imageset(train_ds), _as_imageset(test_ds), len(train_ds.classes)
 
@@ -271,7 +280,8 @@ def _cifar_class(name: str) -> str:
 
 
 def _without_md5(cls: type) -> type:
-    """A CIFAR class that checks the files exist but not their md5 (for small files in CIFAR layout)."""
+    """A CIFAR class that checks the files exist but not their md5 (for small files in CIFAR
+    layout)."""
 
     class Unverified(cls):  # type: ignore[misc, valid-type]
         meta = {
@@ -310,7 +320,8 @@ def _channel_stats(x: torch.Tensor, std: bool = False) -> tuple[float, float, fl
 
 
 class Batcher:
-    """Shuffles, augments (random crop with padding, optional flip) and normalises on the data's device."""
+    """Shuffles, augments (random crop with padding, optional flip) and normalises on the data's
+    device."""
 
     def __init__(self, splits: DataSplits, channels_last: bool = False, crop_padding: int = 4):
         device = splits.train.x.device
@@ -344,8 +355,9 @@ class Batcher:
     def train_batches(
         self, data: ImageSet, batch_size: int, generator: torch.Generator, augment: bool = True
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One shuffled epoch; the last partial batch is dropped when there are full ones (keeps BN stable).
-        With several data-parallel workers each gets its shard of every global batch, augmented as a whole."""
+        """One shuffled epoch; the last partial batch is dropped when there are full ones (keeps BN
+        stable). With several data-parallel workers each gets its shard of every global batch,
+        augmented as a whole."""
         for idx in self.global_batch_indices(len(data), batch_size, generator, data.x.device):
             x = data.x[idx]
             if augment:
@@ -359,8 +371,8 @@ class Batcher:
     def batch_indices(
         n: int, batch_size: int, generator: torch.Generator, device: torch.device
     ) -> Iterator[torch.Tensor]:
-        """This worker's sample indices of each batch of one shuffled epoch over `n` samples (all of them
-        with one worker; see `train_batches`)."""
+        """This worker's sample indices of each batch of one shuffled epoch over `n` samples (all of
+        them with one worker; see `train_batches`)."""
         for idx in Batcher.global_batch_indices(n, batch_size, generator, device):
             yield idx[shard_slice(len(idx))]
 

@@ -75,10 +75,10 @@ def _average_gradients_from_now_on() -> None:
 
 
 def prepare_model(modules: list[nn.Module], device: torch.device) -> None:
-    """With several workers: BatchNorm over the global batch in `modules`, rank 0's weights on every worker,
-    and from now on every optimiser step of this process averages its gradients first. Call it after a
-    stage is set up (methods build heads lazily); it changes modules in place, so optimisers keep their
-    parameters."""
+    """With several workers: BatchNorm over the global batch in `modules`, rank 0's weights on every
+    worker, and from now on every optimiser step of this process averages its gradients first. Call
+    it after a stage is set up (methods build heads lazily); it changes modules in place, so
+    optimisers keep their parameters."""
     if world_size() == 1:
         return
     _average_gradients_from_now_on()
@@ -90,8 +90,9 @@ def prepare_model(modules: list[nn.Module], device: torch.device) -> None:
 
 
 def _sync_batchnorm(module: nn.Module, device: torch.device) -> None:
-    """Turn a BatchNorm layer into torch's SyncBatchNorm (accelerators) or GlobalBatchNorm (CPU/gloo: torch's
-    needs a GPU) by swapping its class: same parameters and buffers, so optimisers holding them stay valid."""
+    """Turn a BatchNorm layer into torch's SyncBatchNorm (accelerators) or GlobalBatchNorm
+    (CPU/gloo: torch's needs a GPU) by swapping its class: same parameters and buffers, so
+    optimisers holding them stay valid."""
     if not isinstance(module, nn.modules.batchnorm._BatchNorm) or isinstance(
         module, (nn.SyncBatchNorm, GlobalBatchNorm)
     ):
@@ -122,7 +123,8 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 class GlobalBatchNorm(nn.BatchNorm2d):
-    """BatchNorm whose training statistics cover the global batch (all workers), for the CPU/gloo case.
+    """BatchNorm whose training statistics cover the global batch (all workers), for the CPU/gloo
+    case.
 
     The global mean comes from per-channel sums and counts summed over the workers (differentiably),
     the variance from a second sum of squared deviations from that mean (two passes: the one-pass

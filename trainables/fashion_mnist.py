@@ -1,4 +1,5 @@
-"""Fashion-MNIST from the four official IDX files (`.gz` or plain), checked by md5 and cached decompressed.
+"""Fashion-MNIST from the four official IDX files (`.gz` or plain), checked by md5 and cached
+decompressed.
 
 Debian's `dataset-fashion-mnist` puts the files, gzipped by Debian (so their gzip md5s differ from
 torchvision's list), in DEFAULT_DIR. The decompressed contents are checked against the official md5s
@@ -32,7 +33,8 @@ FILES = {
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
 FIX = (
-    "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir a folder holding "
+    "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir a folder "
+    "holding "
     f"the four official files ({', '.join(FILES)}; .gz or plain)"
 )
 
@@ -40,7 +42,8 @@ FIX = (
 def load_fashion_mnist(
     data_dir: str | Path | None = None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """((train images, labels), (test images, labels)): uint8 N x 28 x 28 and int64, 60,000 and 10,000."""
+    """((train images, labels), (test images, labels)): uint8 N x 28 x 28 and int64, 60,000 and
+    10,000."""
     from torchvision.datasets import FashionMNIST
 
     root = cached_copy(Path(data_dir).expanduser() if data_dir else DEFAULT_DIR)
@@ -50,9 +53,11 @@ def load_fashion_mnist(
 
 
 def cached_copy(data_dir: Path) -> Path:
-    """The torchvision root holding `FashionMNIST/raw/` with verified decompressed copies of `data_dir`'s files.
+    """The torchvision root holding `FashionMNIST/raw/` with verified decompressed copies of
+    `data_dir`'s files.
 
-    Every source file must exist; one is only decompressed when the cache lacks a copy with the official md5.
+    Every source file must exist; one is only decompressed when the cache lacks a copy with the
+    official md5.
     """
     sources = {name: find_source(data_dir, name) for name in FILES}
     root = cache_dir()
@@ -74,7 +79,8 @@ def cached_copy(data_dir: Path) -> Path:
 
 
 def find_source(data_dir: Path, name: str) -> Path:
-    """`name` or `name.gz` in `data_dir`, or in its `FashionMNIST/raw/` (torchvision's download layout)."""
+    """`name` or `name.gz` in `data_dir`, or in its `FashionMNIST/raw/` (torchvision's download
+    layout)."""
     for folder in (data_dir, data_dir / "FashionMNIST" / "raw"):
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
@@ -83,7 +89,8 @@ def find_source(data_dir: Path, name: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """$XDG_CACHE_HOME/l2l-study/fashion-mnist (default ~/.cache/...), or the temp dir if that is not writable."""
+    """$XDG_CACHE_HOME/l2l-study/fashion-mnist (default ~/.cache/...), or the temp dir if that is
+    not writable."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     preferred = base / "l2l-study" / "fashion-mnist"
     try:

@@ -39,12 +39,14 @@ _STEAL_FIELD = 8  # `cpuN user nice system idle iowait irq softirq steal ...` (p
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error, not a silent fallback."""
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error, not a silent
+    fallback."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError(
-            "device='cuda' requested but torch.cuda.is_available() is False; use --device cpu or auto"
+            "device='cuda' requested but torch.cuda.is_available() is False; use --device cpu or "
+            "auto"
         )
     return torch.device(name)
 
@@ -119,7 +121,8 @@ class PeakMemory:
 
     @property
     def source(self) -> str:
-        """How `peak_mb` is measured: `cuda_max_memory_allocated` (exact tensor bytes), `cpu_rss` or `none`."""
+        """How `peak_mb` is measured: `cuda_max_memory_allocated` (exact tensor bytes), `cpu_rss`
+        or `none`."""
         if self.device.type == "cuda":
             return "cuda_max_memory_allocated"
         return "cpu_rss" if self.cpu_supported else "none"
@@ -139,8 +142,9 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
 
 
 def trainable_sizes(modules: dict[str, nn.Module]) -> dict[str, int]:
-    """`prefix.name` -> numel of every parameter that requires grad: collected at each stage's start, their union
-    is what a run trained (params_trained), heads that a later stage drops included."""
+    """`prefix.name` -> numel of every parameter that requires grad: collected at each stage's
+    start, their union is what a run trained (params_trained), heads that a later stage drops
+    included."""
     return {
         f"{prefix}.{name}": p.numel()
         for prefix, module in modules.items()
@@ -150,7 +154,8 @@ def trainable_sizes(modules: dict[str, nn.Module]) -> dict[str, int]:
 
 
 def describe_device(device: torch.device) -> str:
-    """The hardware that trained: the GPU's name, else the CPU model and the cores this process may run on."""
+    """The hardware that trained: the GPU's name, else the CPU model and the cores this process
+    may run on."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

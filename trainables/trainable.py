@@ -219,7 +219,8 @@ def _train_workers(config: dict[str, Any], group: WorkerGroup) -> None:
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """One data-parallel worker (torch.distributed is set up by Ray Train): all report, rank 0's count."""
+    """One data-parallel worker (torch.distributed is set up by Ray Train): all report, rank 0's
+    count."""
     import ray.train
 
     _train(
@@ -259,7 +260,8 @@ def run_tags(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_resources() -> dict[str, float]:
-    """What Ray reserved for this trial (final metrics `trial_cpus`, `trial_gpus`: the report's conditions)."""
+    """What Ray reserved for this trial (final metrics `trial_cpus`, `trial_gpus`: the report's
+    conditions)."""
     resources = tune.get_context().get_trial_resources().required_resources
     return {
         "trial_cpus": float(resources.get("CPU", 1)),
@@ -268,7 +270,8 @@ def trial_resources() -> dict[str, float]:
 
 
 def numbers(metrics: dict[str, Any]) -> dict[str, int | float]:
-    """The numeric entries of an epoch's metrics (what Tune's schedulers and the epoch series take)."""
+    """The numeric entries of an epoch's metrics (what Tune's schedulers and the epoch series
+    take)."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
@@ -289,7 +292,8 @@ def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
 
 
 def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
-    """The training state saved in one of this trainable's checkpoints (weights_only: plain tensors and lists)."""
+    """The training state saved in one of this trainable's checkpoints (weights_only: plain
+    tensors and lists)."""
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, weights_only=True)
 
@@ -301,7 +305,8 @@ def with_resources(
     trainable: Callable[[dict[str, Any]], None] = train_trial,
 ) -> Any:
     """A trainable with its resource request, as Tuner and Tuner.restore take it: `trainable` itself
-    (workers = 1), or a small driver whose worker group asks for `cpu`/`gpu` split over the workers."""
+    (workers = 1), or a small driver whose worker group asks for `cpu`/`gpu` split over the workers.
+    """
     if workers == 1:
         return tune.with_resources(trainable, {"cpu": cpu, "gpu": gpu})
     group = WorkerGroup(workers, {"CPU": cpu / workers, "GPU": gpu / workers})

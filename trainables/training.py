@@ -269,9 +269,7 @@ def build_model_and_method(
     if uses_channels_last(config, device):
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = max(1, len(splits.train) // config.batch_size)
-    method = build_method(
-        config, model, splits.num_classes, device, steps_per_epoch, stage_epochs
-    )
+    method = build_method(config, model, splits.num_classes, device, steps_per_epoch, stage_epochs)
     method.aux_modules().to(device)
     return method
 
@@ -331,7 +329,8 @@ def _train_epoch(
 
 @torch.no_grad()
 def evaluate(method: Method, data: ImageSet, batcher: Batcher, prefix: str) -> dict[str, float]:
-    """Loss and accuracy of the 'main' prediction and accuracy of every other head the method scores."""
+    """Loss and accuracy of the 'main' prediction and accuracy of every other head the method
+    scores."""
     method.eval_mode()
     correct: dict[str, float] = {}
     loss_sum = 0.0
@@ -382,7 +381,8 @@ def _final_metrics(
 
 
 def _per_stage_max(history: list[dict[str, Any]], key: str) -> list[float]:
-    """max(key) over the epochs of each stage, in stage order (memory honesty: every stage's peak)."""
+    """max(key) over the epochs of each stage, in stage order (memory honesty: every stage's
+    peak)."""
     peaks: dict[int, float] = {}
     for h in history:
         peaks[h["stage"]] = max(peaks.get(h["stage"], 0.0), h[key])
@@ -398,7 +398,8 @@ def _checkpoint(
     stopped: bool,
     trained: dict[str, int],
 ) -> Checkpoint:
-    """Everything needed to continue bit-for-bit (on CPU) after `epoch`; loadable with weights_only=True."""
+    """Everything needed to continue bit-for-bit (on CPU) after `epoch`; loadable with
+    weights_only=True."""
     return {
         "epoch": epoch,
         "stopped": stopped,

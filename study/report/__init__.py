@@ -56,7 +56,8 @@ ARTIFACT_DIR = "report"
 
 @dataclass
 class ReportResult:
-    """What `write_report` wrote: the folder, the Markdown text (tables + captions) and the files."""
+    """What `write_report` wrote: the folder, the Markdown text (tables + captions) and the
+    files."""
 
     report_dir: Path
     markdown: str
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     result = write_report(args.study_dir, args.tracking_uri, args.experiment)
     print(result.markdown)
     print(
-        f"report written to {result.report_dir} ({result.parents_logged} arm runs got the artifacts)"
+        f"report written to {result.report_dir} ({result.parents_logged} arm runs got the "
+        "artifacts)"
     )
     return 0
 
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
 def write_report(
     study_dir: Path, tracking_uri: str | None = None, experiment: str | None = None
 ) -> ReportResult:
-    """Rebuild `<study_dir>/report/` from the store and log report.md and the plots to every arm's parent run."""
+    """Rebuild `<study_dir>/report/` from the store and log report.md and the plots to every
+    arm's parent run."""
     study_dir = Path(study_dir)
     uri = existing_store_uri(study_dir, tracking_uri)
     client = MlflowClient(uri)
@@ -102,7 +105,8 @@ def write_report(
     runs = runs_frame(uri, exp.experiment_id, tag_filter("role", "trial"))
     if runs.empty:
         raise UserError(
-            f"experiment {exp.name!r} in {uri} has no trial runs (tag role=trial): run a sweep first"
+            f"experiment {exp.name!r} in {uri} has no trial runs (tag role=trial): run a sweep "
+            "first"
         )
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +168,8 @@ def log_to_parents(
             client.log_artifact(parent.info.run_id, str(path), ARTIFACT_DIR)
     if not parents:
         log.warning(
-            "no arm runs (tag role=arm) in experiment %s: the report is only in the study directory",
+            "no arm runs (tag role=arm) in experiment %s: the report is only in the study "
+            "directory",
             experiment_id,
         )
     return len(parents)

@@ -126,9 +126,9 @@ class EqualTime:
 
 
 def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """MLflow's runs frame (run_id, status, times, `metrics.*`, `params.*`, `tags.*`) with the contract tags,
-    the run name and the seed as columns of their own, and every SUMMARY_KEYS final metric present;
-    `diverged`: the run ended FAILED because its loss stopped being finite."""
+    """MLflow's runs frame (run_id, status, times, `metrics.*`, `params.*`, `tags.*`) with the
+    contract tags, the run name and the seed as columns of their own, and every SUMMARY_KEYS final
+    metric present; `diverged`: the run ended FAILED because its loss stopped being finite."""
     frame = runs.copy()
     for key in PROMOTED_TAGS:
         frame[key] = frame.get(f"tags.{key}")
@@ -255,6 +255,11 @@ class SearchSpend:
     trials: int
 
 
+def search_metric(metrics: dict[str, float], key: str) -> list[float]:
+    """`search/<key>`, or `search/study<k>/<key>` of every study, from an arm run's metrics."""
+    return [v for k, v in metrics.items() if k.startswith("search/") and k.endswith("/" + key)]
+
+
 def search_spent(parents: list[Run]) -> dict[str, SearchSpend]:
     """arm -> what its searches spent: the `search/*` metrics of its parent run, summed over the
     studies (`search/study<k>/*` when budget.studies > 1; study/tune_arm.py); the largest trial is
@@ -262,15 +267,12 @@ def search_spent(parents: list[Run]) -> dict[str, SearchSpend]:
     spent = {}
     for parent in parents:
         metrics = parent.data.metrics
-
-        def values(key: str) -> list[float]:
-            return [v for k, v in metrics.items() if k.startswith("search/") and k.endswith(key)]
-
-        if values("/compute_spent"):
+        compute, largest, trials = (
+            search_metric(metrics, key) for key in ("compute_spent", "largest_trial", "trials")
+        )
+        if compute:
             spent[parent.data.tags["arm"]] = SearchSpend(
-                sum(values("/compute_spent")),
-                max(values("/largest_trial"), default=math.nan),
-                int(sum(values("/trials"))),
+                sum(compute), max(largest, default=math.nan), int(sum(trials))
             )
     return spent
 
@@ -336,7 +338,8 @@ def greedy_variant(params: pd.Series) -> str | None:
 
 
 def report_settings(parents: list[Run]) -> Report:
-    """The spec's [report] section, from the `report.*` params the sweep logged on the arm runs (else defaults)."""
+    """The spec's [report] section, from the `report.*` params the sweep logged on the arm runs
+    (else defaults)."""
     fields = set(Report.__dataclass_fields__)
     for parent in parents:
         values = {
@@ -473,7 +476,8 @@ def search_progress(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def exact_memory(runs: pd.DataFrame) -> bool:
-    """Whether every run's peak memory is an exact tensor-bytes count (tag `mem_source`), not RSS."""
+    """Whether every run's peak memory is an exact tensor-bytes count (tag `mem_source`), not
+    RSS."""
     return (
         "tags.mem_source" in runs
         and len(runs) > 0
@@ -482,7 +486,8 @@ def exact_memory(runs: pd.DataFrame) -> bool:
 
 
 def max_concurrent(runs: pd.DataFrame) -> int:
-    """The largest number of runs whose [start, end] intervals overlap on one node (`tags.node_id`)."""
+    """The largest number of runs whose [start, end] intervals overlap on one node
+    (`tags.node_id`)."""
     nodes = (
         runs["tags.node_id"].fillna("")
         if "tags.node_id" in runs

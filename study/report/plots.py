@@ -81,7 +81,8 @@ def scatter_plot(trials: pd.DataFrame, x_key: str, x_label: str, path: Path) -> 
 
 
 def curve_plot(epochs: pd.DataFrame, arm: str, path: Path) -> Path:
-    """Validation accuracy vs epoch for one arm, one line per trial: seeds phase bold, failed runs dashed."""
+    """Validation accuracy vs epoch for one arm, one line per trial: seeds phase bold, failed
+    runs dashed."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     colours = {SEEDS: "C0", EQUAL_TIME: "C1"}
@@ -114,7 +115,8 @@ def curve_plot(epochs: pd.DataFrame, arm: str, path: Path) -> Path:
 
 
 def profile_plot(equal: EqualTime, path: Path) -> Path:
-    """The performance profile: per method, the share of workloads solved within tau x the best time."""
+    """The performance profile: per method, the share of workloads solved within tau x the best
+    time."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     colours = _method_colours(list(equal.profile.columns))

@@ -94,7 +94,8 @@ def render_markdown(
         "",
         *trained_lines(arms, spent),
         "",
-        f"Search phase: {len(search)} trials, {_count(search, 'tags.early_stopped', 'true')} stopped early "
+        f"Search phase: {len(search)} trials, {_count(search, 'tags.early_stopped', 'true')} "
+        "stopped early "
         f"by the scheduler, {int(search['status'].isin(FAILED_STATUSES).sum())} failed."
         + search_spend_text(spent),
         "",
@@ -353,9 +354,7 @@ def flagged_lines(timed: pd.DataFrame) -> list[str]:
     return lines
 
 
-def condition_lines(
-    arms: list[ArmRuns], equal: EqualTime, slots: dict[str, SlotUse]
-) -> list[str]:
+def condition_lines(arms: list[ArmRuns], equal: EqualTime, slots: dict[str, SlotUse]) -> list[str]:
     """Under which conditions the reported time and memory were measured, from the runs' own
     records: the seeds phase's runs and the equal-time phase's (`slots`: each phase's slot use)."""
     reruns = equal.runs[equal.runs["phase"] == EQUAL_TIME]
@@ -382,9 +381,11 @@ def condition_lines(
         captions.pinning(*_pinned(runs)),
         captions.TRAINING_TIME,
         captions.machine_load(*(_range(runs, final_metric(key)) for key in LOAD_KEYS)),
-        f"- Peak memory: {'; '.join(memory.get(s, s) for s in sources) or 'process RSS (source not recorded)'}; "
+        "- Peak memory: "
+        f"{'; '.join(memory.get(s, s) for s in sources) or 'process RSS (source not recorded)'}; "
         "above the memory in use once the data set is loaded.",
-        f"- Dates (UTC): {', '.join(sorted(runs['start_time'].dt.strftime('%Y-%m-%d').dropna().unique()))}.",
+        "- Dates (UTC): "
+        f"{', '.join(sorted(runs['start_time'].dt.strftime('%Y-%m-%d').dropna().unique()))}.",
     ]
     if slots:
         lines.append(captions.slot_use(slots))

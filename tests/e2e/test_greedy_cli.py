@@ -1,4 +1,5 @@
-"""`python -m study trial --method greedy` as a user runs it: accuracy on digits, probes, auto_depth."""
+"""`python -m study trial --method greedy` as a user runs it: accuracy on digits, probes,
+auto_depth."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""End to end: layer_to_layer through `python -m study trial`, and its accuracy against standard on digits."""
+"""End to end: layer_to_layer through `python -m study trial`, and its accuracy against standard
+on digits."""
 
 from __future__ import annotations
 

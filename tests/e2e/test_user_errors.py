@@ -83,7 +83,8 @@ def test_trial_on_corrupted_cifar_names_the_folder(tmp_path: Path):
 
 
 def in_process(capsys: pytest.CaptureFixture, *argv: str) -> str:
-    """The one stderr line of `python -m study ARGV` run in this process, checked to come with exit 2."""
+    """The one stderr line of `python -m study ARGV` run in this process, checked to come with
+    exit 2."""
     assert cli.main(list(argv)) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines

@@ -25,5 +25,6 @@ def ray_local() -> Iterator[None]:
 
 @pytest.fixture
 def tiny_spec() -> Callable[..., StudySpec]:
-    """The tiny spec with overrides, e.g. tiny_spec(budget={"epochs": 3}, models=[...]), as a checked StudySpec."""
+    """The tiny spec with overrides, e.g. tiny_spec(budget={"epochs": 3}, models=[...]), as a
+    checked StudySpec."""
     return lambda **overrides: spec_from_dict(spec_data(**overrides))

@@ -1,4 +1,5 @@
-"""A real Ray cluster on this machine: nodes from `ray start`, an `mlflow server`, jobs via `ray job submit`.
+"""A real Ray cluster on this machine: nodes from `ray start`, an `mlflow server`, jobs via `ray job
+submit`.
 
 Every node gets its own temp dir and its own ports, so it shares nothing with another Ray on the
 machine (one temp dir for two nodes breaks `--working-dir` jobs: the second node to unpack the
@@ -196,7 +197,8 @@ class LocalCluster:
         return self._start(name, self._node_args(name, cpus) + [f"--address={self.address}"])
 
     def nodes(self) -> list[dict]:
-        """`ray.nodes()` of the cluster, read by a client process (the test process stays off the cluster)."""
+        """`ray.nodes()` of the cluster, read by a client process (the test process stays off the
+        cluster)."""
         code = (
             f"import json, ray; ray.init(address='{self.address}', logging_level=40); "
             "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], "
@@ -238,7 +240,8 @@ class LocalCluster:
         return server, uri
 
     def submit(self, working_dir: Path, command: list[str], log: Path) -> subprocess.Popen:
-        """`ray job submit --working-dir` and follow the job's output into `log` (ends with the job)."""
+        """`ray job submit --working-dir` and follow the job's output into `log` (ends with the
+        job)."""
         args = [
             str(BIN / "ray"),
             "job",

@@ -133,7 +133,8 @@ def test_job_submit_survives_a_lost_worker_node(cluster: LocalCluster):
         retried = by_id[victim.data.tags["trial_id"]]
         assert retried.data.tags["node_id"] == head_id  # finished on the head after its node died
         steps = [m.step for m in client.get_metric_history(retried.info.run_id, "train_loss")]
-        # resumed from its checkpoint: every epoch reported once (a restart from scratch repeats epoch 1)
+        # resumed from its checkpoint: every epoch reported once (a restart from scratch repeats
+        # epoch 1)
         assert sorted(steps) == list(range(1, EPOCHS + 1)), steps
         assert "final/train_time_s" in retried.data.metrics  # it finished: its final metrics
         assert "final/test_acc" not in retried.data.metrics  # a search trial never scores test

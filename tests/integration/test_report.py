@@ -68,14 +68,16 @@ SEARCH_SPENT = {"seed_cnn/standard": (30.0, 3.0, 10), "seed_cnn/greedy": (28.5, 
 
 @pytest.fixture(scope="module")
 def blank_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated MLflow sqlite file: creating one costs seconds, copying it milliseconds."""
+    """An empty, migrated MLflow sqlite file: creating one costs seconds, copying it
+    milliseconds."""
     folder = tmp_path_factory.mktemp("blank")
     MlflowClient(tracking.default_tracking_uri(folder)).search_experiments()
     return folder / "mlflow.db"
 
 
 def new_store(blank_db: Path, study_dir: Path, name: str) -> tuple[MlflowClient, str]:
-    """An experiment in `<study_dir>/mlflow.db` whose artifacts stay in the study dir (not ./mlruns)."""
+    """An experiment in `<study_dir>/mlflow.db` whose artifacts stay in the study dir (not
+    ./mlruns)."""
     uri = tracking.default_tracking_uri(study_dir)
     if not (study_dir / "mlflow.db").exists():
         shutil.copyfile(blank_db, study_dir / "mlflow.db")
@@ -112,7 +114,8 @@ def add_trial(
     mem_source: str = "cuda_max_memory_allocated",
     extra: dict[str, float | str] | None = None,
 ) -> str:
-    """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the reason).
+    """A trial run as a sweep logs it: per-epoch metrics, then final metrics (or FAILED with the
+    reason).
 
     Every epoch trains time_s / EPOCHS seconds; val_acc climbs to `acc` by 1 point an epoch unless
     `val_curve` is given. A search trial has no test accuracy (it never scores the test set);
@@ -141,7 +144,8 @@ def add_trial(
     curve = val_curve or tuple(acc - 0.01 * (EPOCHS - epoch) for epoch in range(1, EPOCHS + 1))
     history = []
     for epoch in range(1, EPOCHS + (0 if error else 1)):
-        # peak memory falls over the epochs, so the final summary (the max) differs from the last epoch's value
+        # peak memory falls over the epochs, so the final summary (the max) differs from the last
+        # epoch's value
         metrics = {
             "epoch": epoch,
             "stage": 0,

@@ -19,22 +19,11 @@ from study.optuna_storage import storage_url
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS, TRIALS = 3, 3
 SEARCH = "seed_cnn-standard-search"
-SPEC = f"""
-name = "resume"
-dataset = "digits"
-models = ["seed_cnn"]
-methods = ["standard"]
-[budget]
-epochs = {EPOCHS}
-max_trials = {TRIALS}
-seeds = 0
-grace_period = {EPOCHS}   # no early stopping: every trial runs all epochs
-max_concurrent = 1        # one after another, so the kill lands while later trials are still to run
-[search]
-startup_trials = 2
-[fixed]
-width = 0.125
-max_train_samples = 1000  # a few seconds a trial: with 300 all three could finish within one state save
+SPEC = f"""name = "resume" dataset = "digits" models = ["seed_cnn"] methods = ["standard"] [budget]
+epochs = {EPOCHS} max_trials = {TRIALS} seeds = 0 grace_period = {EPOCHS}   # no early stopping:
+every trial runs all epochs max_concurrent = 1        # one after another, so the kill lands while
+later trials are still to run [search] startup_trials = 2 [fixed] width = 0.125 max_train_samples =
+1000  # a few seconds a trial: with 300 all three could finish within one state save
 """
 
 
@@ -49,7 +38,8 @@ def reported(search_dir: Path) -> dict[str, list[dict]]:
 
 
 def terminated_in_saved_state(study_dir: Path) -> set[str]:
-    """The trials that the experiment state on disk (what a resume starts from) records as finished."""
+    """The trials that the experiment state on disk (what a resume starts from) records as
+    finished."""
     try:
         return {
             t for t, status in tune_trial_ids(study_dir, SEARCH).items() if status == "TERMINATED"

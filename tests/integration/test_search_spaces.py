@@ -1,4 +1,5 @@
-"""Search spaces: every sample of every method's space builds a valid TrainConfig and method that fit the budget."""
+"""Search spaces: every sample of every method's space builds a valid TrainConfig and method that
+fit the budget."""
 
 from __future__ import annotations
 
@@ -169,8 +170,9 @@ def test_unknown_method_has_no_space():
 @pytest.mark.parametrize("unit", ["epochs", "flops"])
 @pytest.mark.parametrize("method", sorted(SEARCH_SPACES))
 def test_what_optuna_records_is_what_trains(method, unit):
-    """Through the sweep's searcher (Ray's OptunaSearch less the search internals), on a budget that binds (vgg11:
-    8 blocks, 3 epochs): the TrainConfig a trial trains with holds exactly the values Optuna recorded, and it fits."""
+    """Through the sweep's searcher (Ray's OptunaSearch less the search internals), on a budget that
+    binds (vgg11: 8 blocks, 3 epochs): the TrainConfig a trial trains with holds exactly the values
+    Optuna recorded, and it fits."""
     from study.tune_arm import TrialConfigSearch
     from trainables.trainable import flat_config
 

@@ -1,4 +1,5 @@
-"""`python -m study spaces`: every arm lists the same shared nuisance knobs with the ranges its space really samples."""
+"""`python -m study spaces`: every arm lists the same shared nuisance knobs with the ranges its
+space really samples."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def sampled_distributions(
     spec, arm, trials: int = 6
 ) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The distributions the arm's space samples in a real Optuna TPE study, built as the sweep builds it."""
+    """The distributions the arm's space samples in a real Optuna TPE study, built as the sweep
+    builds it."""
     base = spec.train_config(arm.model, arm.method)
     space = get_search_space(
         arm.method,

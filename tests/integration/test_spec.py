@@ -1,4 +1,5 @@
-"""Study specs: named and path specs load, overrides apply, and every bad key or value fails before Ray."""
+"""Study specs: named and path specs load, overrides apply, and every bad key or value fails
+before Ray."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def test_path_spec_and_dotted_overrides(tmp_path: Path):
         ),
         (
             {"dataset": "mnist"},
-            "dataset='mnist' is not valid; choose one of: digits, fashion_mnist, cifar10, cifar100, synthetic",
+            "dataset='mnist' is not valid; choose one of: digits, fashion_mnist, cifar10, "
+            "cifar100, synthetic",
         ),
         ({"models": []}, "models=[] must be a non-empty list"),
         (

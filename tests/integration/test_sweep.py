@@ -1,4 +1,5 @@
-"""The sweep end to end on a real local Ray, Optuna and MLflow: layout, divergence, reruns that redo nothing."""
+"""The sweep end to end on a real local Ray, Optuna and MLflow: layout, divergence, reruns that
+redo nothing."""
 
 from __future__ import annotations
 

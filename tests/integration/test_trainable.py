@@ -1,4 +1,5 @@
-"""The Ray trainable: per-epoch reports and checkpoints, resume after a lost worker, divergence without retries."""
+"""The Ray trainable: per-epoch reports and checkpoints, resume after a lost worker, divergence
+without retries."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ DIVERGING_LR = 1e6  # the loss is NaN within the first epoch
 
 
 class Recorder(tune.Callback):
-    """Records every result; SIGKILLs the worker of the healthy trial once, when its epoch-2 checkpoint is saved."""
+    """Records every result; SIGKILLs the worker of the healthy trial once, when its epoch-2
+    checkpoint is saved."""
 
     def __init__(self) -> None:
         self.results: dict[str, list[dict[str, Any]]] = {}
@@ -53,7 +55,8 @@ class Recorder(tune.Callback):
 
 @pytest.fixture(scope="module")
 def experiment(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Recorder:
-    """One Tune experiment: a healthy trial whose worker is killed at epoch 2, and one that diverges at epoch 1."""
+    """One Tune experiment: a healthy trial whose worker is killed at epoch 2, and one that
+    diverges at epoch 1."""
     recorder = Recorder()
     config = {
         "model": "seed_cnn",

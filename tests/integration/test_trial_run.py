@@ -1,4 +1,5 @@
-"""TrialRun, the one MLflow writer of trials: each epoch is logged once, also when a retried trial redoes epochs."""
+"""TrialRun, the one MLflow writer of trials: each epoch is logged once, also when a retried
+trial redoes epochs."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ def _epoch(epoch: int, loss: float) -> dict[str, float]:
 
 
 def test_an_epoch_redone_after_a_retry_is_logged_once(tmp_path):
-    """A trial retried from an older checkpoint than its last report redoes epoch 2: the run keeps one point per
-    epoch (the first), in the same writer and in one found again by a resumed driver."""
+    """A trial retried from an older checkpoint than its last report redoes epoch 2: the run keeps
+    one point per epoch (the first), in the same writer and in one found again by a resumed driver.
+    """
     client = MlflowClient(tracking.default_tracking_uri(tmp_path))
     experiment = tracking.get_or_create_experiment(client, "retry")
     run = TrialRun.create(client, experiment, "trial", {"lr": 0.1}, tags={"role": "trial"})
@@ -60,6 +62,8 @@ def test_the_data_set_is_a_training_input_with_its_split_sizes(tmp_path):
     )
     assert json.loads(logged.dataset.profile) == {**sizes, "num_classes": 10}
     assert [(tag.key, tag.value) for tag in logged.tags] == [("mlflow.data.context", "training")]
+
+
 def test_an_epoch_its_system_samples_and_tags_are_logged_together(tmp_path):
     """The sweep's one write per report: the epoch, the system samples since the last report and
     the first report's tags; a redone epoch is not logged again, its samples are."""

@@ -1,4 +1,5 @@
-"""`python -m study ui` as a user opens it: the printed link, rendered by headless Chromium over a small study."""
+"""`python -m study ui` as a user opens it: the printed link, rendered by headless Chromium over
+a small study."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_missing_store_names_the_path(tmp_path, capsys):
 
 
 def small_study(study_dir: Path) -> dict[str, str]:
-    """A study's store as the sweep writes it: 2 arm runs, each with 2 trial runs (3 epochs); run name -> run id."""
+    """A study's store as the sweep writes it: 2 arm runs, each with 2 trial runs (3 epochs); run
+    name -> run id."""
     client = MlflowClient(tracking.default_tracking_uri(study_dir))
     experiment_id = tracking.get_or_create_experiment(
         client, "tiny", (study_dir / "mlartifacts").as_uri()
@@ -152,7 +154,8 @@ def test_printed_link_renders_arm_and_trial_runs_and_a_chart(tmp_path):
         assert (tmp_path / "runs_table.png").stat().st_size > 10_000  # kept in the test's tmp dir
         for arm in ARMS:  # the arm runs, their nested trial runs folded under them
             assert f">{arm}<" in dom, f"arm run {arm!r} is not in the rendered runs table"
-        # sorted by name, MLflow lists nested runs flat: every trial run is rendered, with a link to its page
+        # sorted by name, MLflow lists nested runs flat: every trial run is rendered, with a link to
+        # its page
         flat = render(
             f"{url}&orderByKey=attributes.run_name&orderByAsc=true",
             tmp_path / "chromium",

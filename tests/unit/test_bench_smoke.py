@@ -1,4 +1,5 @@
-"""Smoke test of `make bench`'s code path: a tiny run writes ratios for every method; the CPU memory count is exact."""
+"""Smoke test of `make bench`'s code path: a tiny run writes ratios for every method; the CPU
+memory count is exact."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Per-trial requests against a cluster's nodes: what can never be placed, and how many trials fit at once."""
+"""Per-trial requests against a cluster's nodes: what can never be placed, and how many trials
+fit at once."""
 
 from __future__ import annotations
 

@@ -105,7 +105,9 @@ def test_the_count_is_what_a_real_epoch_runs(method, params, small_digits):
     )
     config = dataclasses.replace(config, params=params)
     plan = run_plan(config, len(small_digits.train))
-    method_obj = build_model_and_method(config, small_digits, torch.device("cpu"), plan.stage_epochs)
+    method_obj = build_model_and_method(
+        config, small_digits, torch.device("cpu"), plan.stage_epochs
+    )
     batcher, generator = Batcher(small_digits), torch.Generator().manual_seed(0)
 
     def epoch() -> None:

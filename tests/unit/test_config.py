@@ -51,7 +51,8 @@ def test_parse_value(text, value):
 
 
 def test_onecycle_refuses_a_schedule_shape():
-    """onecycle has its own warm-up and anneal: a warm-up or hold on top is refused, naming the value."""
+    """onecycle has its own warm-up and anneal: a warm-up or hold on top is refused, naming the
+    value."""
     for shape in ({"warmup_frac": 0.1}, {"anneal_frac": 0.5}):
         with pytest.raises(
             ValueError, match=f"{next(iter(shape))}=.* needs schedule=cosine or constant"

@@ -1,4 +1,5 @@
-"""Data: digits, real Fashion-MNIST, the torchvision CIFAR path, synthetic data, splits, on-device batching."""
+"""Data: digits, real Fashion-MNIST, the torchvision CIFAR path, synthetic data, splits,
+on-device batching."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def test_train_batches_cover_an_epoch_and_normalise(digits):
 
 @pytest.fixture(scope="session")
 def fashion_root() -> Path:
-    """The verified cache of the Debian package's files; skipped on a dev machine without the package, never in CI."""
+    """The verified cache of the Debian package's files; skipped on a dev machine without the
+    package, never in CI."""
     try:
         return cached_copy(DEFAULT_DIR)
     except UserError as err:

@@ -1,9 +1,11 @@
-"""Data-parallel fit: 2 gloo workers (real torch.distributed processes) end with the weights of 1 worker.
+"""Data-parallel fit: 2 gloo workers (real torch.distributed processes) end with the weights of 1
+worker.
 
 Setting where equality holds in principle: SGD, no augmentation, vgg11 (no BatchNorm, no dropout in
 the network); the auxiliary heads of layer_to_layer (`aux = conv`) and greedy do have BatchNorm,
 which the workers synchronise (GlobalBatchNorm on CPU). Each worker trains on half of every global
-batch of 32; after 2 epochs of 2 steps (64 samples) the weights of both workers must equal a 1-worker run.
+batch of 32; after 2 epochs of 2 steps (64 samples) the weights of both workers must equal a
+1-worker run.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def small_colours(colours: DataSplits) -> DataSplits:
 
 
 def _colour_task(n: int, seed: int) -> ImageSet:
-    """4 classes told apart by which channels are bright (R, G, B or all): block 0 alone solves it."""
+    """4 classes told apart by which channels are bright (R, G, B or all): block 0 alone solves
+    it."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 4
     x = torch.randint(0, 40, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -332,7 +333,8 @@ def test_the_knobs_pick_the_variant(make_config, small_digits):
 
 
 def test_budget_split_gives_every_stage_an_epoch():
-    """greedy uses layer_to_layer's allocator (trainables/methods/budget.py): proportional, >= 1 each."""
+    """greedy uses layer_to_layer's allocator (trainables/methods/budget.py): proportional, >= 1
+    each."""
     assert allocate_epochs([1] * 5, 5) == [1] * 5
     assert allocate_epochs([1] * 5, 7) == [2, 2, 1, 1, 1]  # ties go to earlier stages
     assert allocate_epochs([1, 1, 2], 10) == [3, 2, 5]
@@ -360,7 +362,8 @@ def test_too_small_budget_names_the_minimum(make_config, small_digits):
 
 
 def test_plan_errors_come_before_the_data_loads(make_config, tmp_path):
-    """fit checks the stage plan on a shape-only model first: no CIFAR files are needed to hear of it."""
+    """fit checks the stage plan on a shape-only model first: no CIFAR files are needed to hear
+    of it."""
     with pytest.raises(ValueError, match="epochs >= 8"):
         fit(
             make_config(
@@ -417,8 +420,8 @@ def _stage_lrs(method: Greedy, stage_index: int) -> list[float]:
 
 
 def test_each_stage_holds_the_lr_then_anneals(make_config, small_digits):
-    """Default: cosine over the last quarter of every stage, the configured lr before it; anneal_frac=1
-    restores a cosine over the whole stage."""
+    """Default: cosine over the last quarter of every stage, the configured lr before it;
+    anneal_frac=1 restores a cosine over the whole stage."""
     config = make_config(
         method="greedy", epochs=10, batch_size=4, lr=0.01
     )  # 16 steps per epoch, stages 1-2 ep
@@ -449,7 +452,8 @@ def test_onecycle_spans_the_stage_and_rejects_a_hold(make_config, small_digits):
 
 def test_frozen_blocks_and_bn_stats_do_not_change(make_config, small_colours):
     """vgg11_bn in 4 stages of 2 blocks: after each stage, every earlier block (weights and BN
-    running stats) is bit-identical to its state at the end of its own stage; the trained group changed."""
+    running stats) is bit-identical to its state at the end of its own stage; the trained group
+    changed."""
     config = make_config(
         method="greedy", aux_k=1, model="vgg11_bn", epochs=4, blocks_per_stage=2, lr=5e-3
     )
@@ -618,9 +622,10 @@ def test_auto_depth_stops_when_later_blocks_cannot_help(make_config, colours):
 
 
 def test_the_chosen_classifier_is_ranked_reported_and_tested(make_config, small_digits):
-    """With min_gain=1 no stage after the first can count as a gain: depth 1 is chosen after stage 1 was
-    trained and rejected. The final val_acc and best_val_acc are stage 0's (not the rejected stage's, which
-    differs), and the deployed modules (blocks[:1] + head 0) score exactly the final val_acc and test_acc."""
+    """With min_gain=1 no stage after the first can count as a gain: depth 1 is chosen after stage 1
+    was trained and rejected. The final val_acc and best_val_acc are stage 0's (not the rejected
+    stage's, which differs), and the deployed modules (blocks[:1] + head 0) score exactly the final
+    val_acc and test_acc."""
     config = make_config(
         method="greedy", aux_k=1, epochs=5, lr=5e-3, batch_size=16, auto_depth=True, min_gain=1.0
     )
@@ -734,7 +739,8 @@ def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours,
     assert cached["chosen_depth"] == plain["chosen_depth"] == 5
     losses = [h["train_loss"] for h in cached["history"]]
     assert losses[3] < 0.5 * losses[2]  # the cached stage trains
-    # stage 0 never uses the cache; stage 1 sees unaugmented cached inputs, so it differs from `plain`
+    # stage 0 never uses the cache; stage 1 sees unaugmented cached inputs, so it differs from
+    # `plain`
     assert losses[:2] == [h["train_loss"] for h in plain["history"][:2]]
     assert losses[2] != plain["history"][2]["train_loss"]
     with caplog.at_level(logging.WARNING, logger="trainables.methods.greedy"):
@@ -750,8 +756,9 @@ def test_cache_features_trains_and_falls_back_when_too_big(make_config, colours,
 
 
 def test_resume_is_bit_for_bit(make_config, small_colours):
-    """Interrupted after stage 1 (the checkpoint's optimiser belongs to a finished stage) and in the middle
-    of the 2-epoch last stage (optimiser, schedule and BN warm-up continue): both end as the straight run."""
+    """Interrupted after stage 1 (the checkpoint's optimiser belongs to a finished stage) and in the
+    middle of the 2-epoch last stage (optimiser, schedule and BN warm-up continue): both end as the
+    straight run."""
     config = make_config(
         method="greedy",
         aux_k=1,
@@ -836,13 +843,14 @@ from trainables.training import fit
 method, epochs = sys.argv[1], int(sys.argv[2])
 g = torch.Generator().manual_seed(0)
 def images(n):
-    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8), torch.arange(n) % 10)
+    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
+    torch.arange(n) % 10)
 splits = DataSplits("noise", images(256), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
 params = {"aux_head": "pooled"} if method == "greedy" else {}
 config = TrainConfig(model="vgg16", method=method, epochs=epochs, budget_unit="epochs",
                      batch_size=256, width=1.0, device="cpu", params=params)
-final = fit(config, splits=splits)
-print(json.dumps({"peak_mem_mb": final["peak_mem_mb"], "stage_peak_mem_mb": final["stage_peak_mem_mb"]}))
+final = fit(config, splits=splits) print(json.dumps({"peak_mem_mb": final["peak_mem_mb"],
+"stage_peak_mem_mb": final["stage_peak_mem_mb"]}))
 """
 
 
@@ -861,8 +869,8 @@ def _peak_in_subprocess(method: str, epochs: int) -> dict:
 
 @pytest.mark.slow
 def test_greedy_peak_memory_is_well_below_standard_on_vgg16():
-    """vgg16 at width 1, batch 256, CPU peak RSS (one fresh process per method): greedy's worst stage
-    stays clearly below end-to-end training with the pooled head (layerCNN's head runs two 3x3
+    """vgg16 at width 1, batch 256, CPU peak RSS (one fresh process per method): greedy's worst
+    stage stays clearly below end-to-end training with the pooled head (layerCNN's head runs two 3x3
     convs at 32x32 on block 0, more than the block itself; docs/greedy.md)."""
     standard = _peak_in_subprocess("standard", 1)
     greedy = _peak_in_subprocess("greedy", 13)
@@ -871,8 +879,9 @@ def test_greedy_peak_memory_is_well_below_standard_on_vgg16():
 
 
 def test_vgg_keeps_the_signal_through_its_blocks():
-    """torchvision's VGG init: the activation RMS after the last vgg11 block stays within 10x of the first
-    block's (PyTorch's default init gave 0.73 -> 0.01, and greedy's later stages then fell to chance)."""
+    """torchvision's VGG init: the activation RMS after the last vgg11 block stays within 10x of the
+    first block's (PyTorch's default init gave 0.73 -> 0.01, and greedy's later stages then fell to
+    chance)."""
     torch.manual_seed(0)
     model = build_model("vgg11", 10, 0.5).eval()
     x, rms = torch.randn(64, 3, 32, 32), []

@@ -1,4 +1,5 @@
-"""Unit tests for layer_to_layer: split schedule, epoch allocation, validation, gradient routing, losses, resume."""
+"""Unit tests for layer_to_layer: split schedule, epoch allocation, validation, gradient routing,
+losses, resume."""
 
 from __future__ import annotations
 
@@ -249,7 +250,8 @@ def test_train_step_updates_student_head_and_reports_losses(l2l_config: ConfigFa
 
 
 def test_kd_term_sends_no_gradient_into_the_teacher(l2l_config: ConfigFactory) -> None:
-    """The student learns from the teacher's soft output; the teacher must not learn from the student's loss."""
+    """The student learns from the teacher's soft output; the teacher must not learn from the
+    student's loss."""
     method = _method(l2l_config(kd_alpha=1.0, teacher_grad=1.0))
     method.eval_mode()
     method.losses(*_batch())["student_loss"].backward()
@@ -267,8 +269,8 @@ def test_fork_and_pool_matches_plain_autograd(
     teacher_grad: float,
     channels_last: bool,
 ) -> None:
-    """The fast path (the head's pooling and the teacher's input in one node, gradients summed in place) gives
-    the losses and gradients of the plain graph (avg_pool2d on a shared z)."""
+    """The fast path (the head's pooling and the teacher's input in one node, gradients summed in
+    place) gives the losses and gradients of the plain graph (avg_pool2d on a shared z)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x, y = _batch()
     x = x.contiguous(memory_format=fmt)
@@ -346,7 +348,8 @@ def test_model_optimiser_state_carries_across_stages(l2l_config: ConfigFactory) 
 def reference_run(
     digits: DataSplits,
 ) -> tuple[TrainConfig, DataSplits, dict[str, Any], dict[int, dict[str, Any]]]:
-    """One uninterrupted fit (splits 3 -> 4, then finetune) with a checkpoint file's content after every epoch."""
+    """One uninterrupted fit (splits 3 -> 4, then finetune) with a checkpoint file's content
+    after every epoch."""
     config = TrainConfig.from_flat(
         dict(
             device="cpu",
@@ -404,7 +407,8 @@ def test_every_model_trains_first_and_last_stage(
 
 
 def _roundtrip(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint file gives back (and a deep copy, since state_dicts share the live tensors)."""
+    """What a checkpoint file gives back (and a deep copy, since state_dicts share the live
+    tensors)."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     buffer.seek(0)

@@ -25,7 +25,8 @@ def step_lrs(steps: int, default_anneal_frac: float = 1.0, **shape: float | str)
 
 
 def test_warm_up_then_hold_then_cosine():
-    """20 steps, warmup_frac 0.2, anneal_frac 0.5: 4 rising steps, lr held for 8, cosine over the last 8."""
+    """20 steps, warmup_frac 0.2, anneal_frac 0.5: 4 rising steps, lr held for 8, cosine over the
+    last 8."""
     lrs = step_lrs(20, warmup_frac=0.2, anneal_frac=0.5)
     assert lrs[0] == pytest.approx(LR * WARMUP_START_FACTOR)
     assert all(a < b for a, b in zip(lrs[:4], lrs[1:5]))

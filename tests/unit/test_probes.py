@@ -1,4 +1,5 @@
-"""Per-block linear probes: one accuracy per block, features from one pass, separability after training."""
+"""Per-block linear probes: one accuracy per block, features from one pass, separability after
+training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The shared fit loop with the standard method: learning, determinism, resume, divergence, metrics."""
+"""The shared fit loop with the standard method: learning, determinism, resume, divergence,
+metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Auxiliary classifiers attached to a block's output (layer_to_layer's student heads, greedy's heads).
+"""Auxiliary classifiers attached to a block's output (layer_to_layer's student heads, greedy's
+heads).
 
 layer_to_layer (`build_aux_head`, its `aux` knob):
 - `linear`: global average pool + linear (docs/layer_to_layer.md).

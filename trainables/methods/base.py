@@ -130,14 +130,16 @@ class Method(ABC):
     def train_batches(
         self, data: ImageSet, batcher: Batcher, generator: torch.Generator
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The (input, label) batches of one epoch; a method may feed other inputs (greedy's cached features)."""
+        """The (input, label) batches of one epoch; a method may feed other inputs (greedy's
+        cached features)."""
         return batcher.train_batches(
             data, self.config.batch_size, generator, augment=self.config.augment
         )
 
     @abstractmethod
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Forward, backward and optimiser step on one batch; returns detached losses ('loss' required)."""
+        """Forward, backward and optimiser step on one batch; returns detached losses ('loss'
+        required)."""
 
     def train_mode(self) -> None:
         self.model.train()
@@ -164,11 +166,13 @@ class Method(ABC):
 
     # --- the classifier training ends with (ranked, reported as val_acc, tested) ---------
     def deployed_modules(self) -> list[nn.Module]:
-        """The modules `predict()['main']` runs once training has ended (params_deployed); default: the model."""
+        """The modules `predict()['main']` runs once training has ended (params_deployed);
+        default: the model."""
         return [self.model]
 
     def deployed_history(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The epochs whose val_acc scored that classifier (final val_acc, best_val_acc); default: all."""
+        """The epochs whose val_acc scored that classifier (final val_acc, best_val_acc);
+        default: all."""
         return history
 
     # --- checkpoints -------------------------------------------------------------------
@@ -179,7 +183,8 @@ class Method(ABC):
         pass
 
     def load_aux_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `aux_modules()` from a checkpoint's `aux` entry (a method whose heads come and go builds them)."""
+        """Restore `aux_modules()` from a checkpoint's `aux` entry (a method whose heads come and
+        go builds them)."""
         self.aux_modules().load_state_dict(state)
 
     # --- helpers -----------------------------------------------------------------------

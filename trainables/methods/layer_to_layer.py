@@ -38,7 +38,8 @@ HEAD_RESOLUTION = (
 
 @dataclass
 class LayerToLayerParams(MethodParams):
-    """layer_to_layer's knobs; defaults reach standard's accuracy on digits/seed_cnn (docs/layer_to_layer.md)."""
+    """layer_to_layer's knobs; defaults reach standard's accuracy on digits/seed_cnn
+    (docs/layer_to_layer.md)."""
 
     split_ratio: float = 0.4
     split_step: int = 1
@@ -118,10 +119,10 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class _ForkAndPool(torch.autograd.Function):
-    """z -> (z, avg_pool2d(z, k)) as one node. Backward adds the pooled branch's gradient, spread over each
-    k x k window, into the other branch's gradient in place: the split output's two gradients never both exist
-    at full size, and no full-size zero-filled pooling gradient is made (memory and CPU time:
-    benchmarks/README.md)."""
+    """z -> (z, avg_pool2d(z, k)) as one node. Backward adds the pooled branch's gradient, spread
+    over each k x k window, into the other branch's gradient in place: the split output's two
+    gradients never both exist at full size, and no full-size zero-filled pooling gradient is made
+    (memory and CPU time: benchmarks/README.md)."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +147,8 @@ def fork_and_pool(z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LayerToLayer(Method):
-    """Student blocks + aux head learn from labels and the teacher; teacher blocks learn from the student's features."""
+    """Student blocks + aux head learn from labels and the teacher; teacher blocks learn from the
+    student's features."""
 
     name = "layer_to_layer"
     Params = LayerToLayerParams
@@ -177,7 +179,8 @@ class LayerToLayer(Method):
         fracs = p.stage_fracs or (1.0,) * len(self.splits)
         if len(fracs) != len(self.splits):
             raise UserError(
-                f"stage_fracs has {len(fracs)} entries but split_ratio={p.split_ratio}, split_step={p.split_step} "
+                f"stage_fracs has {len(fracs)} entries but split_ratio={p.split_ratio}, "
+                f"split_step={p.split_step} "
                 f"give {len(self.splits)} stages (splits {self.splits} of L={num_blocks}); "
                 f"give {len(self.splits)} fractions or leave stage_fracs unset"
             )
@@ -208,7 +211,8 @@ class LayerToLayer(Method):
         return self.aux
 
     def start_stage(self, stage: Stage) -> None:
-        """Move the split and swap in its head; the one optimiser and schedule span the whole run."""
+        """Move the split and swap in its head; the one optimiser and schedule span the whole
+        run."""
         self.finetune = bool(stage.info.get("finetune"))
         self.split = self.splits[-1] if self.finetune else stage.info["split"]
         self._use_head(self.split)
@@ -224,8 +228,9 @@ class LayerToLayer(Method):
         return self.aux[str(self.split)]
 
     def _use_head(self, split: int) -> None:
-        """Make `split`'s head the only one: build it unless it exists (restored from a checkpoint), drop the
-        previous head with its optimiser state, and point the optimiser's head group at the new parameters."""
+        """Make `split`'s head the only one: build it unless it exists (restored from a checkpoint),
+        drop the previous head with its optimiser state, and point the optimiser's head group at the
+        new parameters."""
         key = str(split)
         if key in self.aux:
             return
@@ -282,7 +287,8 @@ class LayerToLayer(Method):
         return {key: value.detach() for key, value in losses.items()}
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Full network ('main') and the current student head ('student'; the last one during finetune)."""
+        """Full network ('main') and the current student head ('student'; the last one during
+        finetune)."""
         z = self.model.features(x, 0, self.split)
         return {"main": self.model(z, start=self.split), "student": self.student_logits(z)}
 
@@ -307,8 +313,9 @@ class LayerToLayer(Method):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Saved with the same head: as is. Saved at a stage boundary, before the split moved: the model's state
-        and the schedule as saved, the new head without state, exactly as `_use_head` left the live run."""
+        """Saved with the same head: as is. Saved at a stage boundary, before the split moved: the
+        model's state and the schedule as saved, the new head without state, exactly as `_use_head`
+        left the live run."""
         optimizer_state = state["optimizer"]
         if state["head_split"] != self.split:
             optimizer_state = _with_fresh_head(
@@ -327,8 +334,8 @@ class LayerToLayer(Method):
 
 
 def _head_pool(feature_shape: tuple[int, ...], aux: str) -> int:
-    """The average-pool factor layer_to_layer applies before a `conv` head (1: none), so the head's own
-    pooling to HEAD_RESOLUTION happens in `fork_and_pool`; only for sizes that pool exactly."""
+    """The average-pool factor layer_to_layer applies before a `conv` head (1: none), so the head's
+    own pooling to HEAD_RESOLUTION happens in `fork_and_pool`; only for sizes that pool exactly."""
     if aux != "conv" or len(feature_shape) != 3:
         return 1
     _, height, width = feature_shape
@@ -338,8 +345,9 @@ def _head_pool(feature_shape: tuple[int, ...], aux: str) -> int:
 
 
 def _with_fresh_head(saved: dict[str, Any], model_params: int, head_params: int) -> dict[str, Any]:
-    """An optimiser state_dict whose head group (saved with another head) points at a new head of `head_params`
-    parameters with no state; the model's state (indices < model_params) and every group's settings are kept."""
+    """An optimiser state_dict whose head group (saved with another head) points at a new head of
+    `head_params` parameters with no state; the model's state (indices < model_params) and every
+    group's settings are kept."""
     groups = [dict(group) for group in saved["param_groups"]]
     groups[HEAD_GROUP]["params"] = list(range(model_params, model_params + head_params))
     state = {index: value for index, value in saved["state"].items() if int(index) < model_params}

@@ -32,14 +32,16 @@ def make_scheduler(
     total_steps: int,
     default_anneal_frac: float = 1.0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The shared schedule shape, stepped once per batch over `total_steps` batches: warm-up, hold, anneal.
+    """The shared schedule shape, stepped once per batch over `total_steps` batches: warm-up, hold,
+    anneal.
 
-    A linear warm-up to `config.lr` over the first `config.warmup_frac` of the steps, then `config.lr`
-    held, then `config.schedule` over the last `anneal_frac` of the steps after the warm-up (so every
-    pair of fractions is valid). `config.anneal_frac` unset means `default_anneal_frac`, the calling
-    method's default (greedy's short stages hold longest, docs/greedy.md). A method whose stages
-    restart the schedule calls this once per stage, so the shape applies per stage. onecycle has its
-    own warm-up and anneal (TrainConfig refuses a shape with it), so it runs over all the steps.
+    A linear warm-up to `config.lr` over the first `config.warmup_frac` of the steps, then
+    `config.lr` held, then `config.schedule` over the last `anneal_frac` of the steps after the
+    warm-up (so every pair of fractions is valid). `config.anneal_frac` unset means
+    `default_anneal_frac`, the calling method's default (greedy's short stages hold longest,
+    docs/greedy.md). A method whose stages restart the schedule calls this once per stage, so the
+    shape applies per stage. onecycle has its own warm-up and anneal (TrainConfig refuses a shape
+    with it), so it runs over all the steps.
     """
     total_steps = max(1, total_steps)
     warmup_steps = min(total_steps - 1, round(total_steps * config.warmup_frac))
@@ -64,7 +66,8 @@ def make_scheduler(
 
 
 def anneal_frac(config: TrainConfig, default: float) -> float:
-    """The annealed share of the steps after warm-up: the config's, else the method's default (1 with onecycle)."""
+    """The annealed share of the steps after warm-up: the config's, else the method's default (1
+    with onecycle)."""
     if config.anneal_frac is not None:
         return config.anneal_frac
     return 1.0 if config.schedule == "onecycle" else default
@@ -83,5 +86,6 @@ def _schedule(
 
 
 def _constant(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """The learning rate as the optimiser has it: `schedule=constant`, and the hold before an anneal."""
+    """The learning rate as the optimiser has it: `schedule=constant`, and the hold before an
+    anneal."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)

@@ -32,7 +32,8 @@ def model_names() -> list[str]:
 
 
 def build_model(name: str, num_classes: int, width: float = 1.0) -> BlockNet:
-    """Build registry model `name` with `num_classes` outputs and channel-width multiplier `width`."""
+    """Build registry model `name` with `num_classes` outputs and channel-width multiplier
+    `width`."""
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
     if not width > 0:

@@ -49,7 +49,8 @@ class BlockNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Blocks `start..stop-1`; the head is applied only when the slice reaches the last block."""
+        """Blocks `start..stop-1`; the head is applied only when the slice reaches the last
+        block."""
         z = self.features(x, start, stop)
         if stop is None or stop == self.num_blocks:
             return self.head(z)

@@ -12,7 +12,8 @@ from .common import scaled
 def densenet(
     num_classes: int, width: float = 1.0, layers_per_block: int = 6, bn_size: int = 4
 ) -> BlockNet:
-    """DenseNet-BC (growth rate 12, 3 dense blocks of 6 bottleneck layers, compression 0.5); L = 4 blocks.
+    """DenseNet-BC (growth rate 12, 3 dense blocks of 6 bottleneck layers, compression 0.5); L = 4
+    blocks.
 
     With growth rate k = scaled(12, width) (channel counts below are for width 1.0, k = 12):
 

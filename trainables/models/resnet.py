@@ -1,4 +1,5 @@
-"""CIFAR-style ResNet-18 and ResNeXt-29 built from torchvision residual blocks, one residual block per block."""
+"""CIFAR-style ResNet-18 and ResNeXt-29 built from torchvision residual blocks, one residual
+block per block."""
 
 from __future__ import annotations
 
@@ -67,15 +68,15 @@ def resnext(
     4-6. stage 2: 3 Bottlenecks, planes 128, first has stride 2                -> 512x16x16
     7-9. stage 3: 3 Bottlenecks, planes 256, first has stride 2                -> 1024x8x8
 
-    Each torchvision `Bottleneck` is conv1x1 - grouped conv3x3 (groups=`cardinality`) - conv1x1
-    (x4 expansion), each followed by BN, with a conv1x1+BN projection shortcut on the first
-    block of every stage. Its inner width is int(planes * base_width / 64) * cardinality; with
-    the defaults (cardinality 4, base_width 16) that is 4 groups of 16/32/64 channels, i.e.
-    inner widths 64/128/256 and outputs 256/512/1024 — a deliberately small "ResNeXt-29 (4x16d)"
-    (about 3.2M params at 10 classes vs. 34M for the paper's 8x64d). `planes` and the stem scale with `width`; `cardinality`
-    does not, and `base_width` is raised where needed so every group keeps at least one
-    channel (so groups always divide the grouped conv's channels, at any width).
-    head = AdaptiveAvgPool2d(1) + flatten + Linear(1024*width -> num_classes).
+    Each torchvision `Bottleneck` is conv1x1 - grouped conv3x3 (groups=`cardinality`) - conv1x1 (x4
+    expansion), each followed by BN, with a conv1x1+BN projection shortcut on the first block of
+    every stage. Its inner width is int(planes * base_width / 64) * cardinality; with the defaults
+    (cardinality 4, base_width 16) that is 4 groups of 16/32/64 channels, i.e. inner widths
+    64/128/256 and outputs 256/512/1024 — a deliberately small "ResNeXt-29 (4x16d)" (about 3.2M
+    params at 10 classes vs. 34M for the paper's 8x64d). `planes` and the stem scale with `width`;
+    `cardinality` does not, and `base_width` is raised where needed so every group keeps at least
+    one channel (so groups always divide the grouped conv's channels, at any width). head =
+    AdaptiveAvgPool2d(1) + flatten + Linear(1024*width -> num_classes).
     """
     if cardinality < 1 or base_width < 1:
         raise ValueError(

@@ -10,7 +10,8 @@ from .common import scaled
 
 
 def _vgg(cfg_key: str, batch_norm: bool, num_classes: int, width: float, name: str) -> BlockNet:
-    """One block per conv3x3(-BN)-ReLU of torchvision's `cfgs[cfg_key]`; each 'M' is folded into the block before it."""
+    """One block per conv3x3(-BN)-ReLU of torchvision's `cfgs[cfg_key]`; each 'M' is folded into
+    the block before it."""
     cfg = cfgs[cfg_key]
     blocks: list[nn.Sequential] = []
     c_in = 3
@@ -35,10 +36,11 @@ def _vgg(cfg_key: str, batch_norm: bool, num_classes: int, width: float, name: s
 
 
 def _init_like_torchvision(model: nn.Module) -> None:
-    """torchvision's VGG init (also eugenium/layerCNN's): Kaiming-normal convs (fan_out, ReLU), zero biases,
-    Linear N(0, 0.01); BN keeps torch's 1/0. PyTorch's default init shrinks the signal about 2x per block
-    (measured, vgg11 at width 0.5 on N(0, 1) input: RMS 0.73 after block 0, 0.01 after block 6, below the
-    biases), which leaves greedy's later blocks nothing to learn from (docs/greedy.md)."""
+    """torchvision's VGG init (also eugenium/layerCNN's): Kaiming-normal convs (fan_out, ReLU), zero
+    biases, Linear N(0, 0.01); BN keeps torch's 1/0. PyTorch's default init shrinks the signal about
+    2x per block (measured, vgg11 at width 0.5 on N(0, 1) input: RMS 0.73 after block 0, 0.01 after
+    block 6, below the biases), which leaves greedy's later blocks nothing to learn from
+    (docs/greedy.md)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -60,7 +62,8 @@ def vgg11(num_classes: int, width: float = 1.0) -> BlockNet:
 
 
 def vgg11_bn(num_classes: int, width: float = 1.0) -> BlockNet:
-    """VGG-11 with BatchNorm (cfg 'A'); L = 8 blocks, as `vgg11` but each block is conv3x3-BN-ReLU."""
+    """VGG-11 with BatchNorm (cfg 'A'); L = 8 blocks, as `vgg11` but each block is
+    conv3x3-BN-ReLU."""
     return _vgg("A", True, num_classes, width, "vgg11_bn")
 
 
@@ -76,5 +79,6 @@ def vgg16(num_classes: int, width: float = 1.0) -> BlockNet:
 
 
 def vgg16_bn(num_classes: int, width: float = 1.0) -> BlockNet:
-    """VGG-16 with BatchNorm (cfg 'D'); L = 13 blocks, as `vgg16` but each block is conv3x3-BN-ReLU."""
+    """VGG-16 with BatchNorm (cfg 'D'); L = 13 blocks, as `vgg16` but each block is
+    conv3x3-BN-ReLU."""
     return _vgg("D", True, num_classes, width, "vgg16_bn")

@@ -34,8 +34,8 @@ __all__ = [
 
 
 def variant_class(params: GreedyParams) -> type[Greedy]:
-    """The class of the variant `params` select: decoupled (DGL), auto_depth, or sequential greedy."""
+    """The class of the variant `params` select: decoupled (DGL), auto_depth, or sequential
+    greedy."""
     if params.decoupled:
         return DecoupledGreedy
     return AutoDepthGreedy if params.auto_depth else SequentialGreedy
-

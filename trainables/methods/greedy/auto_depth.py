@@ -1,9 +1,10 @@
 """Sequential greedy that chooses its depth (Xu 2023 gives no stopping rule; this one is ours, see
 docs/greedy.md).
 
-After each stage, the new group's val accuracy (its prefix + classifier) counts as an improvement when
-it beats the best so far by `min_gain`; after `patience` stages without one, training stops. The
-classifier is the best group's prefix + its head: it alone is ranked, reported as val_acc and tested.
+After each stage, the new group's val accuracy (its prefix + classifier) counts as an improvement
+when it beats the best so far by `min_gain`; after `patience` stages without one, training stops.
+The classifier is the best group's prefix + its head: it alone is ranked, reported as val_acc and
+tested.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class AutoDepthGreedy(SequentialGreedy):
             self.path_group = self.best_group
         if stop:
             log.info(
-                "auto_depth: val_acc %.4f of blocks[:%d] gains < %g over %.4f %d time(s); depth %d chosen",
+                "auto_depth: val_acc %.4f of blocks[:%d] gains < %g over %.4f %d time(s); depth %d "
+                "chosen",
                 acc,
                 self.groups[stage.index][1],
                 self.params.min_gain,

@@ -1,5 +1,5 @@
-"""What the greedy family shares: its knobs, block groups, auxiliary heads, one optimiser per trained group
-and the BN warm-up. `Greedy.variant` picks the variant that the knobs ask for."""
+"""What the greedy family shares: its knobs, block groups, auxiliary heads, one optimiser per
+trained group and the BN warm-up. `Greedy.variant` picks the variant that the knobs ask for."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ class GreedyParams(MethodParams):
             ):
                 raise UserError(
                     f"epochs_per_block={weights!r} is not valid; give a non-empty list of positive "
-                    "relative weights, one per stage (e.g. 1,1,2), or leave it unset for an equal split"
+                    "relative weights, one per stage (e.g. 1,1,2), or leave it unset for an equal "
+                    "split"
                 )
         if self.decoupled:
             for key in ("auto_depth", "cache_features", "epochs_per_block"):
@@ -104,7 +105,11 @@ class GreedyParams(MethodParams):
     def resolved(self) -> dict[str, Any]:
         """The knobs with the head that trains: its kind, and its k where it has one."""
         has_k = self.head_kind != "dgl"
-        return {**super().resolved(), "aux_head": self.head_kind, "aux_k": self.k if has_k else None}
+        return {
+            **super().resolved(),
+            "aux_head": self.head_kind,
+            "aux_k": self.k if has_k else None,
+        }
 
 
 def block_groups(num_blocks: int, blocks_per_stage: int) -> list[tuple[int, int]]:
@@ -117,7 +122,8 @@ def block_groups(num_blocks: int, blocks_per_stage: int) -> list[tuple[int, int]
 
 
 def head_width(width_aux: int, model_width: float) -> int:
-    """Channels of a head's hidden layers: `width_aux` scaled by the model's width multiplier, like its blocks."""
+    """Channels of a head's hidden layers: `width_aux` scaled by the model's width multiplier,
+    like its blocks."""
     return max(1, round(width_aux * model_width))
 
 
@@ -219,10 +225,12 @@ class Greedy(Method):
         """The groups that train in the current stage."""
 
     def start_stage(self, stage: Stage) -> None:
-        """Freeze everything, then give each training group a fresh optimiser and schedule over this stage.
+        """Freeze everything, then give each training group a fresh optimiser and schedule over this
+        stage.
 
-        No model parameter trains in two stages, so there is no optimiser state to carry: the state of
-        the groups trained before is dropped with their optimisers (it would only hold memory)."""
+        No model parameter trains in two stages, so there is no optimiser state to carry: the state
+        of the groups trained before is dropped with their optimisers (it would only hold memory).
+        """
         self.stage_index = stage.index
         self.optimizers, self.schedulers, self._norms, self._norm_steps = [], [], [], 0
         self._use_heads(self.head_groups())
@@ -264,7 +272,8 @@ class Greedy(Method):
 
     # --- one batch ---------------------------------------------------------------------
     def train_mode(self) -> None:
-        """Only the groups being trained are in train mode; frozen blocks keep eval-mode BN and dropout."""
+        """Only the groups being trained are in train mode; frozen blocks keep eval-mode BN and
+        dropout."""
         self.eval_mode()
         for group in self.training_groups():
             for module in self.group_modules(group):
@@ -273,7 +282,8 @@ class Greedy(Method):
     def train_group(
         self, slot: int, group: int, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step of `group` (optimiser `slot`) on input `x`: its detached loss and output."""
+        """One optimiser step of `group` (optimiser `slot`) on input `x`: its detached loss and
+        output."""
         start, stop = self.groups[group]
         with self.autocast():
             z = self.model.features(x, start, stop)
@@ -285,10 +295,11 @@ class Greedy(Method):
         return loss.detach(), z.detach()
 
     def warm_up_norms(self) -> None:
-        """BN running stats of the trained groups average their first 1/BN_MOMENTUM batches (momentum 1/n),
-        then follow the usual moving average: short stages would otherwise keep their initial stats
-        (var 1) in eval mode (measured: vgg11 on digits, 1-epoch stages: stage 2's aux head scored 0.10 val
-        accuracy in eval mode without this warm-up, 0.87 with it, 0.88 with batch statistics)."""
+        """BN running stats of the trained groups average their first 1/BN_MOMENTUM batches
+        (momentum 1/n), then follow the usual moving average: short stages would otherwise keep
+        their initial stats (var 1) in eval mode (measured: vgg11 on digits, 1-epoch stages: stage
+        2's aux head scored 0.10 val accuracy in eval mode without this warm-up, 0.87 with it, 0.88
+        with batch statistics)."""
         if self._norm_steps * BN_MOMENTUM < 1:
             self._norm_steps += 1
             for norm in self._norms:

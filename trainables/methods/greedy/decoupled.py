@@ -1,4 +1,5 @@
-"""Decoupled greedy learning (DGL, Belilovsky et al. 2020): every group trains at once, in one stage.
+"""Decoupled greedy learning (DGL, Belilovsky et al. 2020): every group trains at once, in one
+stage.
 
 Group g runs on group g-1's output detached, computes its own loss with its own classifier and steps
 its own optimiser right away, so no gradient crosses a group boundary and one group's graph is alive

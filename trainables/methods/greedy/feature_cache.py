@@ -1,4 +1,5 @@
-"""Sequential greedy's optional feature cache: a frozen prefix's output for the whole training set, if it fits."""
+"""Sequential greedy's optional feature cache: a frozen prefix's output for the whole training
+set, if it fits."""
 
 from __future__ import annotations
 
@@ -28,15 +29,16 @@ def cached_features(
     amp: bool,
     limit_mb: float | None,
 ) -> torch.Tensor | None:
-    """`prefix(x, stop)` of every (unaugmented) training image, or None when that needs more than `limit_mb`
-    (None: half the device's free memory)."""
+    """`prefix(x, stop)` of every (unaugmented) training image, or None when that needs more than
+    `limit_mb` (None: half the device's free memory)."""
     itemsize = 2 if device.type == "cuda" and amp else 4
     need_mb = len(data) * math.prod(feature_shape) * itemsize / MB
     if limit_mb is None:
         limit_mb = CACHE_FREE_FRACTION * free_memory_mb(device)
     if need_mb > limit_mb:
         log.warning(
-            "cache_features: the output of blocks[:%d] for %d images needs %.1f MB > limit %.1f MB; "
+            "cache_features: the output of blocks[:%d] for %d images needs %.1f MB > limit %.1f "
+            "MB; "
             "re-running the frozen blocks on every batch instead",
             stop,
             len(data),
@@ -53,7 +55,8 @@ def cached_features(
 
 
 def free_memory_mb(device: torch.device) -> float:
-    """Free memory on `device` in MB: CUDA's free bytes, or MemAvailable on Linux; 0 when unknown."""
+    """Free memory on `device` in MB: CUDA's free bytes, or MemAvailable on Linux; 0 when
+    unknown."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] / MB
     try:

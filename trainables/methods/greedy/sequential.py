@@ -19,7 +19,8 @@ from trainables.methods.greedy.feature_cache import cached_features
 
 
 class SequentialGreedy(Greedy):
-    """Greedy layerwise training: the groups one after another, each on its frozen prefix's output."""
+    """Greedy layerwise training: the groups one after another, each on its frozen prefix's
+    output."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -57,7 +58,8 @@ class SequentialGreedy(Greedy):
     def train_batches(
         self, data: ImageSet, batcher: Batcher, generator: torch.Generator
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of the current stage's input: the frozen prefix's output (cached or computed without grad)."""
+        """Batches of the current stage's input: the frozen prefix's output (cached or computed
+        without grad)."""
         start = self.groups[self.stage_index][0]
         if start == 0:
             return super().train_batches(data, batcher, generator)
@@ -102,7 +104,8 @@ class SequentialGreedy(Greedy):
         return {"main": self.head(self.path_group)(self.model.features(x, 0, stop))}
 
     def deployed_history(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The epochs of the path group's stage: only they scored the classifier that training ends with."""
+        """The epochs of the path group's stage: only they scored the classifier that training
+        ends with."""
         return [h for h in history if h["stage"] == self.path_group]
 
     def final_metrics(self) -> dict[str, Any]:
