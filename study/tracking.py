@@ -7,6 +7,7 @@ several processes writing one sqlite store at once can fail with "database is lo
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -263,4 +264,17 @@ def log_arm_summary(
         "mlflow.note.content",
         "Best config of the search as params; `final/*` metrics: the mean over "
         f"{len(seeds)} seeds runs.",
+    )
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """A subcommand's `--study-dir`, `--tracking-uri` and `--experiment`: which store to read."""
+    p.add_argument("--study-dir", type=Path, required=True, help="the sweep's study directory")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)"
+    )
+    p.add_argument(
+        "--experiment",
+        default=None,
+        help="default: the only experiment with runs, else the one named after the study directory",
     )

@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from study.tracking import existing_store_uri, pick_experiment, runs_table_url
+from study.tracking import (
+    add_store_arguments,
+    existing_store_uri,
+    pick_experiment,
+    runs_table_url,
+)
 from trainables.config import check_range
 
 HOST = "127.0.0.1"
@@ -22,16 +26,8 @@ HOST = "127.0.0.1"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over a study's store")
-    p.add_argument("--study-dir", type=Path, required=True, help="the sweep's study directory")
+    add_store_arguments(p)
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument(
-        "--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)"
-    )
-    p.add_argument(
-        "--experiment",
-        default=None,
-        help="default: the only experiment with runs, else the one named after the study directory",
-    )
     p.set_defaults(func=run)
 
 

@@ -45,7 +45,14 @@ from study.report.settings_plots import arm_figures
 from study.report.settings_text import settings_lines
 from study.report.tables import render_markdown
 from study.report.timing import phase_slot_use
-from study.tracking import existing_store_uri, find_runs, pick_experiment, runs_frame, tag_filter
+from study.tracking import (
+    add_store_arguments,
+    existing_store_uri,
+    find_runs,
+    pick_experiment,
+    runs_frame,
+    tag_filter,
+)
 from trainables.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -71,15 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report", help="rebuild a study's report (Parquet, Markdown table, plots) from MLflow"
     )
-    p.add_argument("--study-dir", type=Path, required=True, help="the sweep's study directory")
-    p.add_argument(
-        "--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<study-dir>/mlflow.db)"
-    )
-    p.add_argument(
-        "--experiment",
-        default=None,
-        help="default: the only experiment with runs, else the one named after the study directory",
-    )
+    add_store_arguments(p)
     p.set_defaults(func=run)
 
 
