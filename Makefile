@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPEC=quick|fashion|paper|path.toml  STUDY_DIR=runs/<spec>  ARGS='...'  FULL=1 (bench)"
+	@echo "  variables: SPEC=quick|fashion|control|paper|paper-lite|path.toml  STUDY_DIR=runs/<spec>  ARGS='...'  FULL=1 (bench)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
