@@ -13,6 +13,7 @@ reruns its new seeds with the same budgets and target.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -39,21 +40,19 @@ def budget_epochs(epochs: float, budget_s: float, arm_s: float) -> float:
     return epochs * budget_s / arm_s
 
 
-def config_epochs(config: dict[str, Any], epochs: float) -> int:
-    """The TrainConfig.epochs that trains an equal-time budget of `epochs` with the arm's `config`.
-
-    Integrator: TrainConfig.epochs is a whole number until it takes standard-epoch units (the
-    compute budget); until then the budget is rounded, and raised to the fewest epochs the arm's
-    stage plan fits (>= 1 epoch per stage). Once it takes a float, return `epochs` unchanged.
-    """
-    start = max(1, round(epochs))
-    for whole in range(start, int(config["epochs"])):  # more epochs than a working plan fit too
+def config_epochs(config: dict[str, Any], epochs: float) -> float:
+    """The TrainConfig.epochs that trains an equal-time budget of `epochs` with the arm's `config`:
+    as is under a FLOPs budget (standard-epoch units take fractions), rounded under
+    budget_unit=epochs; raised to the fewest whole epochs the arm's stage plan fits (>= 1 epoch
+    per stage) when it does not fit."""
+    wanted = epochs if config.get("budget_unit", "flops") == "flops" else max(1, round(epochs))
+    for budget in (wanted, *range(max(1, math.ceil(wanted)), int(config["epochs"]))):
         try:
-            check_plan(TrainConfig.from_flat({**config, "epochs": whole}))
+            check_plan(TrainConfig.from_flat({**config, "epochs": budget}))
         except ValueError:
             continue
-        return whole
-    return max(start, int(config["epochs"]))
+        return budget
+    return max(wanted, config["epochs"])  # more epochs than a working plan fit too
 
 
 def make_plan(

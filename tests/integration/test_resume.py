@@ -19,11 +19,22 @@ from study.optuna_storage import storage_url
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS, TRIALS = 3, 3
 SEARCH = "seed_cnn-standard-search"
-SPEC = f"""name = "resume" dataset = "digits" models = ["seed_cnn"] methods = ["standard"] [budget]
-epochs = {EPOCHS} max_trials = {TRIALS} seeds = 0 grace_period = {EPOCHS}   # no early stopping:
-every trial runs all epochs max_concurrent = 1        # one after another, so the kill lands while
-later trials are still to run [search] startup_trials = 2 [fixed] width = 0.125 max_train_samples =
-1000  # a few seconds a trial: with 300 all three could finish within one state save
+SPEC = f"""
+name = "resume"
+dataset = "digits"
+models = ["seed_cnn"]
+methods = ["standard"]
+[budget]
+epochs = {EPOCHS}
+max_trials = {TRIALS}
+seeds = 0
+grace_period = {EPOCHS}   # no early stopping: every trial runs all epochs
+max_concurrent = 1        # one at a time: the kill lands while later trials are still to run
+[search]
+startup_trials = 2
+[fixed]
+width = 0.125
+max_train_samples = 1000  # a few seconds a trial (300: all three could end in one state save)
 """
 
 

@@ -62,15 +62,22 @@ def test_t_is_the_median_over_every_study_and_a_spec_target_wins():
 
 
 @pytest.mark.parametrize(
-    "method, budget, expected",
+    "method, unit, budget, expected",
     [
-        ("standard", 2.6, 3),
-        ("standard", 0.3, 1),
-        ("greedy", 2.4, 5),  # seed_cnn has 5 blocks: greedy's plan needs >= 1 epoch per block
-        ("layer_to_layer", 2.4, 3),  # its default split schedule has 3 stages
-        ("greedy", 12.4, 12),  # above the config's own epochs
+        ("standard", "flops", 2.6, 2.6),  # standard-epoch units take fractions
+        ("standard", "flops", 0.3, 1),  # under one epoch: raised to the fewest that fits
+        # one epoch of each of seed_cnn's 5 greedy stages costs more than 2.4 (+10%) standard
+        # epochs of FLOPs: raised to the fewest whole budget that fits
+        ("greedy", "flops", 2.4, 3),
+        ("greedy", "epochs", 2.4, 5),  # whole epochs, >= 1 per block
+        ("layer_to_layer", "flops", 2.4, 3),  # its default split schedule has 3 stages
+        ("greedy", "flops", 12.4, 12.4),  # above the config's own epochs
     ],
 )
-def test_whole_epochs_are_rounded_and_raised_to_the_fewest_the_plan_fits(method, budget, expected):
-    config = TrainConfig(model="seed_cnn", method=method, epochs=10, width=0.125).to_flat()
+def test_budgets_fit_the_unit_and_are_raised_to_the_fewest_the_plan_fits(
+    method, unit, budget, expected
+):
+    config = TrainConfig(
+        model="seed_cnn", method=method, epochs=10, width=0.125, budget_unit=unit
+    ).to_flat()
     assert config_epochs(config, budget) == expected

@@ -843,14 +843,14 @@ from trainables.training import fit
 method, epochs = sys.argv[1], int(sys.argv[2])
 g = torch.Generator().manual_seed(0)
 def images(n):
-    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
-    torch.arange(n) % 10)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    return ImageSet(x, torch.arange(n) % 10)
 splits = DataSplits("noise", images(256), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
 params = {"aux_head": "pooled"} if method == "greedy" else {}
 config = TrainConfig(model="vgg16", method=method, epochs=epochs, budget_unit="epochs",
                      batch_size=256, width=1.0, device="cpu", params=params)
-final = fit(config, splits=splits) print(json.dumps({"peak_mem_mb": final["peak_mem_mb"],
-"stage_peak_mem_mb": final["stage_peak_mem_mb"]}))
+final = fit(config, splits=splits)
+print(json.dumps({k: final[k] for k in ("peak_mem_mb", "stage_peak_mem_mb")}))
 """
 
 
