@@ -154,7 +154,8 @@ def table4(plot: str) -> str:
         f"takes about T ({BASELINE}'s median training time in the seeds phase; {BASELINE}'s row: "
         "those seeds runs). Budget = the spec's epochs × T / the arm's median seeds-phase "
         "training time, so every schedule runs to its end (AlgoPerf's rule: schedules are not "
-        "cut). `Epochs`: the epochs the runs trained; `Train time`: their median training time "
+        "cut). `Epochs`: the runs' budget (`epochs`, in the budget's unit: standard epochs of "
+        "FLOPs unless `budget.unit = epochs`); `Train time`: their median training time "
         f"(s), each run's against T in `{plot}`; `failed`: failed equal-time runs, excluded."
     )
 

@@ -283,7 +283,10 @@ def equal_time_lines(equal: EqualTime) -> list[str]:
             model,
             method,
             _num(equal.budgets[model], 1),
-            ", ".join(sorted(runs["params.epochs"].dropna().unique(), key=float)),
+            ", ".join(
+                f"{e:g}"
+                for e in sorted({round(float(e), 2) for e in runs["params.epochs"].dropna()})
+            ),
             _num(runs[TIME].median(), 1),
             _pm(*mean_ci(100 * runs[ACC])),
             str(len(runs)),
