@@ -24,8 +24,11 @@ NO_EQUAL_TIME = (
 )
 NOTHING_TO_COMPARE = f"No model has both {BASELINE} and another method: nothing to compare."
 FALSE_POSITIVE = (
-    "For a control arm this is a false positive of the control: the same method against itself "
-    "comes out beats or loses at rate α by design, and nothing is tuned to hide it."
+    "For a control arm this is a false positive of the control: the same method against itself. "
+    "Under no difference it comes out beats or loses at rate α by design; more often it means "
+    "tuning luck: the two arms' searches chose different configs (Table 1b), and a method "
+    "comparison on this budget cannot resolve differences smaller than this one "
+    "(budget.studies > 1 measures that luck; docs/phases.md)."
 )
 FAMILY = {
     "control": (
