@@ -32,7 +32,15 @@ CASES: dict[str, dict[str, Any]] = {
         "aux": "conv",
     },  # splits 6 -> 7 of vgg11's 8 blocks: 2 stages
     "greedy": {"blocks_per_stage": 4},  # 2 stages; stage 1's aux head has BatchNorm
-    "decoupled": {"blocks_per_stage": 4, "decoupled": True},
+    # DGL with layerCNN's head: DGL's own head stacks BatchNorms over 16-image shards whose tiny
+    # variances make fp32 rounding chaotic (1e-3..1e-2 apart with other thread counts), which no
+    # equality test can tell from a bug; what is tested here is decoupled training itself
+    "decoupled": {
+        "blocks_per_stage": 4,
+        "decoupled": True,
+        "aux_head": "layercnn",
+        "final_head": "model",
+    },
 }
 
 
@@ -117,11 +125,9 @@ def test_two_workers_match_one_worker(case: str, two_worker_results):
         for name, expected in reference.items():
             got = result["tensors"][name]
             if expected.is_floating_point():
-                # fp32 sums over two shards round differently from one sum. DGL's heads stack
-                # BatchNorms over 16-image shards that amplify it (to 1e-3 with some thread
-                # counts), hence its wider tolerance; a missing gradient average or BatchNorm
-                # sync still breaks every case (checked by removing the all-reduce).
-                atol, rtol = (5e-3, 5e-2) if case == "decoupled" else (1e-4, 1e-3)
-                assert torch.allclose(got, expected, atol=atol, rtol=rtol), (case, rank, name)
+                # fp32 sums over two shards round differently from one sum; a missing gradient
+                # average or BatchNorm sync moves weights by ~lr x grad (1e-2) and fails every
+                # case (checked by removing the all-reduce)
+                assert torch.allclose(got, expected, atol=1e-4, rtol=1e-3), (case, rank, name)
             else:
                 assert torch.equal(got, expected), (case, rank, name)
