@@ -233,12 +233,19 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     )
 
 
+def unnested(config: dict[str, Any]) -> dict[str, Any]:
+    """A Tune trial config with its ARM_CONFIG_KEY base config merged in (top level wins): the
+    timed phases nest a whole config there, the search puts its samples at the top level."""
+    return {**config.get(ARM_CONFIG_KEY, {}), **config}
+
+
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A Tune trial config as `TrainConfig.from_flat` takes it: the ARM_CONFIG_KEY base config
-    unnested, RUN_TAGS_KEY and SCORE_TEST_KEY left out."""
-    merged = {**config.get(ARM_CONFIG_KEY, {}), **config}
+    """A Tune trial config as `TrainConfig.from_flat` takes it: `unnested`, ARM_CONFIG_KEY,
+    RUN_TAGS_KEY and SCORE_TEST_KEY left out."""
     return {
-        k: v for k, v in merged.items() if k not in (ARM_CONFIG_KEY, RUN_TAGS_KEY, SCORE_TEST_KEY)
+        k: v
+        for k, v in unnested(config).items()
+        if k not in (ARM_CONFIG_KEY, RUN_TAGS_KEY, SCORE_TEST_KEY)
     }
 
 
@@ -249,14 +256,14 @@ def trial_config(config: dict[str, Any]) -> TrainConfig:
 
 
 def scores_test(config: dict[str, Any]) -> bool:
-    """Whether a Tune trial config asks for the test score (SCORE_TEST_KEY, top level or in the
-    ARM_CONFIG_KEY config): the timed phases' trials do, search trials never."""
-    return bool({**config.get(ARM_CONFIG_KEY, {}), **config}.get(SCORE_TEST_KEY, False))
+    """Whether a Tune trial config asks for the test score (SCORE_TEST_KEY, `unnested`): the timed
+    phases' trials do, search trials never."""
+    return bool(unnested(config).get(SCORE_TEST_KEY, False))
 
 
 def run_tags(config: dict[str, Any]) -> dict[str, Any]:
-    """The RUN_TAGS_KEY entry of a Tune trial config (top level or in the ARM_CONFIG_KEY config)."""
-    return {**config.get(ARM_CONFIG_KEY, {}), **config}.get(RUN_TAGS_KEY, {})
+    """The RUN_TAGS_KEY entry of a Tune trial config (`unnested`)."""
+    return unnested(config).get(RUN_TAGS_KEY, {})
 
 
 def trial_resources() -> dict[str, float]:
