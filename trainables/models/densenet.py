@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.densenet import _DenseBlock, _Transition
 
 from .blocknet import BlockNet
 from .common import scaled
@@ -25,6 +24,9 @@ def densenet(
 
     head = AdaptiveAvgPool2d(1) + flatten + Linear(132 -> num_classes).
     """
+    # imported on use, as torchvision loads slowly (trainables/models/__init__.py)
+    from torchvision.models.densenet import _DenseBlock, _Transition
+
     k = scaled(12, width)
     c = 2 * k
     blocks: list[nn.Module] = [nn.Conv2d(3, c, kernel_size=3, padding=1, bias=False)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .blocknet import BlockNet
 from .common import scaled
@@ -46,6 +45,9 @@ def resnet18(num_classes: int, width: float = 1.0) -> BlockNet:
     The first BasicBlock of layers 2-4 has a conv1x1+BN projection shortcut. Channel counts
     are scaled by `width`. head = AdaptiveAvgPool2d(1) + flatten + Linear(512*width -> num_classes).
     """
+    # imported on use, as torchvision loads slowly (trainables/models/__init__.py)
+    from torchvision.models.resnet import BasicBlock
+
     c = scaled(64, width)
     blocks: list[nn.Module] = [_stem(c)]
     c_in = c
@@ -82,6 +84,9 @@ def resnext(
         raise ValueError(
             f"cardinality and base_width must be >= 1, got {cardinality} and {base_width}"
         )
+    # imported on use, as torchvision loads slowly (trainables/models/__init__.py)
+    from torchvision.models.resnet import Bottleneck
+
     c = scaled(64, width)
     blocks: list[nn.Module] = [_stem(c)]
     c_in = c

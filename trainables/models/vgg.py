@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.vgg import cfgs
 
 from .blocknet import BlockNet
 from .common import scaled
@@ -12,6 +11,9 @@ from .common import scaled
 def _vgg(cfg_key: str, batch_norm: bool, num_classes: int, width: float, name: str) -> BlockNet:
     """One block per conv3x3(-BN)-ReLU of torchvision's `cfgs[cfg_key]`; each 'M' is folded into
     the block before it."""
+    # imported on use, as torchvision loads slowly (trainables/models/__init__.py)
+    from torchvision.models.vgg import cfgs
+
     cfg = cfgs[cfg_key]
     blocks: list[nn.Sequential] = []
     c_in = 3
