@@ -45,8 +45,9 @@ INPUT_SHAPE = (3, 32, 32)  # every data set's images (trainables.data)
 # The TrainConfig fields that can change a stage's FLOPs per image (besides the method's params).
 COST_FIELDS = ("model", "method", "dataset", "width")
 METHOD_LOGGER = "trainables.methods"
-_CACHE_LIMIT = 4096  # counted stages kept per process (the search asks for many plans)
+_CACHE_LIMIT = 4096  # entries each cache keeps per process (the search asks for many plans)
 _stage_cache: dict[tuple[str, str], StageCost] = {}
+_layout_cache: dict[str, tuple[list[Stage], str]] = {}
 
 
 @dataclass(frozen=True)
@@ -191,17 +192,29 @@ def epoch_images(num_train: int, batch_size: int) -> int:
 def stage_costs(config: TrainConfig) -> tuple[list[Stage], list[StageCost]]:
     """The stages of `config` (epochs not set) and their FLOPs per image; counted stages are cached
     by what decides their cost (COST_FIELDS, the method's params except its `PLAN_KNOBS`, the
-    stage's info)."""
-    method = meta_method(config)
-    stages = method.layout()
-    key = cost_key(config, method)
+    stage's info), and each config's layout by the whole config (a search checks the same configs
+    many times, and building the meta model and method costs more than the lookup)."""
+    method = None
+    config_key = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    if config_key not in _layout_cache:
+        method = meta_method(config)
+        _bounded(_layout_cache)[config_key] = (method.layout(), cost_key(config, method))
+    stages, key = _layout_cache[config_key]
     missing = [s for s in stages if (key, _info_key(s)) not in _stage_cache]
     if missing:
-        if len(_stage_cache) > _CACHE_LIMIT:
-            _stage_cache.clear()
-        for stage, cost in zip(missing, count_stages(config, method, missing)):
-            _stage_cache[key, _info_key(stage)] = cost
-    return stages, [_stage_cache[key, _info_key(s)] for s in stages]
+        counted = count_stages(config, method or meta_method(config), missing)
+        for stage, cost in zip(missing, counted):
+            _bounded(_stage_cache)[key, _info_key(stage)] = cost
+    return [dataclasses.replace(s) for s in stages], [
+        _stage_cache[key, _info_key(s)] for s in stages
+    ]
+
+
+def _bounded(cache: dict) -> dict:
+    """`cache`, emptied first when it holds more than _CACHE_LIMIT entries."""
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    return cache
 
 
 def meta_method(config: TrainConfig) -> Method:
@@ -217,7 +230,10 @@ def meta_method(config: TrainConfig) -> Method:
 
 def count_stages(config: TrainConfig, method: Method, stages: list[Stage]) -> list[StageCost]:
     """FLOPs per image of `stages`, each started in order and run for two one-batch epochs: the
-    second epoch is the per-epoch cost, what the first did beyond it the once-per-stage cost."""
+    second epoch is the per-epoch cost, what the first did beyond it the once-per-stage cost. Only
+    a method that feeds its own inputs (`train_batches`, e.g. greedy's cached features) can do work
+    once per stage; for the others one epoch is counted (half the time)."""
+    feeds_own_inputs = type(method).train_batches is not Method.train_batches
     method.stage_epochs = [1] * len(method.layout())
     meta = torch.device("meta")
     batch = max(2, config.batch_size)
@@ -246,7 +262,7 @@ def count_stages(config: TrainConfig, method: Method, stages: list[Stage]) -> li
                 method.start_stage(dataclasses.replace(stage, epochs=1))
             method.train_mode()
             seen, first = count_flops(epoch)
-            _, later = count_flops(epoch)
+            later = count_flops(epoch)[1] if feeds_own_inputs else first
             costs.append(StageCost(later / seen, (first - later) / batch))
     return costs
 

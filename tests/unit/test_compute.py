@@ -98,8 +98,8 @@ def test_every_plan_costs_its_budget_within_ten_percent(method, params, epochs):
 
 @pytest.mark.parametrize("method, params", VARIANTS)
 def test_the_count_is_what_a_real_epoch_runs(method, params, small_digits):
-    """Each stage's planned FLOPs equal FlopCounterMode's count of one real epoch on the CPU (its
-    first epoch: a cached prefix is computed then)."""
+    """Each stage's planned FLOPs equal FlopCounterMode's count of real epochs on the CPU: its
+    first (a cached prefix is computed then) and its second (the per-epoch cost)."""
     config = TrainConfig(
         model="vgg11", method=method, epochs=20, width=0.125, batch_size=32, device="cpu"
     )
@@ -120,6 +120,7 @@ def test_the_count_is_what_a_real_epoch_runs(method, params, small_digits):
         method_obj.start_stage(stage)
         method_obj.train_mode()
         assert count_flops(epoch)[1] == pytest.approx(per_epoch + once, rel=1e-6)
+        assert count_flops(epoch)[1] == pytest.approx(per_epoch, rel=1e-6)
 
 
 def test_auto_depth_stopping_early_uses_less_and_says_so(small_digits, make_config, caplog):
