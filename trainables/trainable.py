@@ -46,6 +46,7 @@ DATASET_KEY = (
 SCORE_TEST_KEY = (
     "score_test"  # trial config: True in the timed phases; search trials never see test
 )
+WORKER_POLL_INTERVAL_S = 0.25  # how often a worker group's Ray Train controller checks its workers
 
 ExtraResults = Callable[[], dict[str, Any]]
 
@@ -193,6 +194,9 @@ def _train_workers(config: dict[str, Any], group: WorkerGroup) -> None:
     # Ray Train's watcher of node preemption is one more actor process per trial; a preempted node
     # is a lost node to Tune, which retries the trial from its last checkpoint (budget.max_failures)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    # the controller notices that the workers finished at its next poll of them (Ray's default:
+    # every 2 s, and a trial took two polls to end); polling is one small actor call per worker
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(WORKER_POLL_INTERVAL_S))
     storage = tune.get_context().get_storage()
     trainer = TorchTrainer(
         _worker_loop,
