@@ -8,13 +8,15 @@ SPEC ?= quick
 STUDY_DIR ?= runs/$(notdir $(basename $(SPEC)))
 ARGS ?=
 PYTEST_ARGS ?=
+# test processes: each test file runs whole in one (its module fixtures run once); 1 = serial
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lint format test trial sweep report ui bench gpu-kit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPEC=quick|fashion|control|paper|paper-lite|path.toml  STUDY_DIR=runs/<spec>  ARGS='...'  FULL=1 (bench)"
+	@echo "  variables: SPEC=quick|fashion|control|paper|paper-lite|path.toml  STUDY_DIR=runs/<spec>  ARGS='...'  FULL=1 (bench)  TEST_WORKERS=2|1|auto (test)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -33,8 +35,8 @@ format: $(STAMP) ## ruff: format the tree and apply the linter's safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) ## run the test suite (fails when no test ran)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## run the test suite, TEST_WORKERS=2 files at a time (fails when no test ran)
+	$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,) $(PYTEST_ARGS)
 
 trial: $(STAMP) ## one in-process trial: make trial ARGS="--model vgg11 --method greedy --epochs 5"
 	$(PY) -m study trial $(ARGS)

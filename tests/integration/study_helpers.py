@@ -24,7 +24,9 @@ TINY_SPEC: dict[str, Any] = {
         "search_epochs": 7,
         "seeds": 2,
         "grace_period": 1,
-        "max_concurrent": 2,
+        # one trial at a time: each concurrent trial is one more process to start (about 5 s of
+        # CPU, its imports), and a tiny trial trains for well under a second
+        "max_concurrent": 1,
         "max_failures": 1,
     },
     "resources": {"cpu": 1},

@@ -845,10 +845,10 @@ g = torch.Generator().manual_seed(0)
 def images(n):
     x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
     return ImageSet(x, torch.arange(n) % 10)
-splits = DataSplits("noise", images(256), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
+splits = DataSplits("noise", images(128), images(8), images(8), 10, (0.5,) * 3, (0.25,) * 3, False)
 params = {"aux_head": "pooled"} if method == "greedy" else {}
 config = TrainConfig(model="vgg16", method=method, epochs=epochs, budget_unit="epochs",
-                     batch_size=256, width=1.0, device="cpu", params=params)
+                     batch_size=128, width=1.0, device="cpu", params=params)
 final = fit(config, splits=splits)
 print(json.dumps({k: final[k] for k in ("peak_mem_mb", "stage_peak_mem_mb")}))
 """
@@ -869,9 +869,10 @@ def _peak_in_subprocess(method: str, epochs: int) -> dict:
 
 @pytest.mark.slow
 def test_greedy_peak_memory_is_well_below_standard_on_vgg16():
-    """vgg16 at width 1, batch 256, CPU peak RSS (one fresh process per method): greedy's worst
+    """vgg16 at width 1, batch 128, CPU peak RSS (one fresh process per method): greedy's worst
     stage stays clearly below end-to-end training with the pooled head (layerCNN's head runs two 3x3
-    convs at 32x32 on block 0, more than the block itself; docs/greedy.md)."""
+    convs at 32x32 on block 0, more than the block itself; docs/greedy.md). Measured 236 MB against
+    407 MB (0.58; at batch 256 0.64), 2-core CPU VM, 2026-12-06."""
     standard = _peak_in_subprocess("standard", 1)
     greedy = _peak_in_subprocess("greedy", 13)
     assert len(greedy["stage_peak_mem_mb"]) == 13
