@@ -196,18 +196,20 @@ def stage_costs(config: TrainConfig) -> tuple[list[Stage], list[StageCost]]:
     many times, and building the meta model and method costs more than the lookup)."""
     method = None
     config_key = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    if config_key not in _layout_cache:
+    layout = _layout_cache.get(config_key)
+    if layout is None:
         method = meta_method(config)
-        _bounded(_layout_cache)[config_key] = (method.layout(), cost_key(config, method))
-    stages, key = _layout_cache[config_key]
-    missing = [s for s in stages if (key, _info_key(s)) not in _stage_cache]
+        layout = (method.layout(), cost_key(config, method))
+        _bounded(_layout_cache)[config_key] = layout
+    stages, key = layout
+    costs = {_info_key(s): _stage_cache.get((key, _info_key(s))) for s in stages}
+    missing = [s for s in stages if costs[_info_key(s)] is None]
     if missing:
         counted = count_stages(config, method or meta_method(config), missing)
         for stage, cost in zip(missing, counted):
+            costs[_info_key(stage)] = cost
             _bounded(_stage_cache)[key, _info_key(stage)] = cost
-    return [dataclasses.replace(s) for s in stages], [
-        _stage_cache[key, _info_key(s)] for s in stages
-    ]
+    return [dataclasses.replace(s) for s in stages], [costs[_info_key(s)] for s in stages]
 
 
 def _bounded(cache: dict) -> dict:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.compute import BUDGET_TOLERANCE, count_flops, run_plan
+from trainables import compute
+from trainables.compute import BUDGET_TOLERANCE, count_flops, run_plan, stage_costs
 from trainables.config import TrainConfig
 from trainables.data import Batcher, DataSplits, ImageSet
 from trainables.methods.aux_heads import GREEDY_HEADS
@@ -179,3 +180,15 @@ def test_epochs_unit_plans_exactly_as_before():
     )  # fmt: skip
     weights = [f / 7 * 0.7 for f in (1, 3, 1, 1, 1)] + [0.3]
     assert run_plan(l2l, 1000).stage_epochs == allocate_before(weights, 10)
+
+
+def test_full_caches_are_emptied_without_losing_the_stages_being_counted(monkeypatch):
+    """With room for one entry per cache, counting a 3-stage plan empties the caches while it
+    fills them, and still returns every stage's cost, the same as with room for all."""
+    config = TrainConfig(model="vgg11", method="layer_to_layer", epochs=8, width=0.125)
+    roomy = stage_costs(config)
+    for cache in ("_stage_cache", "_layout_cache"):
+        monkeypatch.setattr(compute, cache, {})
+    monkeypatch.setattr(compute, "_CACHE_LIMIT", 1)
+    stages, costs = stage_costs(config)
+    assert len(stages) >= 3 and (stages, costs) == roomy
