@@ -8,12 +8,17 @@ trials goes on; the report and the MLflow runs show which failed and why.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ray.tune import Result
+
+
+# `package.module.SomeError: message` at the start of a line: group 1 is `SomeError: `
+QUALIFIED_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*: )")
 
 
 class StudyFailed(Exception):
@@ -39,9 +44,13 @@ def failure_reason(result: Result) -> str:
 
 
 def last_line(text: str) -> str:
-    """The last non-blank line of an error text (a traceback ends with the exception's message)."""
+    """The last non-blank line of an error text (a traceback ends with the exception's message),
+    the exception's module path dropped: `trainables.training.DivergedError: ...` reads
+    `DivergedError: ...`, as a trial words the divergence it reports itself. (A worker group's
+    error can reach Tune before the divergence its worker reported, and the report tells a diverged
+    run from a failed one by that prefix.)"""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+    return QUALIFIED_EXCEPTION.sub(r"\1", lines[-1]) if lines else "unknown error"
 
 
 def phase_failure(results: Iterable[Result]) -> str | None:

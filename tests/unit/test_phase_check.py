@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ray.tune import Result
 
-from study.phase_check import StudyFailed, check_phase, phase_failure
+from study.phase_check import StudyFailed, check_phase, last_line, phase_failure
 from trainables.trainable import DIVERGED_KEY
 
 DIVERGED = "DivergedError: train_loss is nan at epoch 1"
@@ -54,3 +54,20 @@ def test_check_phase_raises_one_line_naming_the_phase():
         "the equal time phase ended with no finished trial; "
         "first failure: seed_cnn/greedy trial d4: boom"
     )
+
+
+def test_an_error_line_names_the_exception_without_its_module_path():
+    """A worker group's error can reach Tune before the divergence its worker reported: its
+    traceback's last line then words the divergence as the trial does, and the report counts the
+    run as diverged (study/report/frames.py reads the prefix)."""
+    worker_group = (
+        "ray.train.WorkerGroupError: Training failed due to worker errors:\n"
+        "[Rank 0 Error Snippet]:\nTraceback (most recent call last):\n"
+        f"trainables.training.{DIVERGED} (seed_cnn/standard)\n"
+    )
+    assert last_line(worker_group) == f"{DIVERGED} (seed_cnn/standard)"
+    assert last_line(TRACEBACK) == "ValueError: bad width"
+    assert last_line("lost: ray.exceptions.ActorDiedError (node gone)") == (
+        "lost: ray.exceptions.ActorDiedError (node gone)"
+    )
+    assert last_line(" \n") == "unknown error"
