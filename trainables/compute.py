@@ -202,14 +202,15 @@ def stage_costs(config: TrainConfig) -> tuple[list[Stage], list[StageCost]]:
         layout = (method.layout(), cost_key(config, method))
         _bounded(_layout_cache)[config_key] = layout
     stages, key = layout
-    costs = {_info_key(s): _stage_cache.get((key, _info_key(s))) for s in stages}
-    missing = [s for s in stages if costs[_info_key(s)] is None]
+    infos = [_info_key(s) for s in stages]
+    costs = [_stage_cache.get((key, info)) for info in infos]
+    missing = [i for i, cost in enumerate(costs) if cost is None]
     if missing:
-        counted = count_stages(config, method or meta_method(config), missing)
-        for stage, cost in zip(missing, counted):
-            costs[_info_key(stage)] = cost
-            _bounded(_stage_cache)[key, _info_key(stage)] = cost
-    return [dataclasses.replace(s) for s in stages], [costs[_info_key(s)] for s in stages]
+        counted = count_stages(config, method or meta_method(config), [stages[i] for i in missing])
+        for i, cost in zip(missing, counted):
+            costs[i] = cost
+            _bounded(_stage_cache)[key, infos[i]] = cost
+    return [dataclasses.replace(s) for s in stages], costs
 
 
 def _bounded(cache: dict) -> dict:
