@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from ray.tune import Result
 
 
-# `package.module.SomeError: message` at the start of a line: group 1 is `SomeError: `
-QUALIFIED_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*: )")
+# `package.module.SomeError: message` at the start of a line: group 1 is `SomeError: ` (a class
+# name, capitalised, so that `spec.toml: ...` is not taken for one)
+QUALIFIED_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Z]\w*: )")
 
 
 class StudyFailed(Exception):

@@ -70,4 +70,5 @@ def test_an_error_line_names_the_exception_without_its_module_path():
     assert last_line("lost: ray.exceptions.ActorDiedError (node gone)") == (
         "lost: ray.exceptions.ActorDiedError (node gone)"
     )
+    assert last_line("spec.toml: no such file") == "spec.toml: no such file"
     assert last_line(" \n") == "unknown error"
