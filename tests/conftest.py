@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,16 @@ import torch
 from trainables.config import TrainConfig
 from trainables.data import CIFAR_FOLDERS, DataSplits, load_dataset
 
-torch.set_num_threads(2)
+# torch threads = the cores this test process has to itself: xdist runs PYTEST_XDIST_WORKER_COUNT
+# test processes side by side, and more threads than cores leave OpenMP's idle threads spinning on
+# cores that another process needs (two such files side by side on 2 cores took 106 s with 2
+# threads each, 56 s with 1). OMP_NUM_THREADS carries it to the processes the tests start; a trial
+# on Ray still sets its own from its reservation.
+TORCH_THREADS = max(
+    1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+)
+os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
+torch.set_num_threads(TORCH_THREADS)
 
 
 def write_cifar(root: Path, name: str, n_train: int = 60, n_test: int = 20, seed: int = 0) -> Path:
