@@ -8,7 +8,9 @@ SPEC ?= quick
 STUDY_DIR ?= runs/$(notdir $(basename $(SPEC)))
 ARGS ?=
 PYTEST_ARGS ?=
-# test processes: each test file runs whole in one (its module fixtures run once); 1 = serial
+# test processes: each test file runs whole in one (its module fixtures run once); 1 = serial.
+# Files go out in collection order (e2e, integration, then the many short unit files, which even
+# out the end): xdist's default order, by test count, left a 4-test file of 170 s for last
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
@@ -36,7 +38,7 @@ format: $(STAMP) ## ruff: format the tree and apply the linter's safe fixes
 	$(VENV)/bin/ruff check --fix .
 
 test: $(STAMP) ## run the test suite, TEST_WORKERS=2 files at a time (fails when no test ran)
-	$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder,) $(PYTEST_ARGS)
 
 trial: $(STAMP) ## one in-process trial: make trial ARGS="--model vgg11 --method greedy --epochs 5"
 	$(PY) -m study trial $(ARGS)
