@@ -1,4 +1,4 @@
-"""Integration fixtures: a real local Ray per test module and tiny study specs."""
+"""Integration fixtures: a real local Ray per test process and tiny study specs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from study_helpers import spec_data
 from study.spec import StudySpec, spec_from_dict
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
-    """A local Ray with 2 CPUs for the module (any Ray left running is shut down first)."""
+    """A local Ray with 2 CPUs, shared by the modules this test process runs (each start and stop
+    costs about 4 CPU-s; any Ray left running is shut down first)."""
     import ray
 
     if ray.is_initialized():
