@@ -10,7 +10,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 # test processes: each test file runs whole in one (its module fixtures run once); 1 = serial.
 # Files go out in collection order (e2e, integration, then the many short unit files, which even
-# out the end): xdist's default order, by test count, left a 4-test file of 170 s for last
+# out the end): xdist's default order, by test count, sent a 4-test file of 170 s out near the end
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
